@@ -1,0 +1,64 @@
+"""What every target adapter provides: the scores the findings compare, as one differentiable function.
+
+A target wraps a loaded model for one task. For each probe set it builds a ``ScoreHead``: the
+names of its outputs and a function from token ids to a (batch, n_outputs) tensor. The runner
+scores variants with that function, and Captum explains a column of the very same function, so
+what is explained is exactly what is compared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from probes.schema import ProbeSet
+
+ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(input_ids, attention_mask) -> scores of shape (batch, n_outputs)."""
+
+
+@dataclass
+class ScoreHead:
+    """The scores of one probe set under one target."""
+
+    outputs: list[str]
+    forward: ScoreFunction
+    predict_labels: Callable[[np.ndarray], list[str | None]]
+    """From a (batch, n_outputs) score array, the predicted label of each row (None if no labels)."""
+    attribution_output: Callable[[list[str | None], np.ndarray], str]
+    """Which output to explain for an instance, given its variants' expected labels and scores."""
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Target(ABC):
+    """A loaded model for one task. Subclasses implement ``head``."""
+
+    task: str = ""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device, max_length: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_length = max_length
+
+    @abstractmethod
+    def head(self, probe_set: ProbeSet) -> ScoreHead:
+        """Build the score function for one probe set (may embed anchor sets once)."""
+
+    @abstractmethod
+    def check_probe_set(self, probe_set: ProbeSet) -> list[str]:
+        """Problems that make this probe set unusable with this target (empty when compatible)."""
+
+    def embedding_layer(self) -> nn.Module:
+        """The token embedding module Captum attributes through."""
+        return self.model.get_input_embeddings()
+
+    def transformer(self) -> nn.Module:
+        """The module whose attention layers the attention statistics read."""
+        return self.model
