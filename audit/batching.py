@@ -1,0 +1,106 @@
+"""Tokenize once, then run the model over length-sorted batches under a token budget.
+
+Texts are sorted by length so each batch pads little; a batch holds as many texts as fit in
+``max_tokens`` (batch size x longest sequence). On an out-of-memory error the batch is split in
+half and retried, down to single texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One text after tokenization (truncated to the model's maximum length)."""
+
+    input_ids: list[int]
+    offsets: list[tuple[int, int]]  # (0, 0) for special tokens
+    special: list[bool]
+    n_tokens: int
+    truncated: bool
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[Encoded]:
+    """Tokenize every text with offsets; flag the ones cut to ``max_length``."""
+    if not texts:
+        return []
+    full = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+    cut = tokenizer(
+        list(texts),
+        add_special_tokens=True,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
+    encoded = []
+    for i in range(len(texts)):
+        ids = list(cut["input_ids"][i])
+        encoded.append(
+            Encoded(
+                input_ids=ids,
+                offsets=[(int(s), int(e)) for s, e in cut["offset_mapping"][i]],
+                special=[bool(m) for m in cut["special_tokens_mask"][i]],
+                n_tokens=len(ids),
+                truncated=len(full[i]) > len(ids),
+            )
+        )
+    return encoded
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int = 256) -> list[list[int]]:
+    """Indices grouped into batches, longest first, each within ``max_tokens`` padded tokens."""
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be at least 1")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index in order:
+        candidate_longest = max(longest, lengths[index])
+        if current and (
+            (len(current) + 1) * candidate_longest > max_tokens or len(current) >= max_batch_size
+        ):
+            batches.append(current)
+            current, candidate_longest = [], lengths[index]
+        current.append(index)
+        longest = candidate_longest
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(items: Sequence[Encoded], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a batch to its longest member: (input_ids, attention_mask)."""
+    width = max(item.n_tokens for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, item in enumerate(items):
+        ids[row, : item.n_tokens] = torch.tensor(item.input_ids, dtype=torch.long)
+        mask[row, : item.n_tokens] = 1
+    return ids.to(device), mask.to(device)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def run_with_backoff(batch: list[int], step: Callable[[list[int]], T]) -> Iterator[tuple[list[int], T]]:
+    """Run ``step`` on the batch; on out-of-memory, free the cache and retry each half."""
+    try:
+        yield batch, step(batch)
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error) or len(batch) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        middle = len(batch) // 2
+        yield from run_with_backoff(batch[:middle], step)
+        yield from run_with_backoff(batch[middle:], step)

@@ -1,0 +1,349 @@
+"""The `audit` command: thin typer commands over the library.
+
+User mistakes raise UserError; one handler prints them in red and exits 2. Tracebacks only with
+PROBELENS_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from audit.errors import ProbeFileError, UserError
+
+app = typer.Typer(
+    help="Audit transformer language models for bias: counterfactual probes, statistics, attributions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+probes_app = typer.Typer(help="List, show and validate probe sets.", no_args_is_help=True)
+runs_app = typer.Typer(help="List and inspect stored runs.", no_args_is_help=True)
+models_app = typer.Typer(help="The bundled models.", no_args_is_help=True)
+app.add_typer(probes_app, name="probes")
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+
+
+@app.command()
+def run(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Bundled short name, local folder or hub id; repeat for several."),
+    ] = None,
+    probes: Annotated[
+        list[str] | None,
+        typer.Option("--probes", "-p", help="Built-in probe set name or probe file; repeat. Default: all built-in."),
+    ] = None,
+    task: Annotated[str, typer.Option(help="auto | text-classification | embedding")] = "auto",
+    config_file: Annotated[Path | None, typer.Option("--config", help="Read settings from an audit.yaml.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder that holds runs. [default: runs]")] = None,
+    name: Annotated[str | None, typer.Option(help="Run folder name. [default: <timestamp>-<model>]")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder of the same name.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    revision: Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")] = None,
+    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle (.bin) weights; unsafe for untrusted models.")] = False,
+    max_length: Annotated[int | None, typer.Option(help="Cap tokens per input (longer inputs are flagged).")] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch. [default: 8192]")] = None,
+    max_instances: Annotated[int | None, typer.Option(help="Use the first N instances of each set.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
+    alpha: Annotated[float | None, typer.Option(help="False discovery rate for q-values. [default: 0.05]")] = None,
+    min_effect: Annotated[
+        float | None, typer.Option(help="Practical threshold on |mean paired difference|. [default: 0.02]")
+    ] = None,
+    attribute_top: Annotated[
+        str | None, typer.Option(help="Attribute the K instances with the largest effects per set, or 'all'.")
+    ] = None,
+    ig_steps: Annotated[int | None, typer.Option(help="Integrated Gradients steps. [default: 32]")] = None,
+    no_attributions: Annotated[bool, typer.Option("--no-attributions", help="Skip attributions.")] = False,
+    no_attention: Annotated[bool, typer.Option("--no-attention", help="Skip attention statistics.")] = False,
+    fail_on: Annotated[str, typer.Option(help="none | significant: exit 1 when significant findings exist.")] = "none",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+) -> None:
+    """Audit models with probe sets; with no arguments, the main job (bundled models, built-in sets)."""
+    from audit.config import AuditConfig
+    from audit.runner import run_audit
+
+    if fail_on not in ("none", "significant"):
+        raise UserError(f"--fail-on takes 'none' or 'significant', not {fail_on!r}")
+    flags: dict[str, Any] = {
+        "models": model or None,
+        "probes": probes or None,
+        "task": task if task != "auto" else None,
+        "out": out_dir,
+        "name": name,
+        "overwrite": overwrite or None,
+        "device": device if device != "auto" else None,
+        "revision": revision,
+        "allow_pickle": allow_pickle or None,
+        "max_length": max_length,
+        "batch_tokens": batch_tokens,
+        "max_instances": max_instances,
+        "seed": seed,
+        "alpha": alpha,
+        "min_effect": min_effect,
+        "attribute_top": attribute_top,
+        "ig_steps": ig_steps,
+        "attributions": False if no_attributions else None,
+        "attention": False if no_attention else None,
+    }
+    given = {k: v for k, v in flags.items() if v is not None}
+    config = AuditConfig.from_yaml(config_file, **given) if config_file else AuditConfig.build(given)
+    if config.name and len(config.models) > 1:
+        raise UserError("--name names one run folder; with several --model values, leave it out")
+
+    summaries = []
+    for model_name in config.models:
+        err.print(f"[bold]Auditing[/bold] {model_name}")
+        result = run_audit(config, model_name, console=err)
+        summaries.append(run_summary(result.run_dir, result.manifest, result.findings))
+        if not as_json:
+            print_findings(result.findings, result.run_dir, result.manifest)
+    if as_json:
+        out.print_json(json.dumps({"runs": summaries}, default=str))
+    n_significant = sum(s["n_significant"] for s in summaries)
+    if fail_on == "significant" and n_significant:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[str, Any]:
+    significant = findings[findings["significant"]] if len(findings) else findings
+    return {
+        "run_dir": str(run_dir),
+        "run_id": manifest["run_id"],
+        "model": manifest["model"]["name"],
+        "task": manifest["model"]["task"],
+        "n_examples": manifest["summary"]["n_examples"],
+        "n_findings": manifest["summary"]["n_findings"],
+        "n_significant": manifest["summary"]["n_significant"],
+        "timings": manifest["timings"],
+        "significant_findings": json.loads(significant.to_json(orient="records")) if len(significant) else [],
+    }
+
+
+def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any]) -> None:
+    significant = findings[findings["significant"]] if len(findings) else findings
+    model = manifest["model"]["name"]
+    if len(significant) == 0:
+        out.print(f"[green]No significant findings[/green] for {model} ({len(findings)} tests).")
+    else:
+        table = Table(title=f"Significant findings: {model} ({len(significant)} of {len(findings)} tests)")
+        for column in ("probe set", "attribute", "a", "b", "metric", "output", "effect", "95% CI", "q", "severity"):
+            table.add_column(column)
+        ordered = significant.assign(size=significant["effect"].abs()).sort_values("size", ascending=False)
+        for row in ordered.head(40).itertuples():
+            table.add_row(
+                str(row.probe_set),
+                str(row.attribute),
+                str(row.group_a),
+                str(row.group_b),
+                str(row.metric),
+                str(row.output),
+                f"{row.effect:+.4f}",
+                f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}]",
+                f"{row.q_value:.2g}",
+                str(row.severity),
+            )
+        out.print(table)
+        if len(significant) > 40:
+            out.print(f"... and {len(significant) - 40} more in findings.parquet")
+    out.print(f"Run stored in [bold]{run_dir}[/bold]")
+
+
+# --- probes ------------------------------------------------------------------------------------
+
+
+@probes_app.command("list")
+def probes_list() -> None:
+    """The built-in probe sets."""
+    from probes import list_builtin, load_builtin
+
+    table = Table("name", "attributes", "instances", "variants", "groups", "associations", "description")
+    for set_name in list_builtin():
+        probe_set = load_builtin(set_name)
+        groups = sorted({v.variant for v in probe_set.variants})
+        table.add_row(
+            set_name,
+            ", ".join(probe_set.attributes),
+            str(len(probe_set.instances)),
+            str(len(probe_set.variants)),
+            ", ".join(groups[:8]) + (" ..." if len(groups) > 8 else ""),
+            str(len(probe_set.associations)),
+            probe_set.description,
+        )
+    out.print(table)
+
+
+@probes_app.command("show")
+def probes_show(
+    spec: Annotated[str, typer.Argument(help="Built-in name or probe file.")],
+    limit: Annotated[int, typer.Option(help="Instances to show.")] = 10,
+) -> None:
+    """A probe set's card and its first instances."""
+    from probes import load_probe_set
+
+    probe_set = load_probe_set(spec)
+    out.print(f"[bold]{probe_set.name}[/bold]: {probe_set.description}")
+    if probe_set.card:
+        out.print(probe_set.card)
+    table = Table("instance", "variant", "attribute", "text", "label")
+    for instance in probe_set.instances[:limit]:
+        for variant in instance.variants:
+            table.add_row(instance.instance_id, variant.variant, variant.attribute, variant.text, variant.label or "")
+    out.print(table)
+    for association in probe_set.associations:
+        out.print(
+            f"association [bold]{association.name}[/bold]: {association.a_name} ({len(association.a)} words) "
+            f"vs {association.b_name} ({len(association.b)} words)"
+        )
+    out.print(f"{len(probe_set.instances)} instances, {len(probe_set.variants)} variants")
+
+
+@probes_app.command("validate")
+def probes_validate(files: Annotated[list[Path], typer.Argument(help="Probe files to check.")]) -> None:
+    """Check probe files; print every problem as FILE:LINE: message; exit 2 if any."""
+    from probes import validate_file
+
+    problems = [p for f in files for p in validate_file(f)]
+    if problems:
+        raise ProbeFileError(problems)
+    for path in files:
+        out.print(f"[green]ok[/green] {path}")
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+@runs_app.command("list")
+def runs_list(runs_dir: Annotated[Path, typer.Option("--runs", help="Folder that holds runs.")] = Path("runs")) -> None:
+    """Runs in a folder, newest first."""
+    from audit.store import iter_runs
+
+    table = Table("run", "model", "task", "created", "probe sets", "significant", "status")
+    for store in iter_runs(runs_dir):
+        m = store.read_manifest()
+        table.add_row(
+            store.id,
+            m.get("model", {}).get("name", "?"),
+            m.get("model", {}).get("task", "?"),
+            str(m.get("created_at", "")),
+            ", ".join(p["name"] for p in m.get("probe_sets", [])),
+            f"{m.get('summary', {}).get('n_significant', '?')} / {m.get('summary', {}).get('n_findings', '?')}",
+            m.get("status", "?"),
+        )
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id or folder.")],
+    runs_dir: Annotated[Path, typer.Option("--runs", help="Folder that holds runs.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """A run's manifest and its significant findings."""
+    from audit.store import find_run
+
+    store = find_run(run_ref, runs_dir)
+    manifest = store.read_manifest()
+    if as_json:
+        out.print_json(json.dumps(manifest, default=str))
+        return
+    model = manifest.get("model", {})
+    out.print(f"[bold]{store.id}[/bold] ({manifest.get('status')}) {store.path}")
+    out.print(f"model {model.get('name')} ({model.get('task')}), source {model.get('source')}")
+    out.print(f"timings (s): {manifest.get('timings')}")
+    print_findings(store.read_table("findings"), store.path, manifest)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The bundled models and whether they are ready."""
+    from audit.bundled import BUNDLED, bundled_status
+
+    table = Table("name", "task", "ready", "folder", "about")
+    for short_name, info in BUNDLED.items():
+        ready, folder = bundled_status(short_name)
+        table.add_row(short_name, info.task, "yes" if ready else "no", str(folder), info.description)
+    out.print(table)
+
+
+@models_app.command("build")
+def models_build(
+    names: Annotated[list[str] | None, typer.Argument(help="Bundled models to build. [default: all]")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Build again even when ready.")] = False,
+) -> None:
+    """Build (or find) the bundled models; fast when they are ready."""
+    from audit.bundled import BUNDLED, ensure_bundled
+
+    for short_name in names or list(BUNDLED):
+        folder = ensure_bundled(short_name, rebuild=rebuild)
+        out.print(f"[green]ready[/green] {short_name}: {folder}")
+
+
+# --- dashboard ---------------------------------------------------------------------------------
+
+
+@app.command()
+def dashboard(
+    runs_dir: Annotated[Path, typer.Option("--runs", help="Folder that holds runs.")] = Path("runs"),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
+) -> None:
+    """Start the Streamlit dashboard on 127.0.0.1."""
+    from dashboard.launch import streamlit_command
+
+    if not runs_dir.is_dir():
+        raise UserError(f"{runs_dir} does not exist; run `audit run` first or pass --runs FOLDER")
+    command = streamlit_command(runs_dir, port)
+    err.print(f"Dashboard on http://127.0.0.1:{port} (runs from {runs_dir}); Ctrl+C to stop")
+    os.execvp(command[0], command)
+
+
+def main() -> None:
+    """Entry point: run the app; user mistakes exit 2 without a traceback."""
+    try:
+        app(standalone_mode=False)
+    except UserError as error:
+        if isinstance(error, ProbeFileError):
+            for problem in error.problems:
+                err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+            err.print(f"{len(error.problems)} problem(s); nothing was run.", style="red")
+        else:
+            err.print("error: " + str(error), style="red", markup=False, highlight=False, soft_wrap=True)
+        if os.environ.get("PROBELENS_DEBUG"):
+            raise
+        sys.exit(EXIT_BAD_INPUT)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as error:  # click usage errors and unexpected failures
+        import click
+
+        if isinstance(error, click.exceptions.UsageError):
+            error.show()
+            sys.exit(EXIT_BAD_INPUT)
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if os.environ.get("PROBELENS_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/red] {type(error).__name__}: {error}")
+        err.print("Run again with PROBELENS_DEBUG=1 for the traceback, and report it.")
+        sys.exit(3)

@@ -1,0 +1,76 @@
+"""AuditConfig: every setting of an audit run, from CLI flags or an audit.yaml file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from audit.errors import UserError
+
+DEFAULT_MODELS = ("minilm-sentiment", "minilm")
+DEFAULT_MIN_EFFECT = 0.02
+"""Practical threshold for mean paired differences: 2 points of probability (or of association
+score, a difference of cosine similarities). Smaller shifts are reported but never 'significant'."""
+
+Task = Literal["auto", "text-classification", "embedding"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class AuditConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS))
+    probes: list[str] = Field(default_factory=list, description="built-in names or files; empty = all built-in")
+    task: Task = "auto"
+    out: Path = Path("runs")
+    name: str | None = Field(default=None, description="run folder name; default <timestamp>-<model>")
+    overwrite: bool = False
+    device: Device = "auto"
+    revision: str | None = None
+    allow_pickle: bool = False
+    max_length: int | None = Field(default=None, ge=8, description="cap on tokens per input")
+    batch_tokens: int = Field(default=8192, ge=64, description="padded tokens per batch")
+    max_instances: int | None = Field(default=None, ge=1, description="first N instances of each set (quick runs)")
+    seed: int = 0
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_effect: float = Field(default=DEFAULT_MIN_EFFECT, ge=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    n_resamples: int = Field(default=2000, ge=100)
+    n_permutations: int = Field(default=10000, ge=100)
+    attributions: bool = True
+    attribute_top: int | Literal["all"] = 10
+    attribution_methods: list[str] = Field(default_factory=lambda: ["integrated_gradients", "gradient_x_input"])
+    ig_steps: int = Field(default=32, ge=2)
+    attention: bool = True
+
+    @field_validator("attribute_top", mode="before")
+    @classmethod
+    def _top(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "all":
+            if not value.isdigit():
+                raise ValueError("--attribute-top takes a whole number or 'all'")
+            return int(value)
+        return value
+
+    @classmethod
+    def from_yaml(cls, path: Path, **overrides: Any) -> AuditConfig:
+        """Settings from an audit.yaml file; flags given on the command line win."""
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise UserError(f"{path}: cannot read the config file: {error}") from error
+        if not isinstance(data, dict):
+            raise UserError(f"{path}:1: the config file must be a mapping of setting: value")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.build(data, source=str(path))
+
+    @classmethod
+    def build(cls, data: dict[str, Any], source: str = "command line") -> AuditConfig:
+        try:
+            return cls(**data)
+        except ValidationError as error:
+            lines = [f"{source}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+            raise UserError("\n".join(lines)) from None

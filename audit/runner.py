@@ -1,0 +1,406 @@
+"""run_audit: the pipeline, one step after another.
+
+    load probe sets -> load the model -> check they fit -> encode -> score -> effects
+    -> findings -> attributions -> attention statistics -> write the run
+
+Each step is timed; the timings, versions and hashes go into the run's manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from audit.attention import attention_rows
+from audit.attribution import attribution_rows
+from audit.batching import Encoded, collate, encode_texts, run_with_backoff, token_budget_batches
+from audit.config import AuditConfig
+from audit.errors import UserError
+from audit.metrics.paired import build_effects, build_findings
+from audit.models import LoadedModel, describe_model, load_model
+from audit.store import RunStore
+from audit.tables import SCHEMA_VERSION, TABLES
+from audit.targets import ScoreHead, Target, build_target
+from probes import list_builtin, load_probe_set
+from probes.schema import ProbeSet
+
+
+@dataclass
+class ProbeInputs:
+    """One probe set's variants, encoded for the model, with its score head."""
+
+    probe_set: ProbeSet
+    head: ScoreHead
+    example_ids: list[str]
+    encoded: list[Encoded]
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    manifest: dict[str, Any]
+    findings: pd.DataFrame
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device auto or cpu")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def load_probe_sets(specs: list[str], max_instances: int | None) -> list[ProbeSet]:
+    """Every probe set the run needs, fully validated before any model is loaded."""
+    names = specs or list_builtin()
+    sets = [load_probe_set(spec) for spec in names]
+    if max_instances is not None:
+        sets = [s.model_copy(update={"instances": s.instances[:max_instances]}) for s in sets]
+    seen: set[str] = set()
+    for probe_set in sets:
+        if probe_set.name in seen:
+            raise UserError(f"two probe sets are named {probe_set.name!r}; give each a distinct name")
+        seen.add(probe_set.name)
+    return sets
+
+
+def default_run_name(model_name: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model_name.strip("/").split("/")[-1])
+    return f"{stamp}-{safe}"
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def run_audit(config: AuditConfig, model_name: str, console: Console | None = None) -> RunResult:
+    """Audit one model with the configured probe sets and write the run folder."""
+    console = console or Console(stderr=True)
+    timer = Timer()
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+
+    with timer.stage("probes"):
+        probe_sets = load_probe_sets(config.probes, config.max_instances)
+    with timer.stage("load"):
+        loaded = load_model(
+            model_name, task=config.task, revision=config.revision, allow_pickle=config.allow_pickle, device=str(device)
+        )
+        target = build_target(loaded, device)
+        if config.max_length is not None:
+            target.max_length = min(target.max_length, config.max_length)
+    problems = [p for s in probe_sets for p in target.check_probe_set(s)]
+    if problems:
+        raise UserError("\n".join(problems))
+
+    store = RunStore.create(config.out / (config.name or default_run_name(model_name)), overwrite=config.overwrite)
+    manifest = start_manifest(config, loaded, probe_sets, store, device)
+    store.write_manifest(manifest)
+
+    with timer.stage("encode"):
+        inputs = [encode_probe_set(s, target) for s in probe_sets]
+        examples = examples_table(inputs)
+    with progress(console) as bars, timer.stage("score"):
+        predictions = score_all(inputs, target, config, bars)
+    with timer.stage("findings"):
+        effects = build_effects(examples, predictions)
+        findings = build_findings(
+            effects,
+            alpha=config.alpha,
+            min_effect=config.min_effect,
+            confidence=config.confidence,
+            n_resamples=config.n_resamples,
+            n_permutations=config.n_permutations,
+            seed=config.seed,
+        )
+    attributions, attribution_pairs = pd.DataFrame(columns=TABLES["attributions"]), None
+    if config.attributions:
+        with progress(console) as bars, timer.stage("attributions"):
+            attributions, attribution_pairs = attribute_top_instances(inputs, effects, target, config, bars)
+    attention = pd.DataFrame(columns=TABLES["attention"])
+    if config.attention:
+        with progress(console) as bars, timer.stage("attention"):
+            attention = attention_all(inputs, target, config, bars)
+
+    with timer.stage("write"):
+        tables = {
+            "examples": examples,
+            "predictions": predictions,
+            "effects": effects,
+            "findings": findings,
+            "attributions": attributions,
+            "attribution_pairs": attribution_pairs
+            if attribution_pairs is not None
+            else pd.DataFrame(columns=TABLES["attribution_pairs"]),
+            "attention": attention,
+        }
+        for name, frame in tables.items():
+            store.write_table(name, frame)
+    manifest.update(
+        status="complete",
+        timings=timer.seconds,
+        summary={
+            "n_examples": len(examples),
+            "n_findings": len(findings),
+            "n_significant": int(findings["significant"].sum()) if len(findings) else 0,
+            "n_attributed_examples": int(attributions["example_id"].nunique()) if len(attributions) else 0,
+        },
+    )
+    store.write_manifest(manifest)
+    return RunResult(store.path, manifest, findings)
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+def encode_probe_set(probe_set: ProbeSet, target: Target) -> ProbeInputs:
+    variants = probe_set.variants
+    encoded = encode_texts(target.tokenizer, [v.text for v in variants], target.max_length)
+    ids = [f"{probe_set.name}/{v.instance_id}/{v.variant}" for v in variants]
+    return ProbeInputs(probe_set, target.head(probe_set), ids, encoded)
+
+
+def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
+    rows = []
+    for item in inputs:
+        for example_id, variant, enc in zip(item.example_ids, item.probe_set.variants, item.encoded, strict=True):
+            rows.append(
+                {
+                    "example_id": example_id,
+                    "probe_set": item.probe_set.name,
+                    "instance_id": variant.instance_id,
+                    "variant": variant.variant,
+                    "attribute": variant.attribute,
+                    "lang": variant.lang,
+                    "text": variant.text,
+                    "label": variant.label,
+                    "focus": json.dumps([[s.start, s.end] for s in variant.focus]),
+                    "n_tokens": enc.n_tokens,
+                    "truncated": enc.truncated,
+                }
+            )
+    return pd.DataFrame(rows, columns=TABLES["examples"])
+
+
+def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress) -> pd.DataFrame:
+    """Run every variant through its probe set's score head; long-format predictions."""
+    pad_id = target.tokenizer.pad_token_id
+    frames = []
+    for item in inputs:
+        task = bars.add_task(f"score {item.probe_set.name}", total=len(item.encoded))
+        scores = np.zeros((len(item.encoded), len(item.head.outputs)), dtype=np.float64)
+
+        @torch.no_grad()
+        def step(batch: list[int], item: ProbeInputs = item) -> np.ndarray:
+            ids, mask = collate([item.encoded[i] for i in batch], pad_id, target.device)
+            return item.head.forward(ids, mask).detach().cpu().double().numpy()
+
+        for batch in token_budget_batches([e.n_tokens for e in item.encoded], config.batch_tokens):
+            for done, values in run_with_backoff(batch, step):
+                scores[done] = values
+                bars.advance(task, len(done))
+        item.scores = scores
+        labels = item.head.predict_labels(scores)
+        n_out = len(item.head.outputs)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "example_id": np.repeat(item.example_ids, n_out),
+                    "output": np.tile(item.head.outputs, len(item.example_ids)),
+                    "score": scores.reshape(-1),
+                    "label": np.repeat(np.array(labels, dtype=object), n_out),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLES["predictions"])
+
+
+def top_instances(effects: pd.DataFrame, probe_set: str, top: int | str) -> list[str]:
+    """Instances of a probe set ordered by their largest |delta| (all of them for 'all')."""
+    rows = effects[(effects["probe_set"] == probe_set) & (effects["group_b"] != "rest")]
+    if rows.empty:
+        return []
+    ranked = rows.assign(size=rows["delta"].abs()).groupby("instance_id")["size"].max().sort_values(ascending=False)
+    ids = [str(i) for i in ranked.index]
+    return ids if top == "all" else ids[: int(top)]
+
+
+def attribute_top_instances(
+    inputs: list[ProbeInputs], effects: pd.DataFrame, target: Target, config: AuditConfig, bars: Progress
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Token attributions for the variants of the instances with the largest effects."""
+    token_frames, pair_frames = [], []
+    for item in inputs:
+        chosen = top_instances(effects, item.probe_set.name, config.attribute_top)
+        if not chosen:
+            continue
+        index_of = {eid: i for i, eid in enumerate(item.example_ids)}
+        selected, output_names = [], []
+        for instance in (i for i in item.probe_set.instances if i.instance_id in set(chosen)):
+            ids = [f"{item.probe_set.name}/{instance.instance_id}/{v.variant}" for v in instance.variants]
+            rows = [index_of[e] for e in ids]
+            output = item.head.attribution_output([v.label for v in instance.variants], item.scores[rows])
+            selected.extend(rows)
+            output_names.extend([output] * len(rows))
+        task = bars.add_task(
+            f"attribute {item.probe_set.name}", total=len(selected) * len(config.attribution_methods)
+        )
+        tokens = attribution_rows(
+            forward=item.head.forward,
+            embedding_layer=target.embedding_layer(),
+            examples=[item.encoded[i] for i in selected],
+            example_ids=[item.example_ids[i] for i in selected],
+            texts=[item.probe_set.variants[i].text for i in selected],
+            focus=[[(s.start, s.end) for s in item.probe_set.variants[i].focus] for i in selected],
+            outputs=output_names,
+            output_names=item.head.outputs,
+            methods=config.attribution_methods,
+            tokenizer=target.tokenizer,
+            device=target.device,
+            n_steps=config.ig_steps,
+            batch_tokens=config.batch_tokens,
+            on_done=lambda n, task=task: bars.advance(task, n),
+        )
+        token_frames.append(tokens)
+        pair_frames.append(focus_attribution_pairs(tokens, effects, item.probe_set.name))
+    if not token_frames:
+        return pd.DataFrame(columns=TABLES["attributions"]), pd.DataFrame(columns=TABLES["attribution_pairs"])
+    return pd.concat(token_frames, ignore_index=True), pd.concat(pair_frames, ignore_index=True)
+
+
+def focus_attribution_pairs(tokens: pd.DataFrame, effects: pd.DataFrame, probe_set: str) -> pd.DataFrame:
+    """Per attributed pair of variants: attribution mass on the focus tokens of a and of b."""
+    if tokens.empty:
+        return pd.DataFrame(columns=TABLES["attribution_pairs"])
+    focus = (
+        tokens[tokens["is_focus"]]
+        .groupby(["example_id", "method", "output"], as_index=False)["attribution"]
+        .sum()
+        .rename(columns={"attribution": "focus_attribution"})
+    )
+    attributed = tokens[["example_id", "method", "output"]].drop_duplicates().merge(
+        focus, on=["example_id", "method", "output"], how="left"
+    )
+    attributed["focus_attribution"] = attributed["focus_attribution"].fillna(0.0)
+    parts = attributed["example_id"].str.rsplit("/", n=2, expand=True)
+    attributed["instance_id"], attributed["variant"] = parts[1], parts[2]
+    pairs = effects[(effects["probe_set"] == probe_set) & (effects["group_b"] != "rest")][
+        ["probe_set", "instance_id", "group_a", "group_b"]
+    ].drop_duplicates()
+    left = attributed.rename(columns={"variant": "group_a", "focus_attribution": "focus_attribution_a"})
+    right = attributed.rename(columns={"variant": "group_b", "focus_attribution": "focus_attribution_b"})
+    merged = pairs.merge(left.drop(columns="example_id"), on=["instance_id", "group_a"]).merge(
+        right.drop(columns="example_id"), on=["instance_id", "group_b", "method", "output"]
+    )
+    merged["delta"] = merged["focus_attribution_a"] - merged["focus_attribution_b"]
+    return merged[TABLES["attribution_pairs"]]
+
+
+def attention_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress) -> pd.DataFrame:
+    frames = []
+    for item in inputs:
+        task = bars.add_task(f"attention {item.probe_set.name}", total=len(item.encoded))
+        frames.append(
+            attention_rows(
+                model=target.transformer(),
+                examples=item.encoded,
+                example_ids=item.example_ids,
+                focus=[[(s.start, s.end) for s in v.focus] for v in item.probe_set.variants],
+                pad_id=target.tokenizer.pad_token_id,
+                device=target.device,
+                batch_tokens=config.batch_tokens,
+                on_done=lambda n, task=task: bars.advance(task, n),
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLES["attention"])
+
+
+# --- manifest ----------------------------------------------------------------------------------
+
+
+def package_versions() -> dict[str, str]:
+    names = ["probelens", "torch", "transformers", "captum", "pandas", "pyarrow", "scipy", "numpy"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_hash() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def start_manifest(
+    config: AuditConfig, loaded: LoadedModel, probe_sets: list[ProbeSet], store: RunStore, device: torch.device
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": store.id,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "running",
+        "model": describe_model(loaded),
+        "probe_sets": [
+            {
+                "name": s.name,
+                "source": s.source,
+                "hash": s.content_hash(),
+                "n_instances": len(s.instances),
+                "n_variants": len(s.variants),
+            }
+            for s in probe_sets
+        ],
+        "config": json.loads(config.model_dump_json()),
+        "versions": package_versions(),
+        "git_hash": git_hash(),
+        "seed": config.seed,
+        "device": str(device),
+        "host": {"platform": platform.platform(), "cpus": torch.get_num_threads()},
+    }
+
+
+@contextmanager
+def progress(console: Console) -> Iterator[Progress]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+        yield bars

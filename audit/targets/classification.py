@@ -1,0 +1,54 @@
+"""Text classification: each label's probability is an output; the predicted label is the argmax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audit.targets.base import ScoreHead, Target
+from probes.schema import ProbeSet
+
+
+class ClassificationTarget(Target):
+    task = "text-classification"
+
+    def __init__(
+        self, model: nn.Module, tokenizer: Any, device: torch.device, max_length: int, labels: list[str]
+    ) -> None:
+        super().__init__(model, tokenizer, device, max_length)
+        if not labels:
+            raise ValueError("a classification target needs the model's label names")
+        self.labels = labels
+
+    def check_probe_set(self, probe_set: ProbeSet) -> list[str]:
+        expected = {v.label for v in probe_set.variants if v.label is not None}
+        unknown = sorted(expected - set(self.labels))
+        if unknown:
+            return [
+                f"probe set {probe_set.name!r} expects label(s) {unknown}, which the model does not have "
+                f"(its labels: {self.labels})"
+            ]
+        return []
+
+    def head(self, probe_set: ProbeSet) -> ScoreHead:
+        labels = self.labels
+        outputs = [f"prob:{label}" for label in labels]
+
+        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            return torch.softmax(logits.float(), dim=-1)
+
+        def predict_labels(scores: np.ndarray) -> list[str | None]:
+            return [labels[int(i)] for i in scores.argmax(axis=1)]
+
+        def attribution_output(expected: list[str | None], scores: np.ndarray) -> str:
+            """The expected label when the probe states one, else the label the variants favour."""
+            stated = {label for label in expected if label is not None}
+            if len(stated) == 1:
+                return f"prob:{stated.pop()}"
+            return outputs[int(scores.mean(axis=0).argmax())]
+
+        return ScoreHead(outputs, forward, predict_labels, attribution_output)

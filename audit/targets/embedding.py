@@ -1,0 +1,79 @@
+"""Sentence embeddings scored against a probe set's associations (SEAT/WEAT style).
+
+For an association with attribute sets A and B, a text's score is
+``s(w, A, B) = mean cos(w, a) - mean cos(w, b)``: how much closer it sits to A than to B.
+Comparing that score across the variants of an instance gives the counterfactual similarity
+shift; comparing its distribution across groups gives the SEAT effect size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audit.batching import collate, encode_texts, token_budget_batches
+from audit.targets.base import ScoreHead, Target
+from probes.schema import ProbeSet
+
+
+class EmbeddingTarget(Target):
+    task = "embedding"
+
+    def __init__(
+        self, model: nn.Module, tokenizer: Any, device: torch.device, max_length: int, pooling: str = "mean"
+    ) -> None:
+        super().__init__(model, tokenizer, device, max_length)
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        self.pooling = pooling
+
+    def check_probe_set(self, probe_set: ProbeSet) -> list[str]:
+        if not probe_set.associations:
+            return [
+                f"probe set {probe_set.name!r} has no associations, which embedding audits compare against; "
+                "add an 'associations:' block (two attribute word sets, SEAT style) to the probe file"
+            ]
+        return []
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unit-length sentence embeddings, pooled as the model was trained (mean or [CLS])."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return F.normalize(pooled, dim=-1)
+
+    @torch.no_grad()
+    def embed_texts(self, texts: list[str], batch_tokens: int = 8192) -> torch.Tensor:
+        encoded = encode_texts(self.tokenizer, texts, self.max_length)
+        rows: dict[int, torch.Tensor] = {}
+        for batch in token_budget_batches([e.n_tokens for e in encoded], batch_tokens):
+            ids, mask = collate([encoded[i] for i in batch], self.tokenizer.pad_token_id, self.device)
+            for i, vector in zip(batch, self.embed(ids, mask), strict=True):
+                rows[i] = vector
+        return torch.stack([rows[i] for i in range(len(texts))])
+
+    def head(self, probe_set: ProbeSet) -> ScoreHead:
+        associations = probe_set.associations
+        anchors = [(self.embed_texts(list(a.a)), self.embed_texts(list(a.b))) for a in associations]
+        outputs = [f"assoc:{a.name}" for a in associations]
+
+        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            vectors = self.embed(input_ids, attention_mask)
+            columns = [(vectors @ a.T).mean(dim=1) - (vectors @ b.T).mean(dim=1) for a, b in anchors]
+            return torch.stack(columns, dim=1)
+
+        def predict_labels(scores: np.ndarray) -> list[str | None]:
+            return [None] * len(scores)
+
+        def attribution_output(expected: list[str | None], scores: np.ndarray) -> str:
+            """The association on which the instance's variants differ most."""
+            return outputs[int(np.ptp(scores, axis=0).argmax())]
+
+        return ScoreHead(outputs, forward, predict_labels, attribution_output)
