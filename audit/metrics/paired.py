@@ -1,0 +1,409 @@
+"""Paired effects between the variants of each instance, and the findings tested on them.
+
+``build_effects`` turns the long ``examples`` and ``predictions`` tables into the ``effects``
+table; ``build_findings`` tests the effects and gives the ``findings`` table (audit/tables.py).
+
+Conventions:
+
+- Group order: within an instance the groups are sorted by name; ``group_a`` is the earlier
+  name, so ``delta = score_a - score_b`` always points the same way across instances and runs.
+- "rest": when an instance has more than two groups (for one output), each group is also
+  compared with the mean score of the instance's other groups (``group_b = "rest"``;
+  ``label_b`` and ``flipped`` are null there). A group literally named "rest" is an error.
+- Findings, per probe_set x attribute x (group_a, group_b):
+  * ``mean_delta`` per output: mean delta over instances, BCa bootstrap CI, two-sided sign-flip
+    p-value, Cohen's d_z as effect_size, threshold = ``min_effect`` (score units).
+  * ``seat_effect_size`` per ``assoc:*`` output (named pairs only, not "rest": "rest" is a mean
+    of items, not an item of a target set): SEAT d of group_a's vs group_b's association scores,
+    two-sided partition permutation p-value, percentile bootstrap CI over instances,
+    threshold 0.2 (Cohen's "small").
+  * ``flip_rate`` once per pair (flips are per predicted label, the same for every output; the
+    row's ``output`` is null): rate and Wilson CI, descriptive only: no p-value, no q-value,
+    threshold NaN, never significant (see audit/metrics/stats.py for why).
+- ``q_value``: Benjamini-Hochberg across every row of the run that has a p-value.
+- ``significant``: ``q_value < alpha`` and ``|effect| >= threshold``.
+- ``severity``: "none" unless significant; then by ``|effect| / threshold``: below 2 "low",
+  below 4 "medium", 4 or more "high" (for SEAT d: 0.2-0.4 low, 0.4-0.8 medium, >= 0.8 high).
+- Randomness: every random matrix is drawn from ``default_rng([seed, purpose, n])``, so a
+  row's numbers depend only on the seed, its n and its data, not on the other rows.
+  Instances whose delta is NaN are left out of a test (``n`` counts the ones used).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from audit.metrics import stats
+from audit.tables import TABLES, check_columns
+
+REST = "rest"
+"""group_b of the comparison of one group with the mean of the instance's other groups."""
+
+ASSOCIATION_PREFIX = "assoc:"
+SEAT_THRESHOLD = 0.2
+METRIC_ORDER = ("mean_delta", "seat_effect_size", "flip_rate")
+SEVERITY_CUTOFFS = (2.0, 4.0)
+"""|effect| / threshold below 2 is "low", below 4 "medium", otherwise "high"."""
+
+_BOOTSTRAP, _SIGN_FLIP, _PARTITIONS = 0, 1, 2
+
+_EXAMPLE_COLUMNS = ["example_id", "probe_set", "instance_id", "variant", "attribute"]
+_PREDICTION_COLUMNS = ["example_id", "output", "score", "label"]
+_INSTANCE_KEY = ["probe_set", "instance_id", "attribute", "output"]
+
+
+def _require(frame: pd.DataFrame, columns: list[str], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s) {missing}")
+
+
+def _object_labels(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna(), None)
+
+
+def _flipped(label_a: pd.Series, label_b: pd.Series) -> pd.Series:
+    known = label_a.notna() & label_b.notna()
+    flipped = pd.Series(pd.NA, index=label_a.index, dtype="boolean")
+    flipped[known] = (label_a[known].astype(str) != label_b[known].astype(str)).to_numpy()
+    return flipped
+
+
+def _empty_table(name: str, dtypes: dict[str, str]) -> pd.DataFrame:
+    """A table with no rows whose columns already carry the dtypes the filled table has."""
+    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "object")) for c in TABLES[name]})
+
+
+def _empty_effects() -> pd.DataFrame:
+    return _empty_table(
+        "effects", {"score_a": "float64", "score_b": "float64", "delta": "float64", "flipped": "boolean"}
+    )
+
+
+def build_effects(examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """The ``effects`` table: every pair of each instance's groups, per output, plus "rest" rows.
+
+    ``examples``: one row per variant (example_id, probe_set, instance_id, variant, attribute).
+    ``predictions``: one row per example x output (example_id, output, score, label).
+    Rows are sorted by probe_set, instance_id, output, then the named pairs (by group_a,
+    group_b) before the "rest" rows (by group_a).
+    """
+    _require(examples, _EXAMPLE_COLUMNS, "examples")
+    _require(predictions, _PREDICTION_COLUMNS, "predictions")
+    if examples["example_id"].duplicated().any():
+        duplicated = examples.loc[examples["example_id"].duplicated(), "example_id"].iloc[0]
+        raise ValueError(f"examples repeat example_id {duplicated!r}")
+    if predictions.duplicated(["example_id", "output"]).any():
+        row = predictions.loc[predictions.duplicated(["example_id", "output"])].iloc[0]
+        raise ValueError(f"predictions repeat example {row['example_id']!r} for output {row['output']!r}")
+    unknown = ~predictions["example_id"].isin(examples["example_id"])
+    if unknown.any():
+        raise ValueError(
+            f"predictions name {int(unknown.sum())} example_id(s) not in examples, "
+            f"e.g. {predictions.loc[unknown, 'example_id'].iloc[0]!r}"
+        )
+    if (examples["variant"].astype(str) == REST).any():
+        raise ValueError(
+            f"a variant is named {REST!r}, which effects reserve for the mean of the other groups"
+        )
+    attributes_per_instance = examples.groupby(["probe_set", "instance_id"])["attribute"].nunique()
+    if (attributes_per_instance > 1).any():
+        probe_set, instance_id = attributes_per_instance[attributes_per_instance > 1].index[0]
+        raise ValueError(f"instance {instance_id!r} of probe set {probe_set!r} mixes attributes")
+
+    merged = predictions[_PREDICTION_COLUMNS].merge(examples[_EXAMPLE_COLUMNS], on="example_id", how="inner")
+    merged = merged.rename(columns={"variant": "group"})
+    merged["group"] = merged["group"].astype(str)
+    merged["score"] = merged["score"].astype(float)
+    merged["label"] = _object_labels(merged["label"])
+    columns = [*_INSTANCE_KEY, "group", "score", "label"]
+    merged = merged[columns]
+    if merged.empty:
+        return _empty_effects()
+
+    left = merged.rename(columns={"group": "group_a", "score": "score_a", "label": "label_a"})
+    right = merged.rename(columns={"group": "group_b", "score": "score_b", "label": "label_b"})
+    pairs = left.merge(right, on=_INSTANCE_KEY)
+    pairs = pairs[pairs["group_a"] < pairs["group_b"]].copy()
+    pairs["flipped"] = _flipped(pairs["label_a"], pairs["label_b"])
+    pairs["rest"] = False
+
+    instance = merged.groupby(_INSTANCE_KEY, sort=False)["score"]
+    size = instance.transform("size")
+    # one missing score makes the instance's "rest" means NaN (dropped by build_findings)
+    total = instance.transform("sum").where(instance.transform("count") == size)
+    rest = (
+        merged[size > 2].rename(columns={"group": "group_a", "score": "score_a", "label": "label_a"}).copy()
+    )
+    rest_size = size[size > 2]
+    rest["score_b"] = (total[size > 2] - rest["score_a"]) / (rest_size - 1)
+    rest["group_b"] = REST
+    rest["label_b"] = None
+    rest["flipped"] = pd.Series(pd.NA, index=rest.index, dtype="boolean")
+    rest["rest"] = True
+
+    effects = pd.concat([pairs, rest], ignore_index=True) if not rest.empty else pairs
+    effects["delta"] = effects["score_a"] - effects["score_b"]
+    effects["label_a"] = _object_labels(effects["label_a"])
+    effects["label_b"] = _object_labels(effects["label_b"])
+    effects["flipped"] = effects["flipped"].astype("boolean")
+    effects = effects.sort_values(
+        ["probe_set", "instance_id", "output", "rest", "group_a", "group_b"], kind="mergesort"
+    )
+    return effects[TABLES["effects"]].reset_index(drop=True)
+
+
+@dataclass
+class _Test:
+    """One findings row before BH: its key, its metric and what was computed."""
+
+    key: tuple[str, str, str, str]
+    metric: str
+    output: str | None
+    effect: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    effect_size: float
+    n: int
+    threshold: float
+
+
+class _RandomMatrices:
+    """Bootstrap counts per n, drawn once from default_rng([seed, purpose, n]) and reused."""
+
+    def __init__(self, seed: int, n_resamples: int) -> None:
+        self.seed = seed
+        self.n_resamples = n_resamples
+        self._counts: dict[int, np.ndarray] = {}
+
+    def rng(self, purpose: int, n: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, purpose, n])
+
+    def counts(self, n: int) -> np.ndarray:
+        if n not in self._counts:
+            self._counts[n] = stats.bootstrap_counts(n, self.n_resamples, self.rng(_BOOTSTRAP, n))
+        return self._counts[n]
+
+
+def _mean_delta_tests(
+    columns: list[tuple[tuple[str, str, str, str], str, np.ndarray]],
+    random: _RandomMatrices,
+    *,
+    confidence: float,
+    n_permutations: int,
+    min_effect: float,
+) -> list[_Test]:
+    by_size: dict[int, list[tuple[tuple[str, str, str, str], str, np.ndarray]]] = {}
+    for item in columns:
+        by_size.setdefault(item[2].size, []).append(item)
+    tests = []
+    for n, items in by_size.items():
+        matrix = np.column_stack([deltas for _, _, deltas in items])
+        intervals = stats.bca_mean_intervals(matrix, random.counts(n), confidence)
+        p_values = stats.sign_flip_pvalues(
+            matrix, n_permutations=n_permutations, rng=random.rng(_SIGN_FLIP, n)
+        )
+        for (key, output, deltas), (low, high), p in zip(items, intervals, p_values, strict=True):
+            tests.append(
+                _Test(
+                    key=key,
+                    metric="mean_delta",
+                    output=output,
+                    effect=float(deltas.mean()),
+                    ci_low=float(low),
+                    ci_high=float(high),
+                    p_value=float(p),
+                    effect_size=stats.cohens_dz(deltas),
+                    n=n,
+                    threshold=min_effect,
+                )
+            )
+    return tests
+
+
+def _bootstrap_seat(scores_a: np.ndarray, scores_b: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """SEAT d on each bootstrap resample of instances (pairs of scores drawn together)."""
+    n = scores_a.size
+    mean_a = counts @ scores_a / n
+    mean_b = counts @ scores_b / n
+    pooled_mean = (mean_a + mean_b) / 2
+    squares = counts @ (scores_a**2 + scores_b**2)
+    variance = np.maximum(squares - 2 * n * pooled_mean**2, 0.0) / (2 * n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        replicates = (mean_a - mean_b) / np.sqrt(variance)
+    return np.where(variance > 0, replicates, 0.0)
+
+
+def _seat_tests(
+    columns: list[tuple[tuple[str, str, str, str], str, np.ndarray, np.ndarray]],
+    random: _RandomMatrices,
+    *,
+    confidence: float,
+    n_permutations: int,
+) -> list[_Test]:
+    by_size: dict[int, list[tuple[tuple[str, str, str, str], str, np.ndarray, np.ndarray]]] = {}
+    for item in columns:
+        by_size.setdefault(item[2].size, []).append(item)
+    tests = []
+    for n, items in by_size.items():
+        matrix = np.column_stack([np.concatenate([a, b]) for _, _, a, b in items])
+        p_values = stats.association_pvalues(
+            matrix, n, n_permutations=n_permutations, rng=random.rng(_PARTITIONS, n)
+        )
+        for (key, output, a, b), p in zip(items, p_values, strict=True):
+            low, high = stats.percentile_interval(_bootstrap_seat(a, b, random.counts(n)), confidence)
+            d = stats.association_effect_size(a, b)
+            tests.append(
+                _Test(
+                    key=key,
+                    metric="seat_effect_size",
+                    output=output,
+                    effect=d,
+                    ci_low=low,
+                    ci_high=high,
+                    p_value=float(p),
+                    effect_size=d,
+                    n=n,
+                    threshold=SEAT_THRESHOLD,
+                )
+            )
+    return tests
+
+
+def _flip_tests(effects: pd.DataFrame, confidence: float) -> list[_Test]:
+    labelled = effects[effects["flipped"].notna()]
+    if labelled.empty:
+        return []
+    per_instance = labelled.sort_values("output", kind="mergesort").drop_duplicates(
+        ["probe_set", "attribute", "group_a", "group_b", "instance_id"]
+    )
+    tests = []
+    for key, rows in per_instance.groupby(["probe_set", "attribute", "group_a", "group_b"], sort=True):
+        rate = stats.flip_rate_ci(rows["flipped"].to_numpy(dtype=bool), confidence=confidence)
+        tests.append(
+            _Test(
+                key=(str(key[0]), str(key[1]), str(key[2]), str(key[3])),
+                metric="flip_rate",
+                output=None,
+                effect=rate.rate,
+                ci_low=rate.ci_low,
+                ci_high=rate.ci_high,
+                p_value=math.nan,
+                effect_size=math.nan,
+                n=rate.n,
+                threshold=math.nan,
+            )
+        )
+    return tests
+
+
+def _severity(significant: bool, effect: float, threshold: float) -> str:
+    if not significant:
+        return "none"
+    ratio = abs(effect) / threshold
+    if ratio < SEVERITY_CUTOFFS[0]:
+        return "low"
+    if ratio < SEVERITY_CUTOFFS[1]:
+        return "medium"
+    return "high"
+
+
+def _empty_findings() -> pd.DataFrame:
+    floats = ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "threshold")
+    return _empty_table("findings", {**dict.fromkeys(floats, "float64"), "n": "int64", "significant": "bool"})
+
+
+def build_findings(
+    effects: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    min_effect: float = 0.02,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    n_permutations: int = 10000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The ``findings`` table: one row per test on the effects (see the module docstring).
+
+    Rows are sorted by probe_set, attribute, group_a, group_b, metric (mean_delta,
+    seat_effect_size, flip_rate), output. Deterministic for a given ``seed``.
+    """
+    check_columns("effects", effects)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
+    if not (min_effect > 0 and math.isfinite(min_effect)):
+        raise ValueError(
+            f"min_effect must be a finite number > 0 (severity is in multiples of it), got {min_effect}"
+        )
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    if n_resamples < 1 or n_permutations < 1:
+        raise ValueError("n_resamples and n_permutations must be at least 1")
+    if effects.empty:
+        return _empty_findings()
+
+    random = _RandomMatrices(seed, n_resamples)
+    pair_key = ["probe_set", "attribute", "group_a", "group_b"]
+    delta_columns = []
+    seat_columns = []
+    for (probe_set, attribute, group_a, group_b, output), rows in effects.groupby(
+        [*pair_key, "output"], sort=True
+    ):
+        key = (str(probe_set), str(attribute), str(group_a), str(group_b))
+        scored = rows[np.isfinite(rows["delta"].to_numpy(dtype=float))]
+        if scored.empty:
+            continue
+        delta_columns.append((key, str(output), scored["delta"].to_numpy(dtype=float)))
+        if str(output).startswith(ASSOCIATION_PREFIX) and group_b != REST:
+            seat_columns.append(
+                (
+                    key,
+                    str(output),
+                    scored["score_a"].to_numpy(dtype=float),
+                    scored["score_b"].to_numpy(dtype=float),
+                )
+            )
+
+    tests = _mean_delta_tests(
+        delta_columns, random, confidence=confidence, n_permutations=n_permutations, min_effect=min_effect
+    )
+    tests += _seat_tests(seat_columns, random, confidence=confidence, n_permutations=n_permutations)
+    tests += _flip_tests(effects, confidence)
+    if not tests:
+        return _empty_findings()
+
+    findings = pd.DataFrame(
+        {
+            "probe_set": [t.key[0] for t in tests],
+            "attribute": [t.key[1] for t in tests],
+            "group_a": [t.key[2] for t in tests],
+            "group_b": [t.key[3] for t in tests],
+            "metric": [t.metric for t in tests],
+            "output": pd.Series([t.output for t in tests], dtype=object),
+            "effect": [t.effect for t in tests],
+            "ci_low": [t.ci_low for t in tests],
+            "ci_high": [t.ci_high for t in tests],
+            "p_value": [t.p_value for t in tests],
+            "effect_size": [t.effect_size for t in tests],
+            "n": np.array([t.n for t in tests], dtype=np.int64),
+            "threshold": [t.threshold for t in tests],
+        }
+    )
+    findings["q_value"] = stats.benjamini_hochberg(findings["p_value"].to_numpy(dtype=float))
+    with np.errstate(invalid="ignore"):
+        significant = (findings["q_value"] < alpha) & (findings["effect"].abs() >= findings["threshold"])
+    findings["significant"] = significant.fillna(False).astype(bool)
+    findings["severity"] = [
+        _severity(s, e, t)
+        for s, e, t in zip(findings["significant"], findings["effect"], findings["threshold"], strict=True)
+    ]
+    findings["_metric_rank"] = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
+    findings = findings.sort_values(
+        [*pair_key, "_metric_rank", "output"], kind="mergesort", na_position="last"
+    )
+    return findings[TABLES["findings"]].reset_index(drop=True)
