@@ -143,7 +143,8 @@ def test_symmetric_null_is_not_significant() -> None:
 
 
 @pytest.mark.parametrize(
-    ("min_effect", "severity"), [(0.02, "high"), (0.03, "medium"), (0.06, "low"), (0.2, "none")]
+    ("min_effect", "severity"),
+    [(0.0, "high"), (0.02, "high"), (0.03, "medium"), (0.06, "low"), (0.2, "none")],
 )
 def test_min_effect_gates_significance_and_sets_severity(min_effect: float, severity: str) -> None:
     effects = effects_from_deltas(0.1 + np.random.default_rng(2).normal(0, 0.02, size=30))
@@ -236,7 +237,7 @@ def test_empty_effects_give_empty_findings_with_the_contract_columns() -> None:
     findings = build_findings(effects)
     assert list(findings.columns) == TABLES["findings"] and findings.empty
     with pytest.raises(ValueError, match="min_effect"):
-        build_findings(effects, min_effect=0.0)
+        build_findings(effects, min_effect=-0.1)
 
 
 def test_a_run_sized_table_takes_seconds() -> None:

@@ -24,6 +24,8 @@ Conventions:
 - ``significant``: ``q_value < alpha`` and ``|effect| >= threshold``.
 - ``severity``: "none" unless significant; then by ``|effect| / threshold``: below 2 "low",
   below 4 "medium", 4 or more "high" (for SEAT d: 0.2-0.4 low, 0.4-0.8 medium, >= 0.8 high).
+  ``min_effect=0`` switches the practical gate off; the ratio is then infinite and every
+  significant mean_delta row is "high", so prefer a positive threshold.
 - Randomness: every random matrix is drawn from ``default_rng([seed, purpose, n])``, so a
   row's numbers depend only on the seed, its n and its data, not on the other rows.
   Instances whose delta is NaN are left out of a test (``n`` counts the ones used).
@@ -305,7 +307,7 @@ def _flip_tests(effects: pd.DataFrame, confidence: float) -> list[_Test]:
 def _severity(significant: bool, effect: float, threshold: float) -> str:
     if not significant:
         return "none"
-    ratio = abs(effect) / threshold
+    ratio = abs(effect) / threshold if threshold > 0 else math.inf
     if ratio < SEVERITY_CUTOFFS[0]:
         return "low"
     if ratio < SEVERITY_CUTOFFS[1]:
@@ -336,10 +338,8 @@ def build_findings(
     check_columns("effects", effects)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    if not (min_effect > 0 and math.isfinite(min_effect)):
-        raise ValueError(
-            f"min_effect must be a finite number > 0 (severity is in multiples of it), got {min_effect}"
-        )
+    if not (min_effect >= 0 and math.isfinite(min_effect)):
+        raise ValueError(f"min_effect must be a finite number >= 0, got {min_effect}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
     if n_resamples < 1 or n_permutations < 1:
