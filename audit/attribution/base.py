@@ -1,0 +1,129 @@
+"""The Attributor interface, its settings and results, and the registry of methods.
+
+An attributor explains one column of a score function ``forward(input_ids, attention_mask) ->
+(batch, n_outputs)`` (a ``ScoreHead.forward``) through the model's token embedding layer: one
+number per token, summed over the embedding dimension.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from audit.errors import UserError
+
+ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(input_ids, attention_mask) -> (batch, n_outputs); the same shape as ``audit.targets.base.ScoreFunction``
+(not imported from there so that this package does not pull in every target adapter)."""
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    """Knobs shared by the methods; each method uses the ones that apply to it."""
+
+    n_steps: int = 32
+    """Integration steps (integrated gradients)."""
+    internal_batch_size: int = 64
+    """Rows (examples x steps) per forward/backward pass; bounds memory."""
+    baseline_token_id: int = 0
+    """Token that replaces every non-special token in the baseline (the pad token)."""
+
+    def __post_init__(self) -> None:
+        if self.n_steps < 1:
+            raise ValueError(f"n_steps must be at least 1, got {self.n_steps}")
+        if self.internal_batch_size < 1:
+            raise ValueError(f"internal_batch_size must be at least 1, got {self.internal_batch_size}")
+
+
+@dataclass
+class BatchAttribution:
+    """What an attributor returns for a padded batch (tensors on the model's device)."""
+
+    attributions: torch.Tensor
+    """(batch, tokens): attribution per token, zero at padding."""
+    scores: torch.Tensor
+    """(batch,): the explained output f(x)."""
+    baseline_scores: torch.Tensor | None
+    """(batch,): f(baseline), for methods with a baseline."""
+    convergence_delta: torch.Tensor | None
+    """(batch,): sum of attributions - (f(x) - f(baseline)); None for gradient-only methods."""
+
+
+@dataclass(frozen=True)
+class TokenAttribution:
+    """One example's attributions, padding stripped (one value per real token, special tokens included)."""
+
+    method: str
+    output_index: int
+    input_ids: np.ndarray
+    attributions: np.ndarray
+    score: float
+    baseline_score: float | None
+    convergence_delta: float | None
+
+
+class Attributor(ABC):
+    """One attribution method bound to a score function and an embedding layer."""
+
+    name: ClassVar[str] = ""
+    has_convergence_delta: ClassVar[bool] = False
+
+    def __init__(
+        self, forward: ScoreFunction, embedding_layer: nn.Module, settings: AttributionSettings
+    ) -> None:
+        self.forward = forward
+        self.embedding_layer = embedding_layer
+        self.settings = settings
+
+    @abstractmethod
+    def attribute(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        special_mask: torch.Tensor,
+        output_index: torch.Tensor,
+    ) -> BatchAttribution:
+        """Attribute column ``output_index[b]`` of row b; all inputs are (batch, tokens) except output_index (batch,)."""
+
+    def explained_scores(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_index: torch.Tensor
+    ) -> torch.Tensor:
+        """f(x): the explained column of each row, without gradients."""
+        with torch.no_grad():
+            scores = self.forward(input_ids, attention_mask)
+        return scores.gather(1, output_index[:, None]).squeeze(1).float()
+
+
+_METHODS: dict[str, type[Attributor]] = {}
+
+
+def register_method(name: str) -> Callable[[type[Attributor]], type[Attributor]]:
+    """Class decorator: make an Attributor available under ``name``."""
+
+    def add(cls: type[Attributor]) -> type[Attributor]:
+        if name in _METHODS and _METHODS[name] is not cls:
+            raise ValueError(
+                f"attribution method {name!r} is already registered by {_METHODS[name].__name__}"
+            )
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return add
+
+
+def list_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> type[Attributor]:
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise UserError(f"unknown attribution method {name!r}; choose one of {list_methods()}") from None

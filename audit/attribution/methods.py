@@ -1,0 +1,82 @@
+"""The attribution methods: Captum layer methods on the token embedding layer."""
+
+from __future__ import annotations
+
+import torch
+from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+
+from audit.attribution.base import Attributor, BatchAttribution, register_method
+
+
+def integrated_gradients_baseline(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, special_mask: torch.Tensor, baseline_token_id: int
+) -> torch.Tensor:
+    """The same sequence with every real, non-special token replaced by ``baseline_token_id``."""
+    keep = special_mask.bool() | ~attention_mask.bool()
+    return torch.where(keep, input_ids, torch.full_like(input_ids, baseline_token_id))
+
+
+@register_method("integrated_gradients")
+class IntegratedGradients(Attributor):
+    """Layer integrated gradients from the pad-token baseline to the input, on the embedding layer.
+
+    Completeness: the attributions of a row sum to f(x) - f(baseline) up to ``convergence_delta``.
+    """
+
+    has_convergence_delta = True
+
+    def attribute(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        special_mask: torch.Tensor,
+        output_index: torch.Tensor,
+    ) -> BatchAttribution:
+        baseline = integrated_gradients_baseline(
+            input_ids, attention_mask, special_mask, self.settings.baseline_token_id
+        )
+        method = LayerIntegratedGradients(self.forward, self.embedding_layer)
+        attributions, delta = method.attribute(
+            inputs=input_ids,
+            baselines=baseline,
+            target=output_index.tolist(),
+            additional_forward_args=(attention_mask,),
+            n_steps=self.settings.n_steps,
+            internal_batch_size=max(self.settings.internal_batch_size, len(input_ids)),
+            return_convergence_delta=True,
+        )
+        per_token = attributions.detach().float().sum(dim=-1) * attention_mask
+        return BatchAttribution(
+            attributions=per_token,
+            scores=self.explained_scores(input_ids, attention_mask, output_index),
+            baseline_scores=self.explained_scores(baseline, attention_mask, output_index),
+            convergence_delta=delta.detach().float(),
+        )
+
+
+@register_method("gradient_x_input")
+class GradientXInput(Attributor):
+    """Gradient of the output times the token embedding (one backward pass, no baseline)."""
+
+    def attribute(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        special_mask: torch.Tensor,
+        output_index: torch.Tensor,
+    ) -> BatchAttribution:
+        method = LayerGradientXActivation(self.forward, self.embedding_layer)
+        attributions = method.attribute(
+            inputs=input_ids, target=output_index.tolist(), additional_forward_args=(attention_mask,)
+        )
+        if isinstance(attributions, (tuple, list)):
+            raise ValueError(
+                "the embedding layer returned several tensors; attribute through a single-output layer"
+            )
+        per_token = attributions.detach().float().sum(dim=-1) * attention_mask
+        return BatchAttribution(
+            attributions=per_token,
+            scores=self.explained_scores(input_ids, attention_mask, output_index),
+            baseline_scores=None,
+            convergence_delta=None,
+        )

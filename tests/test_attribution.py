@@ -1,0 +1,330 @@
+"""Attributions where the answer is known (a linear model), and on a tiny BERT with a local tokenizer."""
+
+from __future__ import annotations
+
+import os
+import re
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from torch import nn
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+from audit.attribution import (
+    TokenizedText,
+    attribute_examples,
+    attribution_rows,
+    get_method,
+    list_methods,
+    register_method,
+)
+from audit.attribution.methods import GradientXInput
+from audit.errors import UserError
+from audit.tables import TABLES
+
+WORDS = [
+    "the",
+    "nurse",
+    "said",
+    "he",
+    "she",
+    "was",
+    "tired",
+    ".",
+    "is",
+    "a",
+    "doctor",
+    "and",
+    "they",
+    "were",
+    "kind",
+    ",",
+    "his",
+    "her",
+    "engineer",
+    "very",
+]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_word_tokenizer(folder: Path):
+    """A BERT-style word-level tokenizer built with `tokenizers`, saved and loaded back from the folder."""
+    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    fast.save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def tokenize(tokenizer, texts: list[str]) -> list[TokenizedText]:
+    encoded = tokenizer(texts, return_offsets_mapping=True, return_special_tokens_mask=True)
+    return [
+        TokenizedText(
+            input_ids=list(encoded["input_ids"][i]),
+            offsets=[(int(s), int(e)) for s, e in encoded["offset_mapping"][i]],
+            special=[bool(m) for m in encoded["special_tokens_mask"][i]],
+        )
+        for i in range(len(texts))
+    ]
+
+
+class BagOfEmbeddings(nn.Module):
+    """f(x) = W (sum of the real tokens' embeddings) + b: integrated gradients is exact for it."""
+
+    def __init__(self, vocab_size: int = 20, dim: int = 6, n_outputs: int = 3) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, dim)
+        self.linear = nn.Linear(dim, n_outputs)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.linear((self.embedding(input_ids) * attention_mask[..., None]).sum(dim=1))
+
+
+PAD, CLS, SEP = 0, 1, 2
+
+
+def linear_examples() -> tuple[list[TokenizedText], list[int]]:
+    rows = [[CLS, 5, 7, 9, SEP], [CLS, 4, SEP], [CLS, 3, 11, 12, 13, 19, SEP], [CLS, 6, 6, 8, SEP]]
+    examples = [
+        TokenizedText(
+            input_ids=row,
+            offsets=[(0, 0)] * len(row),
+            special=[t in (CLS, SEP) for t in row],
+        )
+        for row in rows
+    ]
+    return examples, [0, 2, 1, 2]
+
+
+@pytest.fixture
+def linear_model() -> BagOfEmbeddings:
+    torch.manual_seed(0)
+    return BagOfEmbeddings().eval()
+
+
+def test_integrated_gradients_is_exact_on_a_linear_model(linear_model: BagOfEmbeddings) -> None:
+    examples, outputs = linear_examples()
+    sizes: list[int] = []
+    results = attribute_examples(
+        linear_model,
+        linear_model.embedding,
+        examples,
+        outputs,
+        "integrated_gradients",
+        baseline_token_id=PAD,
+        n_steps=16,
+        internal_batch_size=8,
+        batch_tokens=14,  # forces several length-sorted batches
+        on_done=sizes.append,
+    )
+    assert len(sizes) > 1 and sum(sizes) == len(examples)
+    embedding = linear_model.embedding.weight.detach().numpy().astype(np.float64)
+    weight = linear_model.linear.weight.detach().numpy().astype(np.float64)
+    for example, k, result in zip(examples, outputs, results, strict=True):
+        ids = np.asarray(example.input_ids)
+        assert np.array_equal(result.input_ids, ids)  # results come back in the examples' order
+        special = np.asarray(example.special)
+        baseline = np.where(special, ids, PAD)
+        expected = (embedding[ids] - embedding[baseline]) @ weight[k]
+        np.testing.assert_allclose(result.attributions, expected, atol=1e-4)
+        assert np.all(result.attributions[special] == 0.0)
+        # completeness: the attributions add up to f(x) - f(baseline)
+        with torch.no_grad():
+            f_x = linear_model(torch.tensor(ids)[None], torch.ones(1, len(ids), dtype=torch.long))[
+                0, k
+            ].item()
+            f_b = linear_model(torch.tensor(baseline)[None], torch.ones(1, len(ids), dtype=torch.long))[
+                0, k
+            ].item()
+        assert result.score == pytest.approx(f_x, abs=1e-5)
+        assert result.baseline_score == pytest.approx(f_b, abs=1e-5)
+        assert result.convergence_delta is not None and abs(result.convergence_delta) < 1e-4
+        gap = result.attributions.sum() - (f_x - f_b)
+        assert abs(gap) <= abs(result.convergence_delta) + 1e-5
+
+
+def test_gradient_x_input_on_a_linear_model(linear_model: BagOfEmbeddings) -> None:
+    examples, outputs = linear_examples()
+    results = attribute_examples(
+        linear_model, linear_model.embedding, examples, outputs, "gradient_x_input", baseline_token_id=PAD
+    )
+    embedding = linear_model.embedding.weight.detach().numpy().astype(np.float64)
+    weight = linear_model.linear.weight.detach().numpy().astype(np.float64)
+    for example, k, result in zip(examples, outputs, results, strict=True):
+        expected = embedding[np.asarray(example.input_ids)] @ weight[k]
+        np.testing.assert_allclose(result.attributions, expected, atol=1e-5)
+        assert result.convergence_delta is None and result.baseline_score is None
+
+
+def test_registry_names_the_valid_choices() -> None:
+    assert {"integrated_gradients", "gradient_x_input"} <= set(list_methods())
+    assert get_method("gradient_x_input") is GradientXInput
+    with pytest.raises(UserError, match="gradient_x_input.*integrated_gradients"):
+        get_method("saliency_typo")
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("gradient_x_input")(type("Other", (GradientXInput,), {}))
+
+
+def test_examples_must_match_their_outputs(linear_model: BagOfEmbeddings) -> None:
+    examples, outputs = linear_examples()
+    with pytest.raises(ValueError, match="4 examples but 3 output indices"):
+        attribute_examples(
+            linear_model,
+            linear_model.embedding,
+            examples,
+            outputs[:3],
+            "gradient_x_input",
+            baseline_token_id=PAD,
+        )
+    broken = TokenizedText(input_ids=[CLS, 5, SEP], offsets=[(0, 0)], special=[True, False, True])
+    with pytest.raises(ValueError, match="must match one to one"):
+        attribute_examples(
+            linear_model, linear_model.embedding, [broken], [0], "gradient_x_input", baseline_token_id=0
+        )
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory):
+    tokenizer = build_word_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        id2label={0: "a", 1: "b"},
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.5,  # large weights: outputs that depend on the input, far from linear
+    )
+    model = BertForSequenceClassification(config).eval()
+    return model, tokenizer
+
+
+TEXTS = [
+    "The nurse said he was tired.",
+    "She is a doctor.",
+    "They were very kind, his engineer and her nurse said.",
+    "He is kind.",
+]
+FOCUS_WORDS = ["he", "She", "his", "He"]
+
+
+def probability_forward(model: nn.Module):
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model(input_ids=input_ids, attention_mask=attention_mask).logits, dim=-1)
+
+    return forward
+
+
+def test_integrated_gradients_on_tiny_bert_is_batched_and_complete(tiny_bert) -> None:
+    model, tokenizer = tiny_bert
+    examples = tokenize(tokenizer, TEXTS)
+    outputs = [0, 1, 1, 0]
+    kwargs = dict(baseline_token_id=tokenizer.pad_token_id, n_steps=64, internal_batch_size=128)
+    forward = probability_forward(model)
+    embeddings = model.get_input_embeddings()
+    batched = attribute_examples(forward, embeddings, examples, outputs, "integrated_gradients", **kwargs)
+    one_by_one = attribute_examples(
+        forward, embeddings, examples, outputs, "integrated_gradients", batch_tokens=1, **kwargs
+    )
+    coarse = attribute_examples(
+        forward, embeddings, examples, outputs, "integrated_gradients", **{**kwargs, "n_steps": 4}
+    )
+    # the delta measures a real integration error: large with 4 steps, small with 64
+    assert max(abs(r.convergence_delta or 0.0) for r in coarse) > 1e-2
+    for together, alone in zip(batched, one_by_one, strict=True):
+        # padding in a shared batch does not change an example's attributions
+        np.testing.assert_allclose(together.attributions, alone.attributions, atol=1e-5)
+        assert together.convergence_delta is not None and abs(together.convergence_delta) < 1e-3
+        assert together.baseline_score is not None
+        gap = together.attributions.sum() - (together.score - together.baseline_score)
+        assert abs(gap - together.convergence_delta) < 1e-5
+        assert abs(together.score - together.baseline_score) > 10 * abs(together.convergence_delta)
+
+
+def test_attribution_rows_point_at_the_right_text(tiny_bert, tmp_path: Path) -> None:
+    model, tokenizer = tiny_bert
+    examples = tokenize(tokenizer, TEXTS)
+    focus = []
+    for text, word in zip(TEXTS, FOCUS_WORDS, strict=True):
+        match = re.search(rf"\b{word}\b", text)
+        assert match is not None
+        focus.append([match.span()])
+    frame = attribution_rows(
+        forward=probability_forward(model),
+        embedding_layer=model.get_input_embeddings(),
+        examples=examples,
+        example_ids=[f"set/{i}/v" for i in range(len(TEXTS))],
+        texts=TEXTS,
+        focus=focus,
+        outputs=["prob:a", "prob:b", "prob:b", "prob:a"],
+        output_names=["prob:a", "prob:b"],
+        methods=["integrated_gradients", "gradient_x_input"],
+        tokenizer=tokenizer,
+        n_steps=8,
+    )
+    assert list(frame.columns) == TABLES["attributions"]
+    n_tokens = sum(len(e.input_ids) for e in examples)
+    assert len(frame) == 2 * n_tokens
+    real = frame[frame["char_start"].notna()]
+    special = frame[frame["char_start"].isna()]
+    assert set(special["token"]) == {"[CLS]", "[SEP]"} and special["char_end"].isna().all()
+    for example_id, token, start, end in zip(
+        real["example_id"], real["token"], real["char_start"], real["char_end"], strict=True
+    ):
+        text = TEXTS[int(str(example_id).split("/")[1])]
+        assert text[int(start) : int(end)].lower() == token
+    focus_rows = frame[frame["is_focus"]]
+    assert sorted(focus_rows["token"].unique()) == ["he", "his", "she"]
+    assert len(focus_rows) == 2 * len(TEXTS)  # one focus token per example and method
+    ig = frame[frame["method"] == "integrated_gradients"]
+    gxi = frame[frame["method"] == "gradient_x_input"]
+    assert ig["convergence_delta"].notna().all() and gxi["convergence_delta"].isna().all()
+    assert (frame.groupby("example_id")["output"].nunique() == 1).all()
+    assert isinstance(frame["attribution"].iloc[0], float) and np.isfinite(frame["attribution"]).all()
+    # the table survives a parquet round trip with its nulls
+    frame.to_parquet(tmp_path / "attributions.parquet")
+    back = pd.read_parquet(tmp_path / "attributions.parquet")
+    assert back["char_start"].isna().sum() == len(special) and back["convergence_delta"].isna().sum() == len(
+        gxi
+    )
+
+
+def test_attribution_rows_reject_an_unknown_output(tiny_bert) -> None:
+    model, tokenizer = tiny_bert
+    with pytest.raises(ValueError, match="not among the score head's outputs"):
+        attribution_rows(
+            forward=probability_forward(model),
+            embedding_layer=model.get_input_embeddings(),
+            examples=tokenize(tokenizer, TEXTS[:1]),
+            example_ids=["set/0/v"],
+            texts=TEXTS[:1],
+            focus=[[]],
+            outputs=["prob:c"],
+            output_names=["prob:a", "prob:b"],
+            methods=["gradient_x_input"],
+            tokenizer=tokenizer,
+        )
