@@ -1,0 +1,1251 @@
+"""Turn probe files into validated ``ProbeSet`` objects.
+
+Formats (see docs/probes.md for the full reference):
+
+- ``.yaml`` / ``.yml``: templates filled from group slots and lexicons (CheckList-like);
+- ``.csv`` / ``.jsonl``: explicit rows, either *pairs* (``text_a,text_b,group_a,group_b,attribute``)
+  or *variants* (``instance_id,variant,attribute,text``);
+- a local Hugging Face dataset (a ``save_to_disk`` folder, a folder of data files, a ``.parquet``
+  file) whose columns map onto one of the row layouts;
+- the built-in sets shipped in ``probes/builtin/``, by name.
+
+Every parser collects *all* the problems of a file (each with its file and 1-based line, or record
+number for datasets) before giving up; ``load_probe_set`` raises ``ProbeFileError`` with all of them
+and never returns a partial set.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import itertools
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from audit.errors import ProbeFileError, Problem, UserError
+from probes.schema import Association, Instance, ProbeSet, Span, Variant
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+YAML_EXTENSIONS = (".yaml", ".yml")
+ROW_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
+DATASET_EXTENSIONS = (".parquet", ".arrow")
+
+PAIR_COLUMNS = ("text_a", "text_b", "group_a", "group_b", "attribute")
+PAIR_OPTIONAL_COLUMNS = ("instance_id", "label", "lang")
+VARIANT_COLUMNS = ("instance_id", "variant", "attribute", "text")
+VARIANT_OPTIONAL_COLUMNS = ("label", "lang")
+KNOWN_COLUMNS = frozenset(PAIR_COLUMNS + PAIR_OPTIONAL_COLUMNS + VARIANT_COLUMNS + VARIANT_OPTIONAL_COLUMNS)
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_NULL_TAG = "tag:yaml.org,2002:null"
+
+
+# --------------------------------------------------------------------------------------- public API
+
+
+def list_builtin() -> list[str]:
+    """Names of the built-in probe sets, sorted."""
+    return sorted(path.stem for path in BUILTIN_DIR.glob("*.yaml"))
+
+
+@functools.cache
+def load_builtin(name: str) -> ProbeSet:
+    """One built-in probe set by name (``list_builtin()`` gives the names)."""
+    if name not in list_builtin():
+        raise UserError(f"unknown built-in probe set {name!r}; built-in sets: {', '.join(list_builtin())}")
+    probe_set = _load_or_raise(BUILTIN_DIR / f"{name}.yaml", _Options())
+    return probe_set.model_copy(update={"source": f"builtin:{name}"})
+
+
+def load_probe_set(
+    spec: str | Path,
+    *,
+    name: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    defaults: Mapping[str, str] | None = None,
+    split: str | None = None,
+) -> ProbeSet:
+    """Load a probe set from a built-in name (``gender`` or ``builtin:gender``) or a path.
+
+    The format comes from the extension: ``.yaml``/``.yml`` templates, ``.csv``/``.jsonl`` rows,
+    ``.parquet``/``.arrow`` or a folder as a local Hugging Face dataset. ``mapping`` renames columns
+    (``{"text_a": "sent_more"}``: our column -> the file's column), ``defaults`` fills columns the
+    file lacks (``{"attribute": "gender"}``), ``split`` picks a dataset split and ``name`` overrides
+    the set's name (rows and datasets are named after the file otherwise).
+
+    Raises ``ProbeFileError`` listing every problem found; nothing partial is returned.
+    """
+    options = _Options(name=name, mapping=mapping, defaults=defaults, split=split)
+    builtin = _builtin_name(spec)
+    if builtin is not None:
+        if builtin not in list_builtin():
+            raise UserError(
+                f"{spec!s} is neither a file nor a built-in probe set; built-in sets: {', '.join(list_builtin())}"
+            )
+        if options.has_row_options() or name is not None:
+            raise UserError(
+                f"options name/mapping/defaults/split do not apply to the built-in set {builtin!r}"
+            )
+        return load_builtin(builtin)
+    return _load_or_raise(Path(spec), options)
+
+
+def load_hf_dataset(
+    path: str | Path,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    defaults: Mapping[str, str] | None = None,
+    split: str | None = None,
+    name: str | None = None,
+) -> ProbeSet:
+    """Load a probe set from a local Hugging Face dataset (never the hub).
+
+    ``path`` is a ``Dataset.save_to_disk`` folder, a folder of data files, or a single
+    ``.csv``/``.jsonl``/``.json``/``.parquet`` file read through ``datasets``. Its columns, renamed by
+    ``mapping`` (our column -> dataset column) and completed by ``defaults``, must form the pairs or
+    the variants layout. Problems are located by record number (1-based).
+    """
+    options = _Options(name=name, mapping=mapping, defaults=defaults, split=split)
+    problems = _Problems(_dataset_label(Path(path), split))
+    probe_set = _parse_dataset(Path(path), options, problems)
+    if problems.items or probe_set is None:
+        raise ProbeFileError(problems.items or [Problem(str(path), None, "no probe set could be read")])
+    return probe_set
+
+
+# ------------------------------------------------------------------------------- shared plumbing
+
+
+@dataclass(frozen=True)
+class _Options:
+    name: str | None = None
+    mapping: Mapping[str, str] | None = None
+    defaults: Mapping[str, str] | None = None
+    split: str | None = None
+
+    def has_row_options(self) -> bool:
+        return bool(self.mapping or self.defaults or self.split)
+
+
+class _Problems:
+    """Collects the problems of one file."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[Problem] = []
+
+    def add(self, line: int | None, message: str) -> None:
+        self.items.append(Problem(self.file, line, message))
+
+
+def _builtin_name(spec: str | Path) -> str | None:
+    """The built-in set a spec names, or None when the spec is a path."""
+    text = str(spec)
+    if text.startswith("builtin:"):
+        return text.removeprefix("builtin:")
+    if isinstance(spec, Path) or "/" in text or "\\" in text or Path(text).suffix or Path(text).exists():
+        return None
+    return text
+
+
+def _load_or_raise(path: Path, options: _Options) -> ProbeSet:
+    probe_set, problems = parse_probe_file(path, options)
+    if problems or probe_set is None:
+        raise ProbeFileError(problems or [Problem(str(path), None, "no probe set could be read")])
+    return probe_set
+
+
+def parse_probe_file(path: Path, options: _Options | None = None) -> tuple[ProbeSet | None, list[Problem]]:
+    """Parse one probe file or dataset; returns the set (None when there is any problem) and every problem."""
+    options = options or _Options()
+    problems = _Problems(str(path))
+    suffix = path.suffix.lower()
+    if not path.exists():
+        builtin_hint = f" (built-in sets: {', '.join(list_builtin())})" if not suffix else ""
+        problems.add(None, f"no such file or folder; check the path{builtin_hint}")
+        return None, problems.items
+    probe_set: ProbeSet | None = None
+    if path.is_dir() or suffix in DATASET_EXTENSIONS:
+        problems = _Problems(_dataset_label(path, options.split))
+        probe_set = _parse_dataset(path, options, problems)
+    elif suffix in YAML_EXTENSIONS:
+        if options.has_row_options():
+            problems.add(
+                None,
+                "mapping, defaults and split apply to CSV/JSONL files and datasets, not to YAML templates",
+            )
+            return None, problems.items
+        text = _read_utf8(path, problems)
+        if text is not None:
+            probe_set = _parse_yaml(path, text, options, problems)
+    elif suffix in ROW_EXTENSIONS:
+        if options.split:
+            problems.add(None, "split applies to datasets only; a CSV/JSONL file has no splits")
+            return None, problems.items
+        text = _read_utf8(path, problems)
+        if text is not None:
+            table = _csv_table(text, problems) if suffix == ".csv" else _jsonl_table(text, problems)
+            if table is not None:
+                probe_set = _rows_to_probe_set(table, path.stem, str(path), options, problems)
+    else:
+        problems.add(
+            None,
+            f"unknown file extension {path.suffix or '(none)'!r}; use .yaml/.yml (templates), .csv or .jsonl "
+            "(pairs or variants rows), .parquet or a dataset folder (Hugging Face dataset)",
+        )
+    if problems.items:
+        return None, problems.items
+    return probe_set, []
+
+
+def _read_utf8(path: Path, problems: _Problems) -> str | None:
+    """The file as text, or None with one problem per line that is not valid UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        problems.add(None, f"cannot read the file ({error.strerror}); check the path and its permissions")
+        return None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            problems.add(
+                number,
+                f"byte 0x{raw[error.start]:02x} at column {error.start + 1} is not UTF-8; "
+                "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            )
+    return None
+
+
+def _to_problem_list(error: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()]
+
+
+# ------------------------------------------------------------------------------------- focus spans
+
+
+def _differing_region(a: str, b: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The character region where ``a`` and ``b`` differ (common prefix/suffix removed), widened to
+    whole words when the change touches a word: "He is" vs "She is" gives "He" and "She"."""
+    prefix = 0
+    limit = min(len(a), len(b))
+    while prefix < limit and a[prefix] == b[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and a[-1 - suffix] == b[-1 - suffix]:
+        suffix += 1
+
+    def char(text: str, index: int) -> str:
+        return text[index] if 0 <= index < len(text) else ""
+
+    if char(a, prefix - 1).isalnum() and (char(a, prefix).isalnum() or char(b, prefix).isalnum()):
+        while prefix > 0 and a[prefix - 1].isalnum():
+            prefix -= 1
+    end_a, end_b = len(a) - suffix, len(b) - suffix
+
+    def before_suffix(text: str, end: int) -> str:
+        return char(text, end - 1) if end > prefix else char(text, prefix - 1)
+
+    if char(a, end_a).isalnum() and (before_suffix(a, end_a).isalnum() or before_suffix(b, end_b).isalnum()):
+        while end_a < len(a) and a[end_a].isalnum():
+            end_a += 1
+            end_b += 1
+    return (prefix, end_a), (prefix, end_b)
+
+
+def _focus_against(text: str, others: Iterable[str]) -> tuple[Span, ...]:
+    """One span covering every character of ``text`` that differs from any of ``others``."""
+    regions = [_differing_region(text, other)[0] for other in others if other != text]
+    if not regions:
+        return ()
+    start, end = min(r[0] for r in regions), max(r[1] for r in regions)
+    return (Span(start=start, end=end),) if end > start else ()
+
+
+# ---------------------------------------------------------------------------------- YAML templates
+
+_TOP_KEYS = (
+    "name",
+    "description",
+    "card",
+    "card_file",
+    "attribute",
+    "lang",
+    "tasks",
+    "groups",
+    "lexicons",
+    "templates",
+    "associations",
+)
+_TEMPLATE_KEYS = ("text", "id", "label")
+_ASSOCIATION_KEYS = ("name", "a_name", "b_name", "a", "b", "source")
+
+
+def _apply_article(value: str) -> str:
+    """'a' or 'an' before ``value`` (spelling heuristic: vowels, silent h, numbers read 8/11/18)."""
+    word = value.lower()
+    an = word[:1] in ("a", "e", "i", "o", "u")
+    if word.startswith(("uni", "use", "usu", "uti", "ure", "uro", "eu", "one", "once", "ewe")):
+        an = False
+    if word.startswith(("hour", "honest", "honor", "honour", "heir")):
+        an = True
+    digits = re.match(r"\d+", word)
+    if digits:
+        number = digits.group()
+        an = number.startswith("8") or (len(number) in (2, 5) and number[:2] in ("11", "18"))
+    return f"{'an' if an else 'a'} {value}"
+
+
+FILTERS = {
+    "cap": lambda v: v[:1].upper() + v[1:],
+    "upper": str.upper,
+    "lower": str.lower,
+    "title": str.title,
+    "a": _apply_article,
+}
+"""Placeholder filters: ``{occupation|a}`` -> "an engineer", ``{pronoun|cap}`` -> "She"."""
+
+
+@dataclass(frozen=True)
+class _Placeholder:
+    name: str
+    filters: tuple[str, ...]
+
+    def fill(self, value: str) -> str:
+        for name in self.filters:
+            value = FILTERS[name](value)
+        return value
+
+
+@dataclass
+class _Slot:
+    values: list[str]
+    is_list: bool
+    line: int
+
+
+@dataclass
+class _Group:
+    name: str
+    line: int
+    slots: dict[str, _Slot] = field(default_factory=dict)
+
+
+@dataclass
+class _Template:
+    number: int
+    template_id: str
+    text: str
+    label: str | None
+    line: int
+    parts: list[str | _Placeholder]
+
+    @property
+    def placeholders(self) -> list[_Placeholder]:
+        return [p for p in self.parts if isinstance(p, _Placeholder)]
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return "text"
+
+
+def _mapping(
+    node: yaml.Node, what: str, problems: _Problems
+) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+    """A YAML mapping's entries by key (reporting repeated and non-text keys), or None if not a mapping."""
+    if not isinstance(node, yaml.MappingNode):
+        problems.add(_line(node), f"{what} must be a mapping (key: value lines), not {_kind(node)}")
+        return None
+    entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            problems.add(_line(key), f"{what} has a key that is not text")
+            continue
+        if key.value in entries:
+            problems.add(
+                _line(key),
+                f"{what} repeats the key {key.value!r} (first on line {_line(entries[key.value][0])}); "
+                "YAML would keep only the last one, so remove or rename one",
+            )
+            continue
+        entries[key.value] = (key, value)
+    return entries
+
+
+def _unknown_keys(
+    entries: dict[str, tuple[yaml.Node, yaml.Node]], known: Iterable[str], what: str, problems: _Problems
+) -> None:
+    for key, (key_node, _) in entries.items():
+        if key not in known:
+            problems.add(
+                _line(key_node), f"{what} has an unknown key {key!r} (known keys: {', '.join(known)})"
+            )
+
+
+def _text(node: yaml.Node, what: str, problems: _Problems) -> str | None:
+    """A scalar's text exactly as written (``no`` stays "no"), or None with a problem."""
+    if not isinstance(node, yaml.ScalarNode):
+        problems.add(_line(node), f"{what} must be text, not {_kind(node)}")
+        return None
+    if node.tag == _NULL_TAG or not node.value.strip():
+        problems.add(_line(node), f"{what} is empty; write a value or remove the key")
+        return None
+    return str(node.value)
+
+
+def _text_list(node: yaml.Node, what: str, problems: _Problems) -> list[str] | None:
+    """A non-empty list of distinct texts, or None with problems."""
+    if not isinstance(node, yaml.SequenceNode):
+        problems.add(_line(node), f"{what} must be a list of texts, not {_kind(node)}")
+        return None
+    if not node.value:
+        problems.add(_line(node), f"{what} is an empty list; give at least one value")
+        return None
+    values: list[str] = []
+    ok = True
+    for item in node.value:
+        value = _text(item, f"an item of {what}", problems)
+        if value is None:
+            ok = False
+        elif value in values:
+            problems.add(_line(item), f"{what} repeats {value!r}; remove the duplicate")
+            ok = False
+        else:
+            values.append(value)
+    return values if ok else None
+
+
+def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -> ProbeSet | None:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        detail = " ".join(
+            str(p) for p in (getattr(error, "context", None), getattr(error, "problem", None)) if p
+        )
+        lines = text.split("\n")
+        hint = "fix the YAML syntax"
+        if line is not None and line <= len(lines) and re.match(r"\s*-\s*\{", lines[line - 1]):
+            hint = 'quote a template that starts with "{", e.g. - "{pronoun|cap} works here."'
+        problems.add(line, f"not valid YAML ({detail or error}); {hint}")
+        return None
+    if root is None:
+        problems.add(
+            1,
+            "file is empty; a template probe set needs attribute, groups and templates (see docs/probes.md)",
+        )
+        return None
+    top = _mapping(root, "the file", problems)
+    if top is None:
+        return None
+    _unknown_keys(top, _TOP_KEYS, "the file", problems)
+    for key in ("attribute", "groups", "templates"):
+        if key not in top:
+            problems.add(
+                1, f"missing required key {key!r}; a template probe set needs attribute, groups and templates"
+            )
+
+    def text_of(key: str) -> str | None:
+        return _text(top[key][1], key, problems) if key in top else None
+
+    set_name = options.name or text_of("name") or path.stem
+    attribute = text_of("attribute")
+    lang = text_of("lang") or "en"
+    description = _text(top["description"][1], "description", problems) if "description" in top else ""
+    card = _read_card(path, top, problems)
+    tasks = _text_list(top["tasks"][1], "tasks", problems) if "tasks" in top else None
+
+    groups = _parse_groups(top["groups"][1], problems) if "groups" in top else None
+    lexicons = _parse_lexicons(top["lexicons"][1], problems) if "lexicons" in top else {}
+    templates = _parse_templates(top["templates"][1], problems) if "templates" in top else None
+    associations = _parse_associations(top["associations"][1], problems) if "associations" in top else []
+    if groups is None or lexicons is None or templates is None or attribute is None:
+        return None
+    instances = _expand(groups, lexicons, templates, attribute, lang, problems)
+    if problems.items:
+        return None
+    try:
+        extra: dict[str, Any] = {"tasks": tuple(tasks)} if tasks else {}
+        return ProbeSet(
+            name=set_name,
+            description=description or "",
+            card=card or "",
+            source=str(path),
+            instances=tuple(instances),
+            associations=tuple(associations or ()),
+            **extra,
+        )
+    except ValidationError as error:
+        for message in _to_problem_list(error):
+            problems.add(1, message)
+        return None
+
+
+def _read_card(path: Path, top: dict[str, tuple[yaml.Node, yaml.Node]], problems: _Problems) -> str | None:
+    if "card" in top and "card_file" in top:
+        problems.add(
+            _line(top["card_file"][0]), "give either card (inline text) or card_file (a path), not both"
+        )
+        return None
+    if "card" in top:
+        return _text(top["card"][1], "card", problems)
+    if "card_file" not in top:
+        return ""
+    relative = _text(top["card_file"][1], "card_file", problems)
+    if relative is None:
+        return None
+    card_path = path.parent / relative
+    try:
+        return card_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8"
+        problems.add(
+            _line(top["card_file"][1]),
+            f"cannot read card_file {relative!r} ({reason}); the path is relative to this YAML file",
+        )
+        return None
+
+
+def _parse_groups(node: yaml.Node, problems: _Problems) -> dict[str, _Group] | None:
+    entries = _mapping(node, "groups", problems)
+    if entries is None:
+        return None
+    if len(entries) < 2:
+        problems.add(
+            _line(node), f"groups defines {len(entries)} group(s); a counterfactual needs at least 2"
+        )
+    groups: dict[str, _Group] = {}
+    for group_name, (key_node, value_node) in entries.items():
+        group = _Group(group_name, _line(key_node))
+        slots = _mapping(value_node, f"group {group_name!r}", problems)
+        if slots is None:
+            continue
+        if not slots:
+            problems.add(
+                _line(key_node), f"group {group_name!r} defines no slots; give it values such as pronoun: she"
+            )
+        for slot_name, (slot_key, slot_value) in slots.items():
+            if not _NAME.match(slot_name):
+                problems.add(
+                    _line(slot_key), f"slot name {slot_name!r} must be letters, digits and _ (no spaces)"
+                )
+                continue
+            what = f"slot {slot_name!r} of group {group_name!r}"
+            if isinstance(slot_value, yaml.SequenceNode):
+                values = _text_list(slot_value, what, problems)
+                if values is not None:
+                    group.slots[slot_name] = _Slot(values, True, _line(slot_key))
+            else:
+                value = _text(slot_value, what, problems)
+                if value is not None:
+                    group.slots[slot_name] = _Slot([value], False, _line(slot_key))
+        groups[group_name] = group
+    _check_list_lengths(groups, problems)
+    return groups
+
+
+def _check_list_lengths(groups: dict[str, _Group], problems: _Problems) -> None:
+    """List slots pair up by position across groups, so each list slot has one length everywhere."""
+    slot_names = sorted({s for g in groups.values() for s, slot in g.slots.items() if slot.is_list})
+    for slot_name in slot_names:
+        with_list = [(g, g.slots[slot_name]) for g in groups.values() if slot_name in g.slots]
+        with_list = [(g, s) for g, s in with_list if s.is_list]
+        first_group, first = with_list[0]
+        for group, slot in with_list[1:]:
+            if len(slot.values) != len(first.values):
+                problems.add(
+                    slot.line,
+                    f"slot {slot_name!r} has {len(slot.values)} values in group {group.name!r} but "
+                    f"{len(first.values)} in group {first_group.name!r}; list slots pair up by position "
+                    "(item i of every group makes one instance), so give every group the same number",
+                )
+
+
+def _parse_lexicons(node: yaml.Node, problems: _Problems) -> dict[str, tuple[list[str], int]] | None:
+    entries = _mapping(node, "lexicons", problems)
+    if entries is None:
+        return None
+    lexicons: dict[str, tuple[list[str], int]] = {}
+    for lexicon_name, (key_node, value_node) in entries.items():
+        if not _NAME.match(lexicon_name):
+            problems.add(
+                _line(key_node), f"lexicon name {lexicon_name!r} must be letters, digits and _ (no spaces)"
+            )
+            continue
+        values = _text_list(value_node, f"lexicon {lexicon_name!r}", problems)
+        if values is not None:
+            lexicons[lexicon_name] = (values, _line(key_node))
+    return lexicons
+
+
+def _parse_placeholders(text: str) -> tuple[list[str | _Placeholder], list[str]]:
+    """Split a template into literal text and placeholders; ``{{`` and ``}}`` are literal braces."""
+    parts: list[str | _Placeholder] = []
+    errors: list[str] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if text.startswith("{{", i) or text.startswith("}}", i):
+            literal.append(ch)
+            i += 2
+        elif ch == "}":
+            errors.append(f"has a stray '}}' at column {i + 1}; write '}}}}' for a literal brace")
+            i += 1
+        elif ch == "{":
+            end = text.find("}", i + 1)
+            inner = text[i + 1 : end] if end != -1 else ""
+            if end == -1 or "{" in inner:
+                errors.append(
+                    f"has an unclosed '{{' at column {i + 1}; close it or write '{{{{' for a literal brace"
+                )
+                i = end + 1 if end != -1 and "{" not in inner else i + 1
+                continue
+            name, *filters = [piece.strip() for piece in inner.split("|")]
+            if not _NAME.match(name):
+                errors.append(f"has a placeholder {{{inner}}} whose name is not letters, digits and _")
+            for filter_name in filters:
+                if filter_name not in FILTERS:
+                    errors.append(
+                        f"uses an unknown filter |{filter_name} in {{{inner}}} (known filters: {', '.join(sorted(FILTERS))})"
+                    )
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append(_Placeholder(name, tuple(filters)))
+            i = end + 1
+        else:
+            literal.append(ch)
+            i += 1
+    if literal:
+        parts.append("".join(literal))
+    return parts, errors
+
+
+def _parse_templates(node: yaml.Node, problems: _Problems) -> list[_Template] | None:
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        problems.add(
+            _line(node), "templates must be a non-empty list of texts (or of {text, id, label} mappings)"
+        )
+        return None
+    templates: list[_Template] = []
+    ids: dict[str, int] = {}
+    for number, item in enumerate(node.value, start=1):
+        template_id, label = f"t{number}", None
+        text: str | None
+        if isinstance(item, yaml.MappingNode):
+            entries = _mapping(item, f"template {number}", problems) or {}
+            _unknown_keys(entries, _TEMPLATE_KEYS, f"template {number}", problems)
+            if "text" not in entries:
+                hint = (
+                    ' (a template that starts with "{" must be quoted)'
+                    if item.flow_style and entries
+                    else " (write text: ...)"
+                )
+                problems.add(_line(item), f"template {number} has no text{hint}")
+                continue
+            text = _text(entries["text"][1], f"template {number}", problems)
+            if "id" in entries:
+                given = _text(entries["id"][1], f"id of template {number}", problems)
+                if given is not None and not _TEMPLATE_ID.match(given):
+                    problems.add(
+                        _line(entries["id"][1]), f"template id {given!r} must be letters, digits, _ . - only"
+                    )
+                elif given is not None:
+                    template_id = given
+            if "label" in entries:
+                label = _text(entries["label"][1], f"label of template {number}", problems)
+        else:
+            text = _text(item, f"template {number}", problems)
+        if text is None:
+            continue
+        if template_id in ids:
+            problems.add(
+                _line(item), f"template id {template_id!r} is already used on line {ids[template_id]}"
+            )
+            continue
+        ids[template_id] = _line(item)
+        parts, errors = _parse_placeholders(text)
+        for error in errors:
+            problems.add(_line(item), f"template {error}")
+        templates.append(_Template(number, template_id, text, label, _line(item), parts))
+    return templates
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"[^\w]+", "-", value.lower()).strip("-_")
+
+
+def _expand(
+    groups: dict[str, _Group],
+    lexicons: dict[str, tuple[list[str], int]],
+    templates: list[_Template],
+    attribute: str,
+    lang: str,
+    problems: _Problems,
+) -> list[Instance]:
+    """Fill every template once per lexicon combination and list position, one variant per group."""
+    group_slot_names = {s for g in groups.values() for s in g.slots}
+    for lexicon_name, (_, line) in lexicons.items():
+        if lexicon_name in group_slot_names:
+            problems.add(line, f"lexicon {lexicon_name!r} has the name of a group slot; rename one of them")
+    known = sorted(group_slot_names | set(lexicons))
+    used: set[str] = set()
+    instances: list[Instance] = []
+    ids: dict[str, int] = {}
+    for template in templates:
+        names = list(dict.fromkeys(p.name for p in template.placeholders))
+        used.update(names)
+        unknown = [n for n in names if n not in group_slot_names and n not in lexicons]
+        for name in unknown:
+            problems.add(
+                template.line,
+                f"template uses {{{name}}}, which no lexicon or group defines (known: {', '.join(known) or 'none'})",
+            )
+        slot_names = [n for n in names if n in group_slot_names and n not in lexicons]
+        lexicon_names = [n for n in names if n in lexicons]
+        if unknown:
+            continue
+        if not slot_names:
+            problems.add(
+                template.line,
+                "template uses no group slot, so all its variants would be the same text; "
+                f"add a group placeholder such as {{{sorted(group_slot_names)[0] if group_slot_names else 'pronoun'}}}",
+            )
+            continue
+        eligible = [g for g in groups.values() if all(s in g.slots for s in slot_names)]
+        if len(eligible) < 2:
+            having = ", ".join(g.name for g in eligible) or "no group"
+            problems.add(
+                template.line,
+                f"template needs slots {', '.join(slot_names)}, which only {having} defines; "
+                "at least two groups must define every slot a template uses",
+            )
+            continue
+        lengths = {s: len(g.slots[s].values) for g in eligible for s in slot_names if g.slots[s].is_list}
+        if len(set(lengths.values())) > 1:
+            described = ", ".join(f"{s} ({n} values)" for s, n in lengths.items())
+            problems.add(
+                template.line,
+                f"template pairs list slots of different lengths: {described}; list slots used together "
+                "pair up by position, so give them the same number of values",
+            )
+            continue
+        positions = next(iter(lengths.values()), 1)
+        lexicon_values = [lexicons[n][0] for n in lexicon_names]
+        slugs = {n: _unique_slugs(lexicons[n][0]) for n in lexicon_names}
+        clash_reported = False
+        for combo in itertools.product(*lexicon_values):
+            fixed = dict(zip(lexicon_names, combo, strict=True))
+            for position in range(positions):
+                id_parts = [template.template_id, *(slugs[n][v] for n, v in fixed.items())]
+                if lengths:
+                    id_parts.append(str(position + 1))
+                instance_id = "-".join(id_parts)
+                variants = []
+                for group in eligible:
+                    values = dict(fixed)
+                    for s in slot_names:
+                        slot = group.slots[s]
+                        values[s] = slot.values[position] if slot.is_list else slot.values[0]
+                    text, spans = _render(template.parts, values, set(slot_names))
+                    variants.append(
+                        Variant(
+                            instance_id=instance_id,
+                            variant=group.name,
+                            attribute=attribute,
+                            text=text,
+                            label=template.label,
+                            lang=lang,
+                            focus=tuple(spans),
+                        )
+                    )
+                texts = [v.text for v in variants]
+                if len(set(texts)) < len(texts) and not clash_reported:
+                    same = [v for v in variants if texts.count(v.text) > 1]
+                    problems.add(
+                        template.line,
+                        f"groups {', '.join(v.variant for v in same)} fill the template identically "
+                        f"({same[0].text!r}); give them different slot values",
+                    )
+                    clash_reported = True
+                if instance_id in ids:
+                    problems.add(
+                        template.line,
+                        f"instance id {instance_id!r} is also made by the template on line {ids[instance_id]}; "
+                        "give one of the templates an explicit id",
+                    )
+                    continue
+                ids[instance_id] = template.line
+                instances.append(
+                    Instance(
+                        instance_id=instance_id,
+                        attribute=attribute,
+                        variants=tuple(variants),
+                        context=template.text,
+                    )
+                )
+    for group in groups.values():
+        for slot_name, slot in group.slots.items():
+            if slot_name not in used:
+                problems.add(
+                    slot.line,
+                    f"slot {slot_name!r} of group {group.name!r} is used by no template "
+                    f"(templates use: {', '.join(sorted(used)) or 'nothing'}); fix its name or remove it",
+                )
+    for lexicon_name, (_, line) in lexicons.items():
+        if lexicon_name not in used:
+            problems.add(line, f"lexicon {lexicon_name!r} is used by no template; fix its name or remove it")
+    return instances
+
+
+def _unique_slugs(values: list[str]) -> dict[str, str]:
+    """Readable id pieces for lexicon values ("software developer" -> "software-developer")."""
+    slugs = [_slug(v) or str(i + 1) for i, v in enumerate(values)]
+    return {
+        v: s if slugs.count(s) == 1 else f"{s}{i + 1}"
+        for i, (v, s) in enumerate(zip(values, slugs, strict=True))
+    }
+
+
+def _render(
+    parts: list[str | _Placeholder], values: dict[str, str], group_slots: set[str]
+) -> tuple[str, list[Span]]:
+    """The filled template and the spans where group slots were filled."""
+    pieces: list[str] = []
+    spans: list[Span] = []
+    position = 0
+    for part in parts:
+        filled = part if isinstance(part, str) else part.fill(values[part.name])
+        if isinstance(part, _Placeholder) and part.name in group_slots:
+            spans.append(Span(start=position, end=position + len(filled)))
+        pieces.append(filled)
+        position += len(filled)
+    return "".join(pieces), spans
+
+
+def _parse_associations(node: yaml.Node, problems: _Problems) -> list[Association] | None:
+    if not isinstance(node, yaml.SequenceNode):
+        problems.add(_line(node), f"associations must be a list of mappings, not {_kind(node)}")
+        return None
+    associations: list[Association] = []
+    names: dict[str, int] = {}
+    for number, item in enumerate(node.value, start=1):
+        what = f"association {number}"
+        entries = _mapping(item, what, problems)
+        if entries is None:
+            continue
+        _unknown_keys(entries, _ASSOCIATION_KEYS, what, problems)
+        missing = [k for k in ("name", "a_name", "b_name", "a", "b") if k not in entries]
+        if missing:
+            problems.add(
+                _line(item), f"{what} misses {', '.join(missing)} (needs name, a_name, b_name, a, b)"
+            )
+            continue
+        name = _text(entries["name"][1], f"name of {what}", problems)
+        a_name = _text(entries["a_name"][1], f"a_name of {what}", problems)
+        b_name = _text(entries["b_name"][1], f"b_name of {what}", problems)
+        source = _text(entries["source"][1], f"source of {what}", problems) if "source" in entries else None
+        a = _text_list(entries["a"][1], f"set a of {what}", problems)
+        b = _text_list(entries["b"][1], f"set b of {what}", problems)
+        if name is not None:
+            if name in names:
+                problems.add(_line(item), f"association name {name!r} is already used on line {names[name]}")
+            names[name] = _line(item)
+        ok = True
+        for side, words in (("a", a), ("b", b)):
+            if words is not None and len(words) < 2:
+                problems.add(
+                    _line(entries[side][1]), f"set {side} of {what} has {len(words)} word(s); give at least 2"
+                )
+                ok = False
+        if a is not None and b is not None:
+            shared = [w for w in a if w in b]
+            if shared:
+                problems.add(
+                    _line(entries["b"][1]),
+                    f"sets a and b of {what} share {', '.join(shared)}; a word cannot stand for both sides",
+                )
+                ok = False
+        if ok and name is not None and a_name is not None and b_name is not None and a and b:
+            associations.append(
+                Association(name=name, a_name=a_name, b_name=b_name, a=tuple(a), b=tuple(b), source=source)
+            )
+    return associations
+
+
+# ------------------------------------------------------------------------------ rows: CSV / JSONL
+
+
+@dataclass
+class _Table:
+    """Rows of a CSV/JSONL file or a dataset, each with where it came from."""
+
+    columns: list[str]
+    rows: list[tuple[int, dict[str, str | None]]]
+    header_line: int | None
+    place: str = "line"
+    column_everywhere: bool = True
+    """True when every row has every column (CSV); JSONL and datasets may lack keys per row."""
+
+
+def _csv_table(text: str, problems: _Problems) -> _Table | None:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        problems.add(1, "file is empty; the first line must name the columns (see docs/probes.md)")
+        return None
+    except csv.Error as error:
+        problems.add(1, f"cannot read the header: {error}")
+        return None
+    header = [h.strip() for h in header]
+    ok = True
+    for index, column in enumerate(header):
+        if not column:
+            problems.add(1, f"column {index + 1} of the header has no name")
+            ok = False
+        elif header.index(column) != index:
+            problems.add(1, f"the header names column {column!r} twice")
+            ok = False
+    rows: list[tuple[int, dict[str, str | None]]] = []
+    line = reader.line_num + 1
+    try:
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                problems.add(
+                    start,
+                    f"row has {len(row)} fields but the header has {len(header)}; quote fields that contain commas",
+                )
+                continue
+            rows.append((start, dict(zip(header, row, strict=True))))
+    except csv.Error as error:
+        problems.add(reader.line_num, f"cannot read the row: {error}")
+    if not ok:
+        return None
+    if not rows and not problems.items:
+        problems.add(1, "file has a header but no rows")
+    return _Table(header, rows, header_line=1)
+
+
+def _jsonl_table(text: str, problems: _Problems) -> _Table | None:
+    rows: list[tuple[int, dict[str, str | None]]] = []
+    columns: dict[str, None] = {}
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as error:
+            problems.add(
+                number,
+                f"not valid JSON ({error.msg} at column {error.colno}); each line must be one JSON object",
+            )
+            continue
+        if not isinstance(record, dict):
+            problems.add(
+                number, f"line is a JSON {type(record).__name__}, not an object; write one {{...}} per line"
+            )
+            continue
+        values = _plain_values(record, number, problems)
+        if values is not None:
+            rows.append((number, values))
+            columns.update(dict.fromkeys(values))
+    if not rows and not problems.items:
+        problems.add(1, "file has no records; write one JSON object per line")
+    return _Table(list(columns), rows, header_line=None, column_everywhere=False)
+
+
+def _plain_values(record: Mapping[str, Any], where: int, problems: _Problems) -> dict[str, str | None] | None:
+    """A record's values as text; None stays None, nested values are problems (for known columns)."""
+    values: dict[str, str | None] = {}
+    ok = True
+    for key, value in record.items():
+        if value is None or isinstance(value, str):
+            values[str(key)] = value
+        elif isinstance(value, bool):
+            values[str(key)] = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            values[str(key)] = str(value)
+        elif str(key) in KNOWN_COLUMNS:
+            problems.add(where, f"column {key} must be text, not {type(value).__name__}")
+            ok = False
+    return values if ok else None
+
+
+def _rows_to_probe_set(
+    table: _Table, stem: str, source: str, options: _Options, problems: _Problems
+) -> ProbeSet | None:
+    """Build a probe set from rows in the pairs or the variants layout."""
+    mapping = dict(options.mapping or {})
+    defaults = dict(options.defaults or {})
+    for ours in list(mapping) + list(defaults):
+        if ours not in KNOWN_COLUMNS:
+            problems.add(
+                None, f"{ours!r} is not a probe column (columns: {', '.join(sorted(KNOWN_COLUMNS))})"
+            )
+    for ours, theirs in mapping.items():
+        if theirs not in table.columns:
+            problems.add(
+                table.header_line,
+                f"mapping {ours}={theirs} names column {theirs!r}, which the data lacks "
+                f"(columns: {', '.join(table.columns)})",
+            )
+    if problems.items:
+        return None
+    renamed = {theirs: ours for ours, theirs in mapping.items()}
+    columns = {renamed.get(c, c) for c in table.columns} | set(defaults)
+    is_pairs = bool({"text_a", "text_b"} & columns)
+    is_variants = bool({"text", "variant"} & columns)
+    if is_pairs == is_variants:
+        reason = "mixes both" if is_pairs else "matches neither"
+        problems.add(
+            table.header_line,
+            f"columns {', '.join(sorted(columns)) or '(none)'} {reason} of the two layouts: pairs need "
+            f"{','.join(PAIR_COLUMNS)} (optional {','.join(PAIR_OPTIONAL_COLUMNS)}); variants need "
+            f"{','.join(VARIANT_COLUMNS)} (optional {','.join(VARIANT_OPTIONAL_COLUMNS)})",
+        )
+        return None
+    required = PAIR_COLUMNS if is_pairs else VARIANT_COLUMNS
+    layout = "pairs" if is_pairs else "variants"
+    absent = [c for c in required if c not in columns]
+    if absent:
+        problems.add(
+            table.header_line,
+            f"missing required column(s) {', '.join(absent)}; the {layout} layout needs {','.join(required)}"
+            + (" (or map them with mapping=/defaults=)" if table.place == "record" else ""),
+        )
+        return None
+
+    records: list[tuple[int, dict[str, str]]] = []
+    for where, raw in table.rows:
+        values = {renamed.get(k, k): v for k, v in raw.items()}
+        row: dict[str, str] = {}
+        ok = True
+        for column in required + (PAIR_OPTIONAL_COLUMNS if is_pairs else VARIANT_OPTIONAL_COLUMNS):
+            value = values.get(column)
+            if value is None and column in defaults:
+                value = defaults[column]
+            if value is None or not str(value).strip():
+                if column in required:
+                    state = "is empty" if column in values or table.column_everywhere else "is missing"
+                    problems.add(
+                        where, f"column {column} {state}; every {layout} row needs {','.join(required)}"
+                    )
+                    ok = False
+                continue
+            row[column] = str(value) if column.startswith("text") else str(value).strip()
+        if ok:
+            records.append((where, row))
+    build = _pairs_instances if is_pairs else _variants_instances
+    instances = build(records, table.place, problems)
+    if problems.items:
+        return None
+    try:
+        return ProbeSet(name=options.name or stem, source=source, instances=tuple(instances))
+    except ValidationError as error:
+        for message in _to_problem_list(error):
+            problems.add(None, message)
+        return None
+
+
+def _pairs_instances(
+    records: list[tuple[int, dict[str, str]]], place: str, problems: _Problems
+) -> list[Instance]:
+    instances: list[Instance] = []
+    seen: dict[str, int] = {}
+    for where, row in records:
+        instance_id = row.get("instance_id") or f"{place}{where}"
+        if instance_id in seen:
+            problems.add(
+                where,
+                f"instance id {instance_id!r} is already used on {place} {seen[instance_id]}; ids must be unique",
+            )
+            continue
+        seen[instance_id] = where
+        if row["group_a"] == row["group_b"]:
+            problems.add(
+                where,
+                f"group_a and group_b are both {row['group_a']!r}; a pair compares two different groups",
+            )
+            continue
+        if row["text_a"] == row["text_b"]:
+            problems.add(where, "text_a and text_b are identical; a pair must differ in the swapped words")
+            continue
+        span_a, span_b = _differing_region(row["text_a"], row["text_b"])
+        variants = []
+        for text, group, (start, end) in (
+            (row["text_a"], row["group_a"], span_a),
+            (row["text_b"], row["group_b"], span_b),
+        ):
+            variants.append(
+                Variant(
+                    instance_id=instance_id,
+                    variant=group,
+                    attribute=row["attribute"],
+                    text=text,
+                    label=row.get("label"),
+                    lang=row.get("lang", "en"),
+                    focus=(Span(start=start, end=end),) if end > start else (),
+                )
+            )
+        instances.append(
+            Instance(instance_id=instance_id, attribute=row["attribute"], variants=tuple(variants))
+        )
+    return instances
+
+
+def _variants_instances(
+    records: list[tuple[int, dict[str, str]]], place: str, problems: _Problems
+) -> list[Instance]:
+    grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    for where, row in records:
+        rows = grouped.setdefault(row["instance_id"], [])
+        earlier = next((w for w, r in rows if r["variant"] == row["variant"]), None)
+        if earlier is not None:
+            problems.add(
+                where,
+                f"instance {row['instance_id']!r} already has variant {row['variant']!r} ({place} {earlier}); "
+                "each variant of an instance appears once",
+            )
+            continue
+        if rows and row["attribute"] != rows[0][1]["attribute"]:
+            problems.add(
+                where,
+                f"instance {row['instance_id']!r} has attribute {row['attribute']!r} here but "
+                f"{rows[0][1]['attribute']!r} on {place} {rows[0][0]}; one instance has one attribute",
+            )
+            continue
+        rows.append((where, row))
+    instances: list[Instance] = []
+    for instance_id, rows in grouped.items():
+        first = rows[0][0]
+        if len(rows) < 2:
+            problems.add(
+                first,
+                f"instance {instance_id!r} has only 1 variant ({rows[0][1]['variant']!r}); add at least one more "
+                f"row with instance_id {instance_id}",
+            )
+            continue
+        texts = [r["text"] for _, r in rows]
+        if len(set(texts)) == 1:
+            problems.add(
+                first,
+                f"all variants of instance {instance_id!r} have the same text; nothing differs between them",
+            )
+            continue
+        variants = [
+            Variant(
+                instance_id=instance_id,
+                variant=row["variant"],
+                attribute=row["attribute"],
+                text=row["text"],
+                label=row.get("label"),
+                lang=row.get("lang", "en"),
+                focus=_focus_against(row["text"], texts),
+            )
+            for _, row in rows
+        ]
+        instances.append(
+            Instance(instance_id=instance_id, attribute=rows[0][1]["attribute"], variants=tuple(variants))
+        )
+    return instances
+
+
+# --------------------------------------------------------------------------- Hugging Face datasets
+
+
+def _dataset_label(path: Path, split: str | None) -> str:
+    return f"{path}[{split}]" if split else str(path)
+
+
+def _parse_dataset(path: Path, options: _Options, problems: _Problems) -> ProbeSet | None:
+    """Read a local dataset through ``datasets`` and build a probe set from its rows."""
+    if not path.exists():
+        problems.add(
+            None, "no such local dataset; probelens reads datasets from local paths only, never the hub"
+        )
+        return None
+    import datasets  # slow import, only when a dataset is read
+
+    try:
+        loaded = _open_dataset(datasets, path)
+    except Exception as error:  # datasets raises many types for unreadable folders and files
+        problems.add(None, f"cannot read it as a Hugging Face dataset ({type(error).__name__}: {error})")
+        return None
+    if isinstance(loaded, datasets.DatasetDict):
+        splits = list(loaded)
+        split = options.split or (splits[0] if len(splits) == 1 else None)
+        if split not in loaded:
+            wanted = f"has no split {options.split!r}" if options.split else "has several splits"
+            problems.add(None, f"the dataset {wanted}; choose one with split= ({', '.join(splits)})")
+            return None
+        dataset = loaded[split]
+    elif options.split:
+        problems.add(
+            None, f"the dataset has no splits, so split={options.split!r} does not apply; leave it out"
+        )
+        return None
+    else:
+        dataset = loaded
+    rows: list[tuple[int, dict[str, str | None]]] = []
+    for number, record in enumerate(dataset, start=1):
+        values = _plain_values(record, number, problems)
+        if values is not None:
+            rows.append((number, values))
+    if not rows and not problems.items:
+        problems.add(None, "the dataset has no records")
+        return None
+    table = _Table(
+        list(dataset.column_names), rows, header_line=None, place="record", column_everywhere=False
+    )
+    stem = path.stem if path.is_file() else path.name
+    return _rows_to_probe_set(table, stem, str(path), options, problems)
+
+
+def _open_dataset(datasets: Any, path: Path) -> Any:
+    if path.is_dir():
+        if any(
+            (path / marker).exists() for marker in ("state.json", "dataset_dict.json", "dataset_info.json")
+        ):
+            return datasets.load_from_disk(str(path))
+        return datasets.load_dataset(str(path))
+    builder = {
+        ".csv": "csv",
+        ".json": "json",
+        ".jsonl": "json",
+        ".parquet": "parquet",
+        ".arrow": "arrow",
+    }.get(path.suffix.lower())
+    if builder is None:
+        raise ValueError(
+            f"unknown data file extension {path.suffix!r}; use .csv, .jsonl, .json, .parquet or .arrow"
+        )
+    return datasets.load_dataset(builder, data_files=str(path))
