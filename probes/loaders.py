@@ -21,6 +21,7 @@ import functools
 import io
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ KNOWN_COLUMNS = frozenset(PAIR_COLUMNS + PAIR_OPTIONAL_COLUMNS + VARIANT_COLUMNS
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _NULL_TAG = "tag:yaml.org,2002:null"
+MAX_TEMPLATE_INSTANCES = 100_000
+"""A template file that expands beyond this is almost surely a mistake (lexicons multiply)."""
 
 
 # --------------------------------------------------------------------------------------- public API
@@ -203,7 +206,7 @@ def parse_probe_file(path: Path, options: _Options | None = None) -> tuple[Probe
             "(pairs or variants rows), .parquet or a dataset folder (Hugging Face dataset)",
         )
     if problems.items:
-        return None, problems.items
+        return None, sorted(problems.items, key=lambda p: p.line or 0)
     return probe_set, []
 
 
@@ -265,7 +268,16 @@ def _differing_region(a: str, b: str) -> tuple[tuple[int, int], tuple[int, int]]
         while end_a < len(a) and a[end_a].isalnum():
             end_a += 1
             end_b += 1
-    return (prefix, end_a), (prefix, end_b)
+    return _strip_region(a, prefix, end_a), _strip_region(b, prefix, end_b)
+
+
+def _strip_region(text: str, start: int, end: int) -> tuple[int, int]:
+    """The region without surrounding whitespace ("male " -> "male")."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 def _focus_against(text: str, others: Iterable[str]) -> tuple[Span, ...]:
@@ -354,6 +366,8 @@ class _Template:
     label: str | None
     line: int
     parts: list[str | _Placeholder]
+    broken: bool = False
+    """True when the template text has syntax problems (reported); it is not expanded."""
 
     @property
     def placeholders(self) -> list[_Placeholder]:
@@ -417,7 +431,7 @@ def _text(node: yaml.Node, what: str, problems: _Problems) -> str | None:
 
 
 def _text_list(node: yaml.Node, what: str, problems: _Problems) -> list[str] | None:
-    """A non-empty list of distinct texts, or None with problems."""
+    """The distinct texts of a list (problems reported, duplicates dropped); None when none is usable."""
     if not isinstance(node, yaml.SequenceNode):
         problems.add(_line(node), f"{what} must be a list of texts, not {_kind(node)}")
         return None
@@ -425,17 +439,13 @@ def _text_list(node: yaml.Node, what: str, problems: _Problems) -> list[str] | N
         problems.add(_line(node), f"{what} is an empty list; give at least one value")
         return None
     values: list[str] = []
-    ok = True
     for item in node.value:
         value = _text(item, f"an item of {what}", problems)
-        if value is None:
-            ok = False
-        elif value in values:
+        if value is not None and value in values:
             problems.add(_line(item), f"{what} repeats {value!r}; remove the duplicate")
-            ok = False
-        else:
+        elif value is not None:
             values.append(value)
-    return values if ok else None
+    return values or None
 
 
 def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -> ProbeSet | None:
@@ -655,19 +665,18 @@ def _parse_templates(node: yaml.Node, problems: _Problems) -> list[_Template] | 
     templates: list[_Template] = []
     ids: dict[str, int] = {}
     for number, item in enumerate(node.value, start=1):
-        template_id, label = f"t{number}", None
+        template_id, label, broken = f"t{number}", None, False
         text: str | None
         if isinstance(item, yaml.MappingNode):
             entries = _mapping(item, f"template {number}", problems) or {}
-            _unknown_keys(entries, _TEMPLATE_KEYS, f"template {number}", problems)
             if "text" not in entries:
+                quoting = item.flow_style and not set(entries) & set(_TEMPLATE_KEYS)
                 hint = (
-                    ' (a template that starts with "{" must be quoted)'
-                    if item.flow_style and entries
-                    else " (write text: ...)"
+                    ' (a template that starts with "{" must be quoted)' if quoting else " (write text: ...)"
                 )
                 problems.add(_line(item), f"template {number} has no text{hint}")
                 continue
+            _unknown_keys(entries, _TEMPLATE_KEYS, f"template {number}", problems)
             text = _text(entries["text"][1], f"template {number}", problems)
             if "id" in entries:
                 given = _text(entries["id"][1], f"id of template {number}", problems)
@@ -675,6 +684,7 @@ def _parse_templates(node: yaml.Node, problems: _Problems) -> list[_Template] | 
                     problems.add(
                         _line(entries["id"][1]), f"template id {given!r} must be letters, digits, _ . - only"
                     )
+                    broken = True
                 elif given is not None:
                     template_id = given
             if "label" in entries:
@@ -692,7 +702,9 @@ def _parse_templates(node: yaml.Node, problems: _Problems) -> list[_Template] | 
         parts, errors = _parse_placeholders(text)
         for error in errors:
             problems.add(_line(item), f"template {error}")
-        templates.append(_Template(number, template_id, text, label, _line(item), parts))
+        templates.append(
+            _Template(number, template_id, text, label, _line(item), parts, broken=broken or bool(errors))
+        )
     return templates
 
 
@@ -728,8 +740,9 @@ def _expand(
             )
         slot_names = [n for n in names if n in group_slot_names and n not in lexicons]
         lexicon_names = [n for n in names if n in lexicons]
-        if unknown:
-            continue
+        ambiguous = any(n in group_slot_names and n in lexicons for n in names)
+        if unknown or ambiguous or template.broken:
+            continue  # each reported above or where it was found
         if not slot_names:
             problems.add(
                 template.line,
@@ -746,7 +759,10 @@ def _expand(
                 "at least two groups must define every slot a template uses",
             )
             continue
-        lengths = {s: len(g.slots[s].values) for g in eligible for s in slot_names if g.slots[s].is_list}
+        per_slot = {s: {len(g.slots[s].values) for g in eligible if g.slots[s].is_list} for s in slot_names}
+        if any(len(counts) > 1 for counts in per_slot.values()):
+            continue  # unequal lengths across groups: reported with the groups
+        lengths = {s: counts.pop() for s, counts in per_slot.items() if counts}
         if len(set(lengths.values())) > 1:
             described = ", ".join(f"{s} ({n} values)" for s, n in lengths.items())
             problems.add(
@@ -757,6 +773,14 @@ def _expand(
             continue
         positions = next(iter(lengths.values()), 1)
         lexicon_values = [lexicons[n][0] for n in lexicon_names]
+        expected = positions * math.prod(len(v) for v in lexicon_values)
+        if len(instances) + expected > MAX_TEMPLATE_INSTANCES:
+            problems.add(
+                template.line,
+                f"template would bring the set to {len(instances) + expected} instances (at most "
+                f"{MAX_TEMPLATE_INSTANCES}); use shorter lexicons or split the file",
+            )
+            break
         slugs = {n: _unique_slugs(lexicons[n][0]) for n in lexicon_names}
         clash_reported = False
         for combo in itertools.product(*lexicon_values):
@@ -1006,6 +1030,7 @@ def _rows_to_probe_set(
     """Build a probe set from rows in the pairs or the variants layout."""
     mapping = dict(options.mapping or {})
     defaults = dict(options.defaults or {})
+    known_before = len(problems.items)
     for ours in list(mapping) + list(defaults):
         if ours not in KNOWN_COLUMNS:
             problems.add(
@@ -1018,19 +1043,24 @@ def _rows_to_probe_set(
                 f"mapping {ours}={theirs} names column {theirs!r}, which the data lacks "
                 f"(columns: {', '.join(table.columns)})",
             )
-    if problems.items:
+    if len(problems.items) > known_before:
         return None
     renamed = {theirs: ours for ours, theirs in mapping.items()}
     columns = {renamed.get(c, c) for c in table.columns} | set(defaults)
     is_pairs = bool({"text_a", "text_b"} & columns)
     is_variants = bool({"text", "variant"} & columns)
     if is_pairs == is_variants:
-        reason = "mixes both" if is_pairs else "matches neither"
+        reason = "mix both" if is_pairs else "match neither"
         problems.add(
             table.header_line,
             f"columns {', '.join(sorted(columns)) or '(none)'} {reason} of the two layouts: pairs need "
             f"{','.join(PAIR_COLUMNS)} (optional {','.join(PAIR_OPTIONAL_COLUMNS)}); variants need "
-            f"{','.join(VARIANT_COLUMNS)} (optional {','.join(VARIANT_OPTIONAL_COLUMNS)})",
+            f"{','.join(VARIANT_COLUMNS)} (optional {','.join(VARIANT_OPTIONAL_COLUMNS)})"
+            + (
+                "; rename columns with mapping= and fill missing ones with defaults="
+                if table.place == "record"
+                else ""
+            ),
         )
         return None
     required = PAIR_COLUMNS if is_pairs else VARIANT_COLUMNS
