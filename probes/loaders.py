@@ -161,13 +161,13 @@ def _builtin_name(spec: str | Path) -> str | None:
 
 
 def _load_or_raise(path: Path, options: _Options) -> ProbeSet:
-    probe_set, problems = parse_probe_file(path, options)
+    probe_set, problems = _parse_file(path, options)
     if problems or probe_set is None:
         raise ProbeFileError(problems or [Problem(str(path), None, "no probe set could be read")])
     return probe_set
 
 
-def parse_probe_file(path: Path, options: _Options | None = None) -> tuple[ProbeSet | None, list[Problem]]:
+def _parse_file(path: Path, options: _Options | None = None) -> tuple[ProbeSet | None, list[Problem]]:
     """Parse one probe file or dataset; returns the set (None when there is any problem) and every problem."""
     options = options or _Options()
     problems = _Problems(str(path))

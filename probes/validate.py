@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from audit.errors import Problem
-from probes.loaders import BUILTIN_DIR, _builtin_name, _Options, list_builtin, parse_probe_file
+from probes.loaders import BUILTIN_DIR, _builtin_name, _Options, _parse_file, list_builtin
 
 
 def validate_file(
@@ -30,5 +30,5 @@ def validate_file(
                 )
             ]
         path = BUILTIN_DIR / f"{builtin}.yaml"
-    _, problems = parse_probe_file(Path(path), _Options(mapping=mapping, defaults=defaults, split=split))
+    _, problems = _parse_file(Path(path), _Options(mapping=mapping, defaults=defaults, split=split))
     return problems

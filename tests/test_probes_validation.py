@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from probes import validate_file
 
 DATA = Path(__file__).parent / "data" / "probes"
@@ -188,3 +190,42 @@ def test_runaway_expansion_is_refused(tmp_path: Path) -> None:
         f"{f}:10: template would bring the set to 125000 instances (at most 100000); use shorter lexicons or split "
         "the file"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        (
+            "one.yaml",
+            'attribute: gender\ngroups:\n  male: {pronoun: he}\ntemplates:\n  - "{pronoun} is here."\n',
+            [
+                "3: groups defines 1 group(s); a counterfactual needs at least 2",
+                "5: template needs slots pronoun, which only male defines; at least two groups must define every "
+                "slot a template uses",
+            ],
+        ),
+        (
+            "shape.yaml",
+            'attribute: gender\ngroups: [male, female]\ntemplates: "{pronoun} is here."\ncard: ""\n'
+            "associations: {a: b}\n",
+            [
+                "2: groups must be a mapping (key: value lines), not a list",
+                "3: templates must be a non-empty list of texts (or of {text, id, label} mappings)",
+                "4: card is empty; write a value or remove the key",
+                "5: associations must be a list of mappings, not a mapping",
+            ],
+        ),
+        (
+            "empty.yaml",
+            "",
+            [
+                "1: file is empty; a template probe set needs attribute, groups and templates (see docs/probes.md)"
+            ],
+        ),
+        ("header.csv", "text_a,text_b,group_a,group_b,attribute\n", ["1: file has a header but no rows"]),
+    ],
+)
+def test_file_shape_problems(tmp_path: Path, name: str, content: str, expected: list[str]) -> None:
+    f = tmp_path / name
+    f.write_text(content, encoding="utf-8")
+    assert messages(f) == [f"{f}:{message}" for message in expected]
