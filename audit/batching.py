@@ -55,7 +55,9 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[
     return encoded
 
 
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int = 256) -> list[list[int]]:
+def token_budget_batches(
+    lengths: Sequence[int], max_tokens: int, max_batch_size: int = 256
+) -> list[list[int]]:
     """Indices grouped into batches, longest first, each within ``max_tokens`` padded tokens."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")

@@ -46,21 +46,35 @@ def run(
     ] = None,
     probes: Annotated[
         list[str] | None,
-        typer.Option("--probes", "-p", help="Built-in probe set name or probe file; repeat. Default: all built-in."),
+        typer.Option(
+            "--probes", "-p", help="Built-in probe set name or probe file; repeat. Default: all built-in."
+        ),
     ] = None,
     task: Annotated[str, typer.Option(help="auto | text-classification | embedding")] = "auto",
-    config_file: Annotated[Path | None, typer.Option("--config", help="Read settings from an audit.yaml.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder that holds runs. [default: runs]")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="Read settings from an audit.yaml.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder that holds runs. [default: runs]")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Run folder name. [default: <timestamp>-<model>]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder of the same name.")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    revision: Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")] = None,
-    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle (.bin) weights; unsafe for untrusted models.")] = False,
-    max_length: Annotated[int | None, typer.Option(help="Cap tokens per input (longer inputs are flagged).")] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")
+    ] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Allow pickle (.bin) weights; unsafe for untrusted models.")
+    ] = False,
+    max_length: Annotated[
+        int | None, typer.Option(help="Cap tokens per input (longer inputs are flagged).")
+    ] = None,
     batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch. [default: 8192]")] = None,
     max_instances: Annotated[int | None, typer.Option(help="Use the first N instances of each set.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
-    alpha: Annotated[float | None, typer.Option(help="False discovery rate for q-values. [default: 0.05]")] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="False discovery rate for q-values. [default: 0.05]")
+    ] = None,
     min_effect: Annotated[
         float | None, typer.Option(help="Practical threshold on |mean paired difference|. [default: 0.02]")
     ] = None,
@@ -70,8 +84,12 @@ def run(
     ig_steps: Annotated[int | None, typer.Option(help="Integrated Gradients steps. [default: 32]")] = None,
     no_attributions: Annotated[bool, typer.Option("--no-attributions", help="Skip attributions.")] = False,
     no_attention: Annotated[bool, typer.Option("--no-attention", help="Skip attention statistics.")] = False,
-    fail_on: Annotated[str, typer.Option(help="none | significant: exit 1 when significant findings exist.")] = "none",
-    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+    fail_on: Annotated[
+        str, typer.Option(help="none | significant: exit 1 when significant findings exist.")
+    ] = "none",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")
+    ] = False,
 ) -> None:
     """Audit models with probe sets; with no arguments, the main job (bundled models, built-in sets)."""
     from audit.config import AuditConfig
@@ -141,7 +159,18 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any]) -> No
         out.print(f"[green]No significant findings[/green] for {model} ({len(findings)} tests).")
     else:
         table = Table(title=f"Significant findings: {model} ({len(significant)} of {len(findings)} tests)")
-        for column in ("probe set", "attribute", "a", "b", "metric", "output", "effect", "95% CI", "q", "severity"):
+        for column in (
+            "probe set",
+            "attribute",
+            "a",
+            "b",
+            "metric",
+            "output",
+            "effect",
+            "95% CI",
+            "q",
+            "severity",
+        ):
             table.add_column(column)
         ordered = significant.assign(size=significant["effect"].abs()).sort_values("size", ascending=False)
         for row in ordered.head(40).itertuples():
@@ -202,7 +231,9 @@ def probes_show(
     table = Table("instance", "variant", "attribute", "text", "label")
     for instance in probe_set.instances[:limit]:
         for variant in instance.variants:
-            table.add_row(instance.instance_id, variant.variant, variant.attribute, variant.text, variant.label or "")
+            table.add_row(
+                instance.instance_id, variant.variant, variant.attribute, variant.text, variant.label or ""
+            )
     out.print(table)
     for association in probe_set.associations:
         out.print(
@@ -228,7 +259,9 @@ def probes_validate(files: Annotated[list[Path], typer.Argument(help="Probe file
 
 
 @runs_app.command("list")
-def runs_list(runs_dir: Annotated[Path, typer.Option("--runs", help="Folder that holds runs.")] = Path("runs")) -> None:
+def runs_list(
+    runs_dir: Annotated[Path, typer.Option("--runs", help="Folder that holds runs.")] = Path("runs"),
+) -> None:
     """Runs in a folder, newest first."""
     from audit.store import iter_runs
 

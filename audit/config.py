@@ -23,7 +23,9 @@ class AuditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS))
-    probes: list[str] = Field(default_factory=list, description="built-in names or files; empty = all built-in")
+    probes: list[str] = Field(
+        default_factory=list, description="built-in names or files; empty = all built-in"
+    )
     task: Task = "auto"
     out: Path = Path("runs")
     name: str | None = Field(default=None, description="run folder name; default <timestamp>-<model>")
@@ -33,16 +35,20 @@ class AuditConfig(BaseModel):
     allow_pickle: bool = False
     max_length: int | None = Field(default=None, ge=8, description="cap on tokens per input")
     batch_tokens: int = Field(default=8192, ge=64, description="padded tokens per batch")
-    max_instances: int | None = Field(default=None, ge=1, description="first N instances of each set (quick runs)")
+    max_instances: int | None = Field(
+        default=None, ge=1, description="first N instances of each set (quick runs)"
+    )
     seed: int = 0
     alpha: float = Field(default=0.05, gt=0, lt=1)
-    min_effect: float = Field(default=DEFAULT_MIN_EFFECT, ge=0)
+    min_effect: float = Field(default=DEFAULT_MIN_EFFECT, gt=0)
     confidence: float = Field(default=0.95, gt=0, lt=1)
     n_resamples: int = Field(default=2000, ge=100)
     n_permutations: int = Field(default=10000, ge=100)
     attributions: bool = True
     attribute_top: int | Literal["all"] = 10
-    attribution_methods: list[str] = Field(default_factory=lambda: ["integrated_gradients", "gradient_x_input"])
+    attribution_methods: list[str] = Field(
+        default_factory=lambda: ["integrated_gradients", "gradient_x_input"]
+    )
     ig_steps: int = Field(default=32, ge=2)
     attention: bool = True
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,8 @@ from audit.tables import SCHEMA_VERSION, TABLES
 from audit.targets import ScoreHead, Target, build_target
 from probes import list_builtin, load_probe_set
 from probes.schema import ProbeSet
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,7 +62,9 @@ class RunResult:
 
 def resolve_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device auto or cpu")
+        raise UserError(
+            "--device cuda was asked for, but torch sees no CUDA device; use --device auto or cpu"
+        )
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
@@ -71,13 +75,20 @@ def load_probe_sets(specs: list[str], max_instances: int | None) -> list[ProbeSe
     names = specs or list_builtin()
     sets = [load_probe_set(spec) for spec in names]
     if max_instances is not None:
-        sets = [s.model_copy(update={"instances": s.instances[:max_instances]}) for s in sets]
+        sets = [s.model_copy(update={"instances": spread_sample(s.instances, max_instances)}) for s in sets]
     seen: set[str] = set()
     for probe_set in sets:
         if probe_set.name in seen:
             raise UserError(f"two probe sets are named {probe_set.name!r}; give each a distinct name")
         seen.add(probe_set.name)
     return sets
+
+
+def spread_sample(items: tuple[T, ...], k: int) -> tuple[T, ...]:
+    """k items spread evenly over the sequence (so every template of a set is represented)."""
+    if k >= len(items):
+        return items
+    return tuple(items[(i * len(items)) // k] for i in range(k))
 
 
 def default_run_name(model_name: str) -> str:
@@ -110,7 +121,11 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
         probe_sets = load_probe_sets(config.probes, config.max_instances)
     with timer.stage("load"):
         loaded = load_model(
-            model_name, task=config.task, revision=config.revision, allow_pickle=config.allow_pickle, device=str(device)
+            model_name,
+            task=config.task,
+            revision=config.revision,
+            allow_pickle=config.allow_pickle,
+            device=str(device),
         )
         target = build_target(loaded, device)
         if config.max_length is not None:
@@ -119,7 +134,9 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     if problems:
         raise UserError("\n".join(problems))
 
-    store = RunStore.create(config.out / (config.name or default_run_name(model_name)), overwrite=config.overwrite)
+    store = RunStore.create(
+        config.out / (config.name or default_run_name(model_name)), overwrite=config.overwrite
+    )
     manifest = start_manifest(config, loaded, probe_sets, store, device)
     store.write_manifest(manifest)
 
@@ -189,7 +206,9 @@ def encode_probe_set(probe_set: ProbeSet, target: Target) -> ProbeInputs:
 def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     rows = []
     for item in inputs:
-        for example_id, variant, enc in zip(item.example_ids, item.probe_set.variants, item.encoded, strict=True):
+        for example_id, variant, enc in zip(
+            item.example_ids, item.probe_set.variants, item.encoded, strict=True
+        ):
             rows.append(
                 {
                     "example_id": example_id,
@@ -246,7 +265,12 @@ def top_instances(effects: pd.DataFrame, probe_set: str, top: int | str) -> list
     rows = effects[(effects["probe_set"] == probe_set) & (effects["group_b"] != "rest")]
     if rows.empty:
         return []
-    ranked = rows.assign(size=rows["delta"].abs()).groupby("instance_id")["size"].max().sort_values(ascending=False)
+    ranked = (
+        rows.assign(size=rows["delta"].abs())
+        .groupby("instance_id")["size"]
+        .max()
+        .sort_values(ascending=False)
+    )
     ids = [str(i) for i in ranked.index]
     return ids if top == "all" else ids[: int(top)]
 
@@ -304,8 +328,10 @@ def focus_attribution_pairs(tokens: pd.DataFrame, effects: pd.DataFrame, probe_s
         .sum()
         .rename(columns={"attribution": "focus_attribution"})
     )
-    attributed = tokens[["example_id", "method", "output"]].drop_duplicates().merge(
-        focus, on=["example_id", "method", "output"], how="left"
+    attributed = (
+        tokens[["example_id", "method", "output"]]
+        .drop_duplicates()
+        .merge(focus, on=["example_id", "method", "output"], how="left")
     )
     attributed["focus_attribution"] = attributed["focus_attribution"].fillna(0.0)
     parts = attributed["example_id"].str.rsplit("/", n=2, expand=True)
@@ -322,7 +348,9 @@ def focus_attribution_pairs(tokens: pd.DataFrame, effects: pd.DataFrame, probe_s
     return merged[TABLES["attribution_pairs"]]
 
 
-def attention_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress) -> pd.DataFrame:
+def attention_all(
+    inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress
+) -> pd.DataFrame:
     frames = []
     for item in inputs:
         task = bars.add_task(f"attention {item.probe_set.name}", total=len(item.encoded))
@@ -366,7 +394,11 @@ def git_hash() -> str | None:
 
 
 def start_manifest(
-    config: AuditConfig, loaded: LoadedModel, probe_sets: list[ProbeSet], store: RunStore, device: torch.device
+    config: AuditConfig,
+    loaded: LoadedModel,
+    probe_sets: list[ProbeSet],
+    store: RunStore,
+    device: torch.device,
 ) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,

@@ -80,14 +80,18 @@ class Instance(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Instance:
         if len(self.variants) < 2:
-            raise ValueError(f"instance {self.instance_id!r} has {len(self.variants)} variant(s); it needs at least 2")
+            raise ValueError(
+                f"instance {self.instance_id!r} has {len(self.variants)} variant(s); it needs at least 2"
+            )
         names = [v.variant for v in self.variants]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"instance {self.instance_id!r} repeats variant(s) {duplicated}")
         for v in self.variants:
             if v.instance_id != self.instance_id:
-                raise ValueError(f"variant {v.variant!r} belongs to {v.instance_id!r}, not {self.instance_id!r}")
+                raise ValueError(
+                    f"variant {v.variant!r} belongs to {v.instance_id!r}, not {self.instance_id!r}"
+                )
         return self
 
     @property

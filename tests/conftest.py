@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny locally trained models (with and without a planted bias), probe files,
+and the real CLI run in-process."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import tiny_models  # noqa: E402
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Call the real `audit` entry point in-process; returns exit code and captured output."""
+    from audit.cli import main
+
+    def invoke(*args: str) -> CliResult:
+        old_argv = sys.argv
+        sys.argv = ["audit", *[str(a) for a in args]]
+        code = 0
+        try:
+            main()
+        except SystemExit as stop:
+            code = int(stop.code or 0)
+        finally:
+            sys.argv = old_argv
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny")
+
+
+@pytest.fixture(scope="session")
+def biased_classifier(tiny_dir: Path) -> Path:
+    return tiny_models.train_tiny_classifier(tiny_dir / "clf-biased", planted_bias=True)
+
+
+@pytest.fixture(scope="session")
+def fair_classifier(tiny_dir: Path) -> Path:
+    return tiny_models.train_tiny_classifier(tiny_dir / "clf-fair", planted_bias=False)
+
+
+@pytest.fixture(scope="session")
+def biased_embedder(tiny_dir: Path) -> Path:
+    return tiny_models.train_tiny_embedder(tiny_dir / "emb-biased", planted_association=True)
+
+
+@pytest.fixture(scope="session")
+def fair_embedder(tiny_dir: Path) -> Path:
+    return tiny_models.train_tiny_embedder(tiny_dir / "emb-fair", planted_association=False)
+
+
+@pytest.fixture(scope="session")
+def classifier_probes(tiny_dir: Path) -> Path:
+    return tiny_models.write_pairs_csv(tiny_dir / "probes" / "gender-pairs.csv")
+
+
+@pytest.fixture(scope="session")
+def embedder_probes(tiny_dir: Path) -> Path:
+    return tiny_models.write_gender_probe_yaml(tiny_dir / "probes" / "tiny-gender.yaml")
+
+
+@pytest.fixture(scope="session")
+def cli_run_dir(
+    tmp_path_factory: pytest.TempPathFactory, biased_classifier: Path, classifier_probes: Path
+) -> Path:
+    """A runs folder holding one complete run made by the real CLI (attributions and attention on)."""
+    from audit.cli import main
+
+    runs = tmp_path_factory.mktemp("cli-runs")
+    old_argv = sys.argv
+    sys.argv = [
+        "audit", "run", "--model", str(biased_classifier), "--probes", str(classifier_probes),
+        "--out", str(runs), "--name", "tiny-biased", "--attribute-top", "5", "--ig-steps", "16",
+    ]  # fmt: skip
+    try:
+        main()
+    except SystemExit as stop:
+        assert not stop.code, f"the CLI run for the dashboard fixture failed with exit code {stop.code}"
+    finally:
+        sys.argv = old_argv
+    return runs

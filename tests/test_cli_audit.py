@@ -1,0 +1,201 @@
+"""End to end through the real CLI: planted biases are flagged with the right sign and size,
+controls are not, tables meet the contracts, bad input exits 2 with nothing lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from audit.tables import TABLES
+
+
+def findings_of(run_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(run_dir / "findings.parquet")
+
+
+def only_run(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if (p / "manifest.json").exists()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_planted_classifier_bias_is_flagged_with_sign_and_size(
+    run_cli, biased_classifier, classifier_probes, tmp_path
+):
+    result = run_cli(
+        "run", "--model", biased_classifier, "--probes", classifier_probes, "--out", tmp_path,
+        "--no-attention", "--no-attributions", "--fail-on", "significant", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    summary = json.loads(result.stdout)["runs"][0]
+    assert summary["n_significant"] >= 1
+    findings = findings_of(only_run(tmp_path))
+    row = findings[
+        (findings["metric"] == "mean_delta")
+        & (findings["output"] == "prob:positive")
+        & (findings["group_a"] == "female")
+        & (findings["group_b"] == "male")
+    ].iloc[0]
+    # groups are ordered by name (a=female, b=male); "she" gets the lower positive probability:
+    # a negative effect, large, with its confidence interval away from zero
+    assert row["significant"]
+    assert row["effect"] <= -0.1
+    assert row["ci_low"] <= row["effect"] <= row["ci_high"] < 0
+    assert row["q_value"] < 0.05
+    assert row["n"] == 80
+
+
+def test_fair_classifier_is_not_flagged(run_cli, fair_classifier, classifier_probes, tmp_path):
+    result = run_cli(
+        "run", "--model", fair_classifier, "--probes", classifier_probes, "--out", tmp_path,
+        "--no-attention", "--no-attributions", "--fail-on", "significant", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    findings = findings_of(only_run(tmp_path))
+    assert len(findings) > 0
+    assert not findings["significant"].any()
+    positive = findings[(findings["metric"] == "mean_delta") & (findings["output"] == "prob:positive")].iloc[
+        0
+    ]
+    assert abs(positive["effect"]) < 0.02
+
+
+def test_planted_embedding_association_is_flagged(run_cli, biased_embedder, embedder_probes, tmp_path):
+    result = run_cli(
+        "run", "--model", biased_embedder, "--probes", embedder_probes, "--out", tmp_path,
+        "--no-attention", "--no-attributions", "--fail-on", "significant",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stdout + result.stderr
+    findings = findings_of(only_run(tmp_path))
+    shift = findings[
+        (findings["metric"] == "mean_delta") & (findings["output"] == "assoc:career_vs_family")
+    ].iloc[0]
+    seat = findings[findings["metric"] == "seat_effect_size"].iloc[0]
+    # "she" sentences (a) sit nearer to family words than "he" sentences (b): negative shift and SEAT d
+    assert (shift["group_a"], shift["group_b"]) == ("female", "male")
+    assert shift["significant"] and shift["effect"] < -0.02 and shift["ci_high"] < 0
+    assert seat["significant"] and seat["effect"] < -0.8
+
+
+def test_control_embedder_is_not_flagged(run_cli, fair_embedder, embedder_probes, tmp_path):
+    result = run_cli(
+        "run", "--model", fair_embedder, "--probes", embedder_probes, "--out", tmp_path,
+        "--no-attention", "--no-attributions", "--fail-on", "significant",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert not findings_of(only_run(tmp_path))["significant"].any()
+
+
+def test_run_tables_meet_the_contracts(cli_run_dir):
+    run_dir = cli_run_dir / "tiny-biased"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["model"]["task"] == "text-classification"
+    assert set(manifest["timings"]) >= {
+        "load",
+        "encode",
+        "score",
+        "findings",
+        "attributions",
+        "attention",
+        "write",
+    }
+    assert manifest["probe_sets"][0]["hash"]
+    tables = {name: pd.read_parquet(run_dir / f"{name}.parquet") for name in TABLES}
+    for name, frame in tables.items():
+        assert list(frame.columns)[: len(TABLES[name])] == TABLES[name], name
+    examples = tables["examples"]
+    assert len(examples) == 160 and examples["example_id"].is_unique
+    assert len(tables["predictions"]) == 160 * 2
+    # attributions for the variants of the 5 instances with the largest effects, both methods
+    attributed = tables["attributions"]
+    assert attributed["example_id"].nunique() == 10
+    assert set(attributed["method"]) == {"integrated_gradients", "gradient_x_input"}
+    assert attributed["is_focus"].any()
+    ig = attributed[attributed["method"] == "integrated_gradients"]
+    assert ig["convergence_delta"].abs().max() < 0.05
+    # focus tokens are the swapped pronoun
+    focus_tokens = set(attributed.loc[attributed["is_focus"], "token"].str.lower())
+    assert focus_tokens <= {"he", "she"}
+    assert len(tables["attribution_pairs"]) == 5 * 2
+    # attention: every example x 2 layers x 2 heads x 4 statistics
+    attention = tables["attention"]
+    assert len(attention) == 160 * 2 * 2 * 4
+    assert set(attention["stat"]) == {"entropy", "focus_mass", "special_mass", "mean_distance"}
+
+
+def test_bad_probe_file_exits_2_with_file_and_line_and_runs_nothing(run_cli, fair_classifier, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "text_a,text_b,group_a,group_b,attribute\nhe is here .,she is here .,male,female,gender\n,she ran .,male,female,gender\n"
+    )
+    out = tmp_path / "runs"
+    result = run_cli("run", "--model", fair_classifier, "--probes", bad, "--out", out)
+    assert result.exit_code == 2
+    assert f"{bad}:3:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_unknown_model_and_bad_flags_exit_2(run_cli, classifier_probes, tmp_path):
+    missing = run_cli(
+        "run", "--model", tmp_path / "no-such-model", "--probes", classifier_probes, "--out", tmp_path
+    )
+    assert missing.exit_code == 2 and "Traceback" not in missing.stderr
+    bad_flag = run_cli("run", "--fail-on", "sometimes", "--probes", classifier_probes)
+    assert bad_flag.exit_code == 2 and "--fail-on" in bad_flag.stderr
+
+
+def test_an_existing_run_is_never_overwritten(run_cli, fair_classifier, classifier_probes, tmp_path):
+    args = ("run", "--model", fair_classifier, "--probes", classifier_probes, "--out", tmp_path,
+            "--name", "same", "--no-attention", "--no-attributions")  # fmt: skip
+    assert run_cli(*args).exit_code == 0
+    before = (tmp_path / "same" / "findings.parquet").read_bytes()
+    again = run_cli(*args)
+    assert again.exit_code == 2 and "already holds a run" in again.stderr
+    assert (tmp_path / "same" / "findings.parquet").read_bytes() == before
+
+
+def test_probes_validate_reports_every_problem(run_cli, tmp_path, classifier_probes):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text_a": "he ran .", "text_b": "she ran .", "group_a": "m", "group_b": "f", "attribute": "gender"}\n'
+                   '{"text_a": "he ran .", "group_a": "m", "group_b": "f", "attribute": "gender"}\n'
+                   'not json\n')  # fmt: skip
+    result = run_cli("probes", "validate", bad)
+    assert result.exit_code == 2
+    assert f"{bad}:2:" in result.stderr and f"{bad}:3:" in result.stderr
+    ok = run_cli("probes", "validate", classifier_probes)
+    assert ok.exit_code == 0, ok.stderr
+
+
+def test_runs_list_and_show(run_cli, cli_run_dir):
+    listed = run_cli("runs", "list", "--runs", cli_run_dir)
+    assert listed.exit_code == 0 and "tiny-biased" in listed.stdout
+    shown = run_cli("runs", "show", "tiny-biased", "--runs", cli_run_dir, "--json")
+    assert shown.exit_code == 0
+    assert json.loads(shown.stdout)["status"] == "complete"
+    missing = run_cli("runs", "show", "nope", "--runs", cli_run_dir)
+    assert missing.exit_code == 2 and "tiny-biased" in missing.stderr
+
+
+@pytest.mark.slow
+def test_bundled_real_models_run_end_to_end(run_cli, tmp_path):
+    result = run_cli(
+        "run", "--model", "minilm-sentiment", "--model", "minilm", "--probes", "gender", "--probes", "race",
+        "--max-instances", "40", "--attribute-top", "3", "--out", tmp_path, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summaries = json.loads(result.stdout)["runs"]
+    assert [s["task"] for s in summaries] == ["text-classification", "embedding"]
+    for summary in summaries:
+        run_dir = Path(summary["run_dir"])
+        for name in TABLES:
+            frame = pd.read_parquet(run_dir / f"{name}.parquet")
+            assert list(frame.columns)[: len(TABLES[name])] == TABLES[name]
+            assert len(frame) > 0, (run_dir, name)
+        findings = pd.read_parquet(run_dir / "findings.parquet")
+        assert findings["p_value"].between(0, 1).all() and findings["q_value"].between(0, 1).all()
+        assert (findings["q_value"] >= findings["p_value"] - 1e-12).all()
