@@ -22,7 +22,7 @@ st.set_page_config(page_title="probelens", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page("app_pages/runs.py", title="Runs", url_path="runs", default=True),
+        st.Page("app_pages/runs.py", title="Runs", default=True),
         st.Page("app_pages/findings.py", title="Findings", url_path="findings"),
         st.Page("app_pages/instances.py", title="Instances", url_path="instances"),
         st.Page("app_pages/attention.py", title="Attention", url_path="attention"),

@@ -10,6 +10,8 @@ from dashboard.frames import flags, pair_label
 SIGNIFICANT_COLOR = "#d62728"
 NOT_SIGNIFICANT_COLOR = "#7f7f7f"
 ROW_HEIGHT = 26
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+"""Fill the container's width; the height given is the plot's own (Streamlit would fit legend and title in it)."""
 
 
 def forest_plot(findings: pd.DataFrame, *, title: str = "") -> alt.LayerChart:
@@ -33,7 +35,7 @@ def forest_plot(findings: pd.DataFrame, *, title: str = "") -> alt.LayerChart:
         ),
         legend=alt.Legend(title=None, orient="top"),
     )
-    y = alt.Y("pair:N", sort=list(dict.fromkeys(frame["pair"])), title=None)
+    y = alt.Y("pair:N", sort=list(dict.fromkeys(frame["pair"])), title=None, axis=alt.Axis(labelLimit=420))
     base = alt.Chart(frame).encode(y=y, color=color)
     intervals = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title="effect"), x2="ci_high:Q")
     points = base.mark_point(filled=True, size=70).encode(
@@ -58,7 +60,7 @@ def forest_plot(findings: pd.DataFrame, *, title: str = "") -> alt.LayerChart:
             .encode(x="x:Q", tooltip=[alt.Tooltip("x:Q", title="practical threshold")])
         )
     height = max(ROW_HEIGHT * frame["pair"].nunique(), 80)
-    return alt.LayerChart(layer=layers, title=title, height=height)
+    return alt.LayerChart(layer=layers, title=title, height=height, autosize=FIT_WIDTH)
 
 
 def threshold_rules(findings: pd.DataFrame) -> pd.DataFrame:
@@ -84,10 +86,10 @@ def attention_heatmap(cells: pd.DataFrame, *, title: str, diverging: bool = Fals
         alt.Chart(cells)
         .mark_rect()
         .encode(
-            x=alt.X("head:O", title="head"),
+            x=alt.X("head:O", title="head", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("layer:O", title="layer", sort="ascending"),
             color=alt.Color("value:Q", scale=scale, title=None),
             tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("head:O"), alt.Tooltip("value:Q", format=".4f")],
         )
-        .properties(title=title, height=max(28 * cells["layer"].nunique(), 120))
+        .properties(title=title, height=max(28 * cells["layer"].nunique(), 120), autosize=FIT_WIDTH)
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 SEVERITY_ORDER = ("none", "low", "medium", "high")
+METRIC_ORDER = ("mean_delta", "flip_rate", "seat_effect_size")
 ATTENTION_STATS = ("entropy", "focus_mass", "special_mass", "mean_distance")
 FINDING_KEY = ["probe_set", "attribute", "group_a", "group_b", "metric", "output"]
 
@@ -64,16 +65,10 @@ def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
 
 
 def pair_label(frame: pd.DataFrame) -> pd.Series:
-    """'probe_set · attribute: group_a vs group_b' for each row."""
-    return (
-        frame["probe_set"].astype(str)
-        + " · "
-        + frame["attribute"].astype(str)
-        + ": "
-        + frame["group_a"].astype(str)
-        + " vs "
-        + frame["group_b"].astype(str)
-    )
+    """'probe_set · attribute: group_a vs group_b' per row ('probe_set: ...' when both names agree)."""
+    probe_set, attribute = frame["probe_set"].astype(str), frame["attribute"].astype(str)
+    where = probe_set.where(probe_set == attribute, probe_set + " · " + attribute)
+    return where + ": " + frame["group_a"].astype(str) + " vs " + frame["group_b"].astype(str)
 
 
 def rank_instances(effects: pd.DataFrame, examples: pd.DataFrame, probe_set: str) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import session
 from dashboard.charts import forest_plot
-from dashboard.frames import SEVERITY_ORDER, FindingsFilter, present_values, sort_findings
+from dashboard.frames import METRIC_ORDER, SEVERITY_ORDER, FindingsFilter, present_values, sort_findings
 
 st.title("Findings")
 run = session.require_run()
@@ -58,7 +58,10 @@ st.dataframe(
 )
 
 st.subheader("Forest plot")
-plot_keys = list(dict.fromkeys(zip(shown["metric"].astype(str), shown["output"].astype(str), strict=True)))
+plot_keys = sorted(
+    dict.fromkeys(zip(shown["metric"].astype(str), shown["output"].astype(str), strict=True)),
+    key=lambda key: (METRIC_ORDER.index(key[0]) if key[0] in METRIC_ORDER else len(METRIC_ORDER), key),
+)
 metric, output = st.selectbox(
     "Metric and output",
     plot_keys,

@@ -23,7 +23,10 @@ if not runs:
     )
     st.stop()
 
-st.dataframe(runs_frame(runs), hide_index=True, key="runs_table")
+listing = runs_frame(runs)
+if not listing["problem"].astype(bool).any():
+    listing = listing.drop(columns=["problem"])
+st.dataframe(listing, hide_index=True, key="runs_table")
 
 run_ids = [run.run_id for run in runs]
 labels = {run.run_id: run.label for run in runs}
@@ -62,17 +65,15 @@ others = [run_id for run_id in run_ids if run_id != run.run_id]
 if not others:
     st.caption("There is only one run in the folder.")
     st.stop()
-compare_options: list[str | None] = [None, *others]
 previous = st.session_state.get(session.COMPARE_KEY)
-if (
-    "runs_page_compare" not in st.session_state
-    or st.session_state["runs_page_compare"] not in compare_options
-):
-    st.session_state["runs_page_compare"] = previous if previous in compare_options else None
+if st.session_state.get("runs_page_compare") not in others:
+    st.session_state["runs_page_compare"] = previous if previous in others else None
 st.selectbox(
     "Second run",
-    compare_options,
-    format_func=lambda run_id: "none" if run_id is None else labels[run_id],
+    others,
+    index=None,
+    placeholder="none: pick a run to compare its findings with this one",
+    format_func=labels.__getitem__,
     key="runs_page_compare",
     on_change=lambda: session.choose_compare_run(st.session_state["runs_page_compare"]),
 )
