@@ -1,6 +1,6 @@
 """The tiny test models carry exactly the behaviour they were built with.
 
-Each model is trained once for this module, saved, and measured after loading it back from disk
+Each model is trained once per test session, saved, and measured after loading it back from disk
 through ``AutoTokenizer`` / ``AutoModel*`` ``from_pretrained`` (the path the audit uses), on the
 probe pairs that the audit's end-to-end tests feed it. (conftest.py puts tests/ on sys.path and
 sets HF_HUB_OFFLINE=1.)
@@ -22,13 +22,15 @@ from probes import load_probe_set
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny-models")
+def models(
+    biased_classifier: Path, fair_classifier: Path, biased_embedder: Path, fair_embedder: Path
+) -> dict[str, Path]:
+    """The session's tiny models (conftest.py trains each once with these factories, seed 0)."""
     return {
-        "biased_classifier": tm.train_tiny_classifier(root / "clf-biased", planted_bias=True),
-        "fair_classifier": tm.train_tiny_classifier(root / "clf-fair", planted_bias=False),
-        "biased_embedder": tm.train_tiny_embedder(root / "emb-biased", planted_association=True),
-        "fair_embedder": tm.train_tiny_embedder(root / "emb-fair", planted_association=False),
+        "biased_classifier": biased_classifier,
+        "fair_classifier": fair_classifier,
+        "biased_embedder": biased_embedder,
+        "fair_embedder": fair_embedder,
     }
 
 
