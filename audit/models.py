@@ -1,0 +1,484 @@
+"""Load the model under audit: a bundled short name, a local folder or a Hugging Face hub id.
+
+Loading is safe by default: ``trust_remote_code=False`` always, safetensors weights only unless
+the user opts into pickle weights, and a hub revision is pinned to its commit hash before any
+weight is read, so the manifest records exactly what was audited.
+
+    loaded = load_model("minilm")                  # bundled all-MiniLM-L6-v2 (embedding)
+    loaded = load_model("minilm-sentiment")        # bundled sentiment classifier
+    loaded = load_model("./my-model", task="text-classification")
+    loaded = load_model("org/model", revision="v1.0")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from audit.bundled import BUNDLED, bundled_dir, ensure_bundled, minilm_dir
+from audit.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+TASKS: tuple[str, ...] = ("text-classification", "embedding")
+"""The tasks a model can be loaded for (``--task``); ``auto`` reads the model's config."""
+
+POOLINGS: tuple[str, ...] = ("mean", "cls")
+
+DEFAULT_MAX_LENGTH = 512
+"""Used only when neither the tokenizer nor the config states a usable maximum length."""
+
+_SANE_MAX_LENGTH = 10_000_000
+"""Above this a tokenizer's model_max_length is the 'no limit' sentinel (int(1e30)), not a limit."""
+
+_SAFE_WEIGHT_PATTERNS = ("*.safetensors",)
+_PICKLE_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_SNAPSHOT_COMMIT = re.compile(r"snapshots[/\\]([0-9a-f]{40})[/\\]")
+_SHA256_BLOB = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score: eval mode, on its device, with what the manifest must record."""
+
+    model: nn.Module
+    tokenizer: Any
+    """A fast (Rust-backed) tokenizer: ``return_offsets_mapping=True`` works."""
+    task: str
+    """One of TASKS."""
+    name: str
+    """The name as the user gave it ("minilm", "./folder", "org/model")."""
+    source: str
+    """The resolved local folder, or the hub id."""
+    revision: str | None
+    """The hub commit hash when known, else the revision asked for, else None (local folders)."""
+    weight_hash: str
+    """sha256 of the weight file (several shards: sha256 over 'name sha256' lines, sorted by name)."""
+    labels: list[str]
+    """Label names in id order for classifiers; [] for embedding models."""
+    max_length: int
+    """Most tokens (special tokens included) the model can use; longer inputs are truncated."""
+    pooling: str
+    """"mean" or "cls": how an embedding model pools token vectors (classifiers: unused, "mean")."""
+    normalize: bool
+    """True when the embedding model L2-normalises its sentence embeddings (sentence-transformers)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def resolve_model(name: str) -> str:
+    """Where a model name points: a bundled short name's folder, a local folder, or a hub id.
+
+    Bundled names resolve to where their folder is (or will be, once built); an existing local path
+    resolves to its absolute path; anything else is passed through as a hub id.
+    """
+    if not name or not name.strip():
+        raise UserError(
+            "the model name is empty: give a bundled name (" + ", ".join(BUNDLED) + "), "
+            "a local folder or a Hugging Face hub id"
+        )
+    if name in BUNDLED:
+        if name == "minilm":
+            return str(minilm_dir())
+        return str(bundled_dir() / name)
+    path = Path(name).expanduser()
+    if path.exists():
+        return os.path.abspath(path)
+    return name
+
+
+def detect_task(config: Any, *, folder: Path | None = None) -> str:
+    """The task a model is made for, read from ``config.architectures``.
+
+    ``...ForSequenceClassification`` is a classifier; a bare encoder (``BertModel``, ``RobertaModel``,
+    ...) or a sentence-transformers folder (``modules.json``) is an embedding model. Anything else
+    needs an explicit ``--task``.
+    """
+    architectures = list(getattr(config, "architectures", None) or [])
+    if any(arch.endswith("ForSequenceClassification") for arch in architectures):
+        return "text-classification"
+    if folder is not None and (folder / "modules.json").is_file():
+        return "embedding"
+    if any(_is_bare_encoder(arch, config) for arch in architectures):
+        return "embedding"
+    found = ", ".join(architectures) if architectures else "no architectures"
+    raise UserError(
+        f"cannot tell which task this model is for (config.json lists {found}); "
+        f"pass --task with one of: {', '.join(TASKS)}"
+    )
+
+
+def load_model(
+    name: str,
+    *,
+    task: str = "auto",
+    revision: str | None = None,
+    allow_pickle: bool = False,
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Load a model and its tokenizer for one task, safely, with what the manifest needs.
+
+    ``task`` is "auto" (read from the config) or one of TASKS. ``revision`` pins a hub model (a
+    branch, tag or commit). ``allow_pickle`` permits ``.bin`` weights, which can run code when
+    loaded; without it only safetensors weights load. Raises UserError for anything the user can fix.
+    """
+    if task != "auto" and task not in TASKS:
+        raise UserError(f"unknown task {task!r}; choose one of: auto, {', '.join(TASKS)}")
+    torch_device = _parse_device(device)
+
+    if name in BUNDLED:
+        if revision is not None:
+            raise UserError(f"--revision applies to hub models; {name!r} is a bundled model")
+        folder: Path | None = ensure_bundled(name)
+        source = str(folder)
+    else:
+        source = resolve_model(name)
+        folder = Path(source) if Path(source).exists() else None
+        if folder is None and not _HUB_ID.match(source):
+            raise UserError(
+                f"model folder not found: {name} (no such file or directory, and not a hub id like 'org/model')"
+            )
+
+    if folder is not None:
+        if revision is not None:
+            raise UserError(f"--revision applies to hub models; {name!r} is a local folder")
+        _check_local_folder(folder, allow_pickle=allow_pickle)
+        pinned: str | None = None
+        files = _ModelFiles(folder)
+    else:
+        pinned, snapshot = _pin_hub_revision(source, revision)
+        files = _ModelFiles(snapshot, repo_id=source, commit=pinned)
+
+    from transformers import AutoConfig
+
+    show_downloads = folder is None
+    try:
+        with _quiet_transformers(progress_bars=show_downloads):
+            config = AutoConfig.from_pretrained(source, revision=pinned, trust_remote_code=False)
+    except (
+        OSError,
+        ValueError,
+    ) as error:  # ValueError: unknown model_type, or a model that needs remote code
+        raise UserError(f"cannot read the config of {name}: {error}") from error
+
+    st_modules = _sentence_transformers_modules(files)  # fetched first: detect_task looks for modules.json
+    if task == "auto":
+        task = detect_task(config, folder=files.folder)
+
+    with _quiet_transformers(progress_bars=show_downloads):
+        model = _load_weights(source, name, task, pinned, allow_pickle)
+        tokenizer = _load_tokenizer(source, name, pinned)
+
+    labels: list[str] = []
+    if task == "text-classification":
+        id2label = getattr(config, "id2label", None) or {}
+        labels = [str(id2label[i]) for i in sorted(id2label, key=int)]
+
+    pooling = "mean"
+    normalize = False
+    if task == "embedding":
+        pooling, normalize = _embedding_settings(files, st_modules)
+
+    model.eval()
+    model.to(torch_device)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        task=task,
+        name=name,
+        source=source,
+        revision=pinned or revision,
+        weight_hash=_weight_hash(files.folder, allow_pickle=allow_pickle),
+        labels=labels,
+        max_length=_max_length(tokenizer, config, files),
+        pooling=pooling,
+        normalize=normalize,
+    )
+
+
+def describe_model(loaded: LoadedModel) -> dict[str, Any]:
+    """What the run manifest records about the model (JSON-serialisable)."""
+    return {
+        "name": loaded.name,
+        "source": loaded.source,
+        "revision": loaded.revision,
+        "weight_hash": loaded.weight_hash,
+        "task": loaded.task,
+        "labels": list(loaded.labels),
+        "max_length": loaded.max_length,
+        "n_parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "pooling": loaded.pooling if loaded.task == "embedding" else None,
+        "normalize": loaded.normalize,
+        "model_class": type(loaded.model).__name__,
+    }
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+
+def _parse_device(device: str | torch.device) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise UserError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from error
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {device!r} asked for, but MPS is not available; use --device cpu")
+    return parsed
+
+
+def _is_bare_encoder(architecture: str, config: Any) -> bool:
+    """A base model class (``BertModel``) of an encoder family (one with a masked-LM head)."""
+    if not architecture.endswith("Model") or "For" in architecture:
+        return False
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return getattr(config, "model_type", None) in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def _weight_files(folder: Path, *, allow_pickle: bool) -> list[Path]:
+    """The weight files transformers will read: safetensors when present, else pickle files."""
+    safe = sorted(p for pattern in _SAFE_WEIGHT_PATTERNS for p in folder.glob(pattern))
+    if safe or not allow_pickle:
+        return safe
+    return sorted(p for pattern in _PICKLE_WEIGHT_PATTERNS for p in folder.glob(pattern))
+
+
+def _check_local_folder(folder: Path, *, allow_pickle: bool) -> None:
+    if not folder.is_dir():
+        raise UserError(f"{folder} is a file; give the model's folder (the one holding config.json)")
+    if not (folder / "config.json").is_file():
+        raise UserError(
+            f"{folder} has no config.json, so it is not a transformers model folder "
+            "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))"
+        )
+    if _weight_files(folder, allow_pickle=allow_pickle):
+        return
+    pickles = sorted(p.name for pattern in _PICKLE_WEIGHT_PATTERNS for p in folder.glob(pattern))
+    if pickles:
+        raise UserError(
+            f"{folder} has only pickle weights ({', '.join(pickles)}), which can run arbitrary code when "
+            "loaded. Pass --allow-pickle if you trust where they came from, or convert them to "
+            "safetensors first."
+        )
+    raise UserError(f"{folder} has no weight files (*.safetensors or, with --allow-pickle, *.bin)")
+
+
+def _pin_hub_revision(repo_id: str, revision: str | None) -> tuple[str | None, Path]:
+    """Fetch (or find in the cache) the hub model's config.json; return its commit hash and snapshot folder."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        config_path = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+    except GatedRepoError as error:
+        raise UserError(
+            f"{repo_id} is gated: accept its terms on huggingface.co and log in (hf auth login)"
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise UserError(
+            f"model not found: {repo_id} is neither a local folder nor a hub model you can access "
+            "(check the spelling; private models need hf auth login)"
+        ) from error
+    except RevisionNotFoundError as error:
+        raise UserError(f"{repo_id} has no revision {revision!r} (a branch, tag or commit hash)") from error
+    except RemoteEntryNotFoundError as error:
+        raise UserError(f"{where} has no config.json, so it is not a transformers model") from error
+    except LocalEntryNotFoundError as error:
+        raise UserError(
+            f"cannot reach the Hugging Face hub for {where} and it is not in the local cache. "
+            "Connect to the internet (and unset HF_HUB_OFFLINE), download it first on a connected "
+            "machine (hf download " + repo_id + "), or give an existing local folder."
+        ) from error
+    except HFValidationError as error:
+        raise UserError(f"{repo_id!r} is neither a local folder nor a valid hub id: {error}") from error
+    except OSError as error:
+        raise UserError(f"cannot fetch {where} from the Hugging Face hub: {error}") from error
+    match = _SNAPSHOT_COMMIT.search(str(config_path))
+    return (match.group(1) if match else revision), config_path.parent
+
+
+def _load_weights(source: str, name: str, task: str, revision: str | None, allow_pickle: bool) -> nn.Module:
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    model_class = AutoModelForSequenceClassification if task == "text-classification" else AutoModel
+    try:
+        model, info = model_class.from_pretrained(
+            source,
+            revision=revision,
+            trust_remote_code=False,
+            use_safetensors=None if allow_pickle else True,
+            output_loading_info=True,
+        )
+    except (OSError, ValueError) as error:
+        message = str(error)
+        if not allow_pickle and "safetensors" in message:
+            raise UserError(
+                f"{name} has no safetensors weights, only pickle weights, which can run arbitrary code "
+                "when loaded. Pass --allow-pickle if you trust where they came from."
+            ) from error
+        raise UserError(f"cannot load the weights of {name}: {message}") from error
+    missing = sorted(info.get("missing_keys") or [])
+    if task == "text-classification" and missing:
+        raise UserError(
+            f"{name} has no trained classification head (missing weights: {', '.join(missing[:4])}"
+            f"{', ...' if len(missing) > 4 else ''}), so its predictions would be random. "
+            "Use --task embedding, or a fine-tuned classifier."
+        )
+    if missing:
+        logger.warning(
+            "%s: %d weights were missing and are randomly initialised: %s", name, len(missing), missing[:4]
+        )
+    return model
+
+
+def _load_tokenizer(source: str, name: str, revision: str | None) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=False)
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(f"cannot load the tokenizer of {name}: {error}") from error
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(
+            f"the tokenizer of {name} is not a fast (tokenizers-backed) tokenizer; the audit needs its "
+            "character offsets. Save a tokenizer.json with the model."
+        )
+    return tokenizer
+
+
+# --- what the manifest records ------------------------------------------------------------------
+
+
+def _weight_hash(folder: Path, *, allow_pickle: bool) -> str:
+    files = _weight_files(folder, allow_pickle=allow_pickle)
+    if not files:
+        raise UserError(f"no weight files found in {folder}")
+    digests = {f.name: _file_sha256(f) for f in files}
+    if len(digests) == 1:
+        return next(iter(digests.values()))
+    lines = "".join(f"{file_name} {digest}\n" for file_name, digest in sorted(digests.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes; for a hub cache file, the blob's name already is that hash."""
+    blob = Path(os.path.realpath(path))
+    if blob.parent.name == "blobs" and _SHA256_BLOB.match(blob.name):
+        return blob.name
+    digest = hashlib.sha256()
+    with open(blob, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _max_length(tokenizer: Any, config: Any, files: _ModelFiles) -> int:
+    """min of the tokenizer's and the config's limits (and sentence-transformers' max_seq_length)."""
+    candidates = [
+        getattr(tokenizer, "model_max_length", None),
+        getattr(config, "max_position_embeddings", None),
+        _get(files.read_json("sentence_bert_config.json"), "max_seq_length"),
+    ]
+    usable = [int(v) for v in candidates if isinstance(v, int | float) and 0 < v < _SANE_MAX_LENGTH]
+    return min(usable) if usable else DEFAULT_MAX_LENGTH
+
+
+def _sentence_transformers_modules(files: _ModelFiles) -> list[dict[str, Any]]:
+    modules = files.read_json("modules.json")
+    return [m for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+
+
+def _embedding_settings(files: _ModelFiles, modules: list[dict[str, Any]]) -> tuple[str, bool]:
+    """Pooling ("mean" by default) and normalisation, from a sentence-transformers folder's modules."""
+    types = [str(m.get("type", "")) for m in modules]
+    normalize = any(t.endswith(".Normalize") for t in types)
+    pooling_dirs = [str(m.get("path") or "") for m in modules if str(m.get("type", "")).endswith(".Pooling")]
+    pooling_config = files.read_json(f"{pooling_dirs[0] if pooling_dirs else '1_Pooling'}/config.json")
+    if not isinstance(pooling_config, dict):
+        return "mean", normalize
+    if pooling_config.get("pooling_mode_cls_token"):
+        return "cls", normalize
+    if pooling_config.get("pooling_mode_mean_tokens"):
+        return "mean", normalize
+    modes = [
+        key.removeprefix("pooling_mode_")
+        for key, on in pooling_config.items()
+        if key.startswith("pooling_mode_") and on
+    ]
+    raise UserError(
+        f"this embedding model pools with {', '.join(modes) or 'an unknown mode'}; "
+        f"the audit supports {' and '.join(POOLINGS)} pooling"
+    )
+
+
+@dataclass(frozen=True)
+class _ModelFiles:
+    """The files of a model: a local folder, or a hub snapshot folder (fetching files not cached yet)."""
+
+    folder: Path
+    repo_id: str | None = None
+    commit: str | None = None
+
+    def read_json(self, relative: str) -> Any:
+        """The parsed JSON file, or None when the model has no such file."""
+        path = self.folder / relative
+        if not path.is_file():
+            if self.repo_id is None:
+                return None
+            from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import EntryNotFoundError
+
+            try:
+                path = Path(hf_hub_download(self.repo_id, relative, revision=self.commit))
+            except (EntryNotFoundError, OSError):  # absent from the repo, or offline and not cached
+                return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"cannot read {path}: {error}") from error
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else None
+
+
+@contextlib.contextmanager
+def _quiet_transformers(*, progress_bars: bool) -> Iterator[None]:
+    """Silence transformers' load report (problems surface as UserError) and, unless asked, its progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    if not progress_bars:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars and not progress_bars:
+            hf_logging.enable_progress_bar()

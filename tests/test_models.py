@@ -1,0 +1,368 @@
+"""Model loading: short names, local folders, hub ids (through a real offline hub cache), safety checks,
+the manifest's model record, and the bundled models (the real MiniLM; minilm-sentiment built for real
+in the slow test)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import BertConfig, BertForSequenceClassification, BertModel, PreTrainedTokenizerFast
+
+from audit import bundled
+from audit.bundled import BUNDLED, bundled_dir, bundled_status, ensure_bundled, minilm_dir
+from audit.errors import UserError
+from audit.models import TASKS, describe_model, detect_task, load_model, resolve_model
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = ["the", "film", "was", "good", "bad", "he", "she", "is", "a", "nurse", "."]
+
+
+def _save_tiny_bert(
+    folder: Path,
+    *,
+    classifier: bool,
+    labels: tuple[str, ...] = ("negative", "positive"),
+    seed: int = 0,
+    model_max_length: int | None = 40,
+) -> Path:
+    """A random-init 1-layer BERT and a WordPiece tokenizer, saved the standard way (safetensors)."""
+    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    extra = {} if model_max_length is None else {"model_max_length": model_max_length}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        **extra,
+    )
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config) if classifier else BertModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+
+def test_resolve_model_maps_short_names_paths_and_hub_ids(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PROBELENS_HOME", str(tmp_path / "home"))
+    assert resolve_model("minilm-sentiment") == str(tmp_path / "home" / "models" / "minilm-sentiment")
+    assert resolve_model("minilm") == str(minilm_dir())
+    assert (minilm_dir() / "config.json").is_file()
+
+    (tmp_path / "sub").mkdir()
+    assert resolve_model(str(tmp_path / "sub")) == str(tmp_path / "sub")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("sub") == str(tmp_path / "sub")  # relative paths become absolute
+
+    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert resolve_model("bert-base-uncased") == "bert-base-uncased"
+    with pytest.raises(UserError, match="empty"):
+        resolve_model("  ")
+
+
+def test_bundled_dir_follows_probelens_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PROBELENS_HOME", str(tmp_path))
+    assert bundled_dir() == tmp_path / "models"
+    monkeypatch.delenv("PROBELENS_HOME")
+    assert bundled_dir() == Path.home() / ".cache" / "probelens" / "models"
+
+
+# --- the real MiniLM ------------------------------------------------------------------------------
+
+
+def test_real_minilm_loads_as_a_mean_pooled_normalised_encoder() -> None:
+    loaded = load_model("minilm")
+    assert loaded.task == "embedding"
+    assert loaded.pooling == "mean" and loaded.normalize is True
+    assert loaded.labels == []
+    assert loaded.max_length == 256  # sentence_bert_config's max_seq_length, below the 512 positions
+    assert loaded.source == str(minilm_dir()) and loaded.revision is None
+    assert loaded.weight_hash == _sha256(minilm_dir() / "model.safetensors")
+    assert not loaded.model.training and loaded.device == torch.device("cpu")
+
+    encoded = loaded.tokenizer(["Hello world"], return_offsets_mapping=True, return_tensors="pt")
+    assert encoded["offset_mapping"][0].tolist() == [[0, 0], [0, 5], [6, 11], [0, 0]]
+    with torch.no_grad():
+        hidden = loaded.model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
+    assert hidden.last_hidden_state.shape == (1, 4, 384)
+
+    record = describe_model(loaded)
+    assert record["n_parameters"] == 22_713_216
+    assert record["task"] == "embedding" and record["pooling"] == "mean"
+    json.dumps(record)  # the manifest must be able to store it
+
+
+# --- local folders --------------------------------------------------------------------------------
+
+
+def test_tiny_classifier_is_detected_with_its_labels_in_id_order(tmp_path) -> None:
+    folder = _save_tiny_bert(tmp_path / "clf", classifier=True, labels=("neg", "neutral", "pos"))
+    loaded = load_model(str(folder))
+    assert loaded.task == "text-classification"
+    assert loaded.labels == ["neg", "neutral", "pos"]
+    assert loaded.max_length == 40  # tokenizer limit 40 < 64 positions
+    assert type(loaded.model).__name__ == "BertForSequenceClassification"
+    assert loaded.name == str(folder) and loaded.source == str(folder)
+    record = describe_model(loaded)
+    assert record["labels"] == ["neg", "neutral", "pos"] and record["pooling"] is None
+
+    # the same folder used as an encoder: allowed on request, no labels
+    as_encoder = load_model(str(folder), task="embedding")
+    assert as_encoder.task == "embedding" and as_encoder.labels == []
+    assert type(as_encoder.model).__name__ == "BertModel"
+
+
+def test_max_length_ignores_the_no_limit_sentinel(tmp_path) -> None:
+    folder = _save_tiny_bert(tmp_path / "enc", classifier=False, model_max_length=None)
+    loaded = load_model(str(folder))
+    assert loaded.tokenizer.model_max_length > 10**20  # transformers' "no limit" value
+    assert loaded.max_length == 64  # so the config's position embeddings decide
+    assert loaded.task == "embedding" and loaded.pooling == "mean" and loaded.normalize is False
+
+
+def test_sentence_transformers_folder_is_an_embedding_model_with_its_pooling(tmp_path) -> None:
+    folder = _save_tiny_bert(tmp_path / "st", classifier=False)
+    config = json.loads((folder / "config.json").read_text())
+    del config["architectures"]  # only the sentence-transformers files say what it is
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": 16,
+                "pooling_mode_cls_token": True,
+                "pooling_mode_mean_tokens": False,
+            }
+        )
+    )
+    loaded = load_model(str(folder))
+    assert loaded.task == "embedding" and loaded.pooling == "cls" and loaded.normalize is False
+
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
+    with pytest.raises(UserError, match="pools with max_tokens"):
+        load_model(str(folder))
+
+
+def test_detect_task_reads_architectures_and_names_the_choices() -> None:
+    assert detect_task(BertConfig(architectures=["BertForSequenceClassification"])) == "text-classification"
+    assert detect_task(BertConfig(architectures=["BertModel"])) == "embedding"
+    from transformers import GPT2Config
+
+    with pytest.raises(UserError) as caught:
+        detect_task(GPT2Config(architectures=["GPT2LMHeadModel"]))
+    assert "GPT2LMHeadModel" in str(caught.value)
+    assert all(task in str(caught.value) for task in TASKS) and "--task" in str(caught.value)
+    with pytest.raises(UserError, match="--task"):
+        detect_task(GPT2Config(architectures=["GPT2Model"]))  # a decoder is not a sentence encoder
+
+
+def test_weight_hash_is_the_weights_sha256_and_changes_with_the_weights(tmp_path) -> None:
+    first = _save_tiny_bert(tmp_path / "a", classifier=True, seed=0)
+    twin = _save_tiny_bert(tmp_path / "b", classifier=True, seed=0)
+    other = _save_tiny_bert(tmp_path / "c", classifier=True, seed=1)
+    hashes = [load_model(str(f)).weight_hash for f in (first, first, twin, other)]
+    assert hashes[0] == _sha256(first / "model.safetensors")
+    assert hashes[0] == hashes[1] == hashes[2]  # same weights, same hash, wherever they are
+    assert hashes[3] != hashes[0]
+
+
+# --- errors a user can act on ---------------------------------------------------------------------
+
+
+def test_missing_folder_and_folder_without_config_are_clear_errors(tmp_path) -> None:
+    with pytest.raises(UserError, match="model folder not found"):
+        load_model(str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="model folder not found"):
+        load_model("./no/such/model/folder")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no config.json"):
+        load_model(str(tmp_path / "empty"))
+    with pytest.raises(
+        UserError, match="unknown task 'ner'; choose one of: auto, text-classification, embedding"
+    ):
+        load_model(str(tmp_path / "empty"), task="ner")
+
+
+def test_pickle_only_weights_need_allow_pickle(tmp_path) -> None:
+    folder = _save_tiny_bert(tmp_path / "pickled", classifier=True)
+    state = BertForSequenceClassification.from_pretrained(folder).state_dict()
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="--allow-pickle"):
+        load_model(str(folder))
+    loaded = load_model(str(folder), allow_pickle=True)
+    assert loaded.task == "text-classification"
+    assert loaded.weight_hash == _sha256(folder / "pytorch_model.bin")
+
+
+def test_classification_task_on_a_model_without_a_head_is_refused(tmp_path) -> None:
+    folder = _save_tiny_bert(tmp_path / "encoder", classifier=False)
+    with pytest.raises(
+        UserError, match="no trained classification head.*classifier.weight.*--task embedding"
+    ):
+        load_model(str(folder), task="text-classification")
+
+
+def test_revision_is_refused_for_local_folders(tmp_path) -> None:
+    folder = _save_tiny_bert(tmp_path / "clf", classifier=True)
+    with pytest.raises(UserError, match="--revision applies to hub models"):
+        load_model(str(folder), revision="main")
+
+
+# --- hub ids, through a real hub cache, offline ---------------------------------------------------
+
+_HUB_SCRIPT = """
+import json, sys
+from audit.errors import UserError
+from audit.models import describe_model, load_model
+results = {}
+for name, revision in [("probelens-test/tiny-clf", None), ("probelens-test/tiny-clf", sys.argv[1]),
+                       ("probelens-test/not-downloaded", None), ("probelens-test/tiny-clf", "v9")]:
+    try:
+        results[f"{name}@{revision}"] = describe_model(load_model(name, revision=revision))
+    except UserError as error:
+        results[f"{name}@{revision}"] = {"error": str(error)}
+print(json.dumps(results))
+"""
+
+
+def _fake_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str) -> None:
+    """Lay out a model folder the way huggingface_hub caches a download (blobs named by sha256)."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in folder.iterdir():
+        digest = _sha256(file)
+        shutil.copy(file, repo / "blobs" / digest)
+        (snapshot / file.name).symlink_to(Path("..") / ".." / "blobs" / digest)
+
+
+def test_hub_id_loads_from_the_hub_cache_pinned_to_its_commit(tmp_path) -> None:
+    folder = _save_tiny_bert(tmp_path / "clf", classifier=True, labels=("no", "yes"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    _fake_hub_cache(tmp_path / "hub", "probelens-test/tiny-clf", folder, commit)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _HUB_SCRIPT, commit], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+
+    for revision in (None, commit):
+        record = results[f"probelens-test/tiny-clf@{revision}"]
+        assert record["source"] == "probelens-test/tiny-clf"
+        assert record["revision"] == commit  # "main" resolved to the commit that was loaded
+        assert record["weight_hash"] == _sha256(folder / "model.safetensors")
+        assert record["task"] == "text-classification" and record["labels"] == ["no", "yes"]
+    assert "cannot reach the Hugging Face hub" in results["probelens-test/not-downloaded@None"]["error"]
+    assert "error" in results["probelens-test/tiny-clf@v9"]
+
+
+# --- the bundled models ---------------------------------------------------------------------------
+
+
+def test_bundled_names_and_status(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PROBELENS_HOME", str(tmp_path))
+    assert set(BUNDLED) == {"minilm", "minilm-sentiment"}
+    assert BUNDLED["minilm"].task == "embedding" and BUNDLED["minilm-sentiment"].task == "text-classification"
+    assert bundled_status("minilm") == (True, minilm_dir())
+    assert ensure_bundled("minilm") == minilm_dir()
+    assert bundled_status("minilm-sentiment") == (False, tmp_path / "models" / "minilm-sentiment")
+
+    # a half-written folder (no completion marker) is never taken as a finished build
+    half = _save_tiny_bert(tmp_path / "models" / "minilm-sentiment", classifier=True)
+    assert bundled_status("minilm-sentiment") == (False, half)
+    # nor is a build made by another version of the recipe
+    (half / bundled._COMPLETE_MARKER).write_text(json.dumps({"recipe_version": bundled.RECIPE_VERSION - 1}))
+    assert bundled_status("minilm-sentiment")[0] is False
+
+    with pytest.raises(
+        UserError, match="unknown bundled model 'bert'; choose one of: minilm-sentiment, minilm"
+    ):
+        ensure_bundled("bert")
+
+
+def test_training_data_is_public_deduplicated_and_split_without_overlap() -> None:
+    examples = bundled._load_examples()
+    sources = {e.source for e in examples}
+    assert sources == {"tweets", "imdb"}
+    assert len({e.text.casefold() for e in examples}) == len(examples)
+    assert not any("<br" in e.text for e in examples)
+    train, test = bundled._stratified_split(examples, test_fraction=bundled.TEST_FRACTION, seed=0)
+    assert not {e.text for e in train} & {e.text for e in test}
+    assert len(train) + len(test) == len(examples)
+    again, _ = bundled._stratified_split(examples, test_fraction=bundled.TEST_FRACTION, seed=0)
+    assert [e.text for e in again] == [e.text for e in train]  # seeded: the same split every time
+    for source in sources:
+        for label in (0, 1):
+            n_all = sum(e.source == source and e.label == label for e in examples)
+            n_test = sum(e.source == source and e.label == label for e in test)
+            assert abs(n_test - n_all * bundled.TEST_FRACTION) <= 1  # stratified
+
+
+@pytest.mark.slow
+def test_minilm_sentiment_builds_with_a_model_card_and_loads_as_a_classifier(tmp_path) -> None:
+    dest = tmp_path / "minilm-sentiment"
+    started = time.perf_counter()
+    metrics = bundled.build_minilm_sentiment(dest, epochs=1)
+    assert time.perf_counter() - started < 600
+    assert 0.0 <= metrics["heldout_accuracy"] <= 1.0
+    assert metrics["heldout_accuracy"] > metrics["majority_class_baseline_accuracy"]
+    assert metrics["n_test"] + metrics["n_train"] == len(bundled._load_examples())
+    assert json.loads((dest / "metrics.json").read_text())["heldout_accuracy"] == metrics["heldout_accuracy"]
+    card = (dest / "README.md").read_text()
+    assert f"{metrics['heldout_accuracy']:.1%}" in card and "Apache-2.0" in card and "MIT" in card
+
+    loaded = load_model(str(dest))
+    assert loaded.task == "text-classification" and loaded.labels == ["negative", "positive"]
+    assert loaded.weight_hash == _sha256(dest / "model.safetensors")
