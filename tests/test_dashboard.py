@@ -11,6 +11,7 @@ import html
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,12 +51,21 @@ OWN_TAG = re.compile(r'</?(?:span|div)(?:\s+[a-z-]+="[^"<>]*")*\s*>')
 TIMEOUT = 60  # seconds per script run; the test machine's CPUs are shared
 
 
-@pytest.fixture
-def runs_dir(tmp_path: Path) -> Path:
-    """A runs folder with one complete run (switch to the CLI-made ``cli_run_dir`` here)."""
-    folder = tmp_path / "runs"
-    write_run(folder)
-    return folder
+@pytest.fixture(params=["factory", "cli"])
+def runs_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A private copy (tests may change it) of a runs folder with one complete run.
+
+    Once written by tests/run_factory.py (two probe sets, three groups in one), once made by the real
+    CLI on a tiny biased classifier (the ``cli_run_dir`` fixture of tests/conftest.py).
+    """
+    if request.param == "cli":
+        source = Path(request.getfixturevalue("cli_run_dir"))
+    else:
+        source = tmp_path / "written"
+        write_run(source)
+    copy = tmp_path / "runs"
+    shutil.copytree(source, copy)
+    return copy
 
 
 @pytest.fixture
@@ -146,26 +156,32 @@ def test_findings_filters_change_the_rows(runs_dir: Path, monkeypatch: pytest.Mo
     at = go(open_app(runs_dir, monkeypatch), "findings")
     assert len(at.dataframe[0].value) == len(findings)
 
-    probe_set = sorted(findings["probe_set"].unique())[-1]
-    at.multiselect(key="f_probe_set").set_value([probe_set]).run()
-    shown = at.dataframe[0].value
-    assert set(shown["probe_set"]) == {probe_set}
-    assert len(shown) == (findings["probe_set"] == probe_set).sum() < len(findings)
-
-    at.multiselect(key="f_probe_set").set_value([]).run()
-    at.checkbox(key="f_significant").check().run()
-    significant = findings[findings["significant"]]
-    assert 0 < len(significant) < len(findings), "the fixture run should have both kinds of finding"
-    if at.dataframe:
+    narrowed = 0
+    for key, column in (
+        ("f_probe_set", "probe_set"),
+        ("f_attribute", "attribute"),
+        ("f_metric", "metric"),
+        ("f_output", "output"),
+    ):
+        values = sorted(findings[column].dropna().unique())
+        if len(values) < 2:
+            continue
+        at.multiselect(key=key).set_value([values[-1]]).run()
         shown = at.dataframe[0].value
-        assert shown["significant"].all()
-        assert len(shown) == len(significant)
+        assert set(shown[column]) == {values[-1]}
+        assert len(shown) == (findings[column] == values[-1]).sum() < len(findings)
+        at.multiselect(key=key).set_value([]).run()
+        narrowed += 1
+    assert narrowed, "the run should have findings that differ in at least one filtered column"
 
-    metric = findings["metric"].iloc[0]
-    at.checkbox(key="f_significant").uncheck().run()
-    at.multiselect(key="f_metric").set_value([metric]).run()
+    at.checkbox(key="f_significant").check().run()
+    significant = findings[findings["significant"].astype("boolean").fillna(False)]
+    assert 0 < len(significant) < len(findings), "the run should have both kinds of finding"
     shown = at.dataframe[0].value
-    assert set(shown["metric"]) == {metric} and len(shown) == (findings["metric"] == metric).sum()
+    assert shown["significant"].all() and len(shown) == len(significant)
+
+    at.multiselect(key="f_severity").set_value(["none"]).run()
+    assert not at.dataframe and any("No finding matches" in info.value for info in at.info)
 
 
 def test_forest_plot_shows_intervals_zero_and_threshold(
@@ -173,24 +189,26 @@ def test_forest_plot_shows_intervals_zero_and_threshold(
 ) -> None:
     findings = pd.read_parquet(only_run(runs_dir) / "findings.parquet")
     at = go(open_app(runs_dir, monkeypatch), "findings")
-    plot_keys = list(findings[["metric", "output"]].drop_duplicates().itertuples(index=False, name=None))
+    plot_keys = list(
+        findings[["metric", "output"]].fillna("").drop_duplicates().itertuples(index=False, name=None)
+    )
     assert len(at.selectbox(key="f_plot").options) == len(plot_keys)
     for metric, output in plot_keys:
         at.selectbox(key="f_plot").set_value((metric, output)).run()
         assert not at.exception
+        expected = findings[(findings["metric"] == metric) & (findings["output"].fillna("") == output)]
+        thresholds = {float(t) for t in expected["threshold"].dropna() if t > 0}
         (chart,) = charts(at)
         spec = json.loads(chart.proto.spec)  # type: ignore[attr-defined]
         marks = [layer["mark"]["type"] for layer in spec["layer"]]
-        assert marks[:3] == ["rule", "point", "rule"] and len(marks) == 4
+        assert marks == ["rule", "point", "rule"] + (["rule"] if thresholds else [])
         data = chart_data(chart).values()
         plotted = next(frame for frame in data if "effect" in frame.columns)
-        expected = findings[(findings["metric"] == metric) & (findings["output"] == output)]
         assert sorted(plotted["effect"].round(9)) == sorted(expected["effect"].round(9))
         assert set(plotted["status"]) == {
-            "significant" if flag else "not significant" for flag in expected["significant"]
+            "significant" if flag else "not significant" for flag in expected["significant"].fillna(False)
         }
         positions = {float(x) for frame in data if list(frame.columns) == ["x"] for x in frame["x"]}
-        thresholds = {float(t) for t in expected["threshold"]}
         signed = thresholds if metric == "flip_rate" else thresholds | {-t for t in thresholds}
         assert positions == signed | {0.0}
 
@@ -227,6 +245,29 @@ def test_attention_scope_and_statistic_change_the_map(
     expected = rows.groupby(["layer", "head"])["value"].mean()
     got = cells.set_index(["layer", "head"])["value"]
     assert got.sort_index().round(9).tolist() == expected.sort_index().round(9).tolist()
+
+    focus_mass = attention[attention["stat"] == "focus_mass"]
+    at.radio(key="a_scope").set_value("One example").run()
+    example_id = at.selectbox(key="a_example").value
+    (cells,) = chart_data(charts(at)[0]).values()
+    one = focus_mass[focus_mass["example_id"] == example_id].set_index(["layer", "head"])["value"]
+    assert (
+        cells.set_index(["layer", "head"])["value"].sort_index().round(9).tolist()
+        == one.sort_index().round(9).tolist()
+    )
+
+    diff_set = at.selectbox(key="a_diff_probe_set").value
+    group_a, group_b = at.selectbox(key="a_diff_group_a").value, at.selectbox(key="a_diff_group_b").value
+    (cells,) = chart_data(charts(at)[1]).values()
+    in_set = examples[examples["probe_set"] == diff_set]
+
+    def mean_of(group: str) -> pd.Series:
+        ids = in_set.loc[in_set["variant"] == group, "example_id"]
+        return focus_mass[focus_mass["example_id"].isin(ids)].groupby(["layer", "head"])["value"].mean()
+
+    expected = (mean_of(str(group_a)) - mean_of(str(group_b))).sort_index()
+    got = cells.set_index(["layer", "head"])["value"].sort_index()
+    assert group_a != group_b and got.round(9).tolist() == expected.round(9).tolist()
 
 
 # ---------------------------------------------------------------- two runs, missing tables, escaping

@@ -2,13 +2,15 @@
 
 Needs Debian's /usr/bin/chromium (``apt-get install -y chromium chromium-driver``) and the
 ``playwright`` Python package (no ``playwright install``: the system Chromium is used).
-``runs_dir`` is the one fixture to switch to a run made by the real CLI (``cli_run_dir``).
+The main walk uses a run made by the real CLI; the markup test writes its own run with
+tests/run_factory.py (a probe text holding ``<script>`` and ``<b>``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -48,11 +50,11 @@ from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture
-def runs_dir(tmp_path: Path) -> Path:
-    """A runs folder with one complete run (switch to the CLI-made ``cli_run_dir`` here)."""
-    folder = tmp_path / "runs"
-    write_run(folder)
-    return folder
+def runs_dir(cli_run_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the runs folder the real CLI made (tests/conftest.py's ``cli_run_dir``)."""
+    copy = tmp_path / "runs"
+    shutil.copytree(cli_run_dir, copy)
+    return copy
 
 
 def free_port() -> int:

@@ -58,19 +58,22 @@ st.dataframe(
 )
 
 st.subheader("Forest plot")
+metrics = shown["metric"].fillna("").astype(str)
+outputs = shown["output"].fillna("").astype(str)  # flip rates may name no output
 plot_keys = sorted(
-    dict.fromkeys(zip(shown["metric"].astype(str), shown["output"].astype(str), strict=True)),
+    dict.fromkeys(zip(metrics, outputs, strict=True)),
     key=lambda key: (METRIC_ORDER.index(key[0]) if key[0] in METRIC_ORDER else len(METRIC_ORDER), key),
 )
 metric, output = st.selectbox(
     "Metric and output",
     plot_keys,
-    format_func=lambda key: f"{key[0]} of {key[1]}",
+    format_func=lambda key: f"{key[0]} of {key[1]}" if key[1] else key[0],
     key="f_plot",
     help="Effects of different metrics have different units, so the plot shows one metric and output at a time.",
 )
-rows = shown[(shown["metric"].astype(str) == metric) & (shown["output"].astype(str) == output)]
-st.altair_chart(forest_plot(rows, title=f"{metric} of {output}"), width="stretch", key="forest_plot")
+rows = shown[(metrics == metric) & (outputs == output)]
+plot_title = f"{metric} of {output}" if output else metric
+st.altair_chart(forest_plot(rows, title=plot_title), width="stretch", key="forest_plot")
 st.caption(
     "Dots: effect (group_a minus group_b); bars: confidence interval; black rule: zero; dashed orange rules: "
     "the practical threshold. Red marks significant findings."
