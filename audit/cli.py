@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from audit.errors import ProbeFileError, UserError
 
@@ -261,13 +261,18 @@ def probes_validate(files: Annotated[list[Path], typer.Argument(help="Probe file
 @runs_app.command("list")
 def runs_list(
     runs_dir: Annotated[Path, typer.Option("--runs", help="Folder that holds runs.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
 ) -> None:
     """Runs in a folder, newest first."""
     from audit.store import iter_runs
 
-    table = Table("run", "model", "task", "created", "probe sets", "significant", "status")
-    for store in iter_runs(runs_dir):
-        m = store.read_manifest()
+    manifests = [(store, store.read_manifest()) for store in iter_runs(runs_dir)]
+    if as_json:
+        out.print_json(json.dumps([{"run_dir": str(s.path), **m} for s, m in manifests], default=str))
+        return
+    table = Table("model", "task", "created", "probe sets", "significant", "status")
+    table.columns.insert(0, Column("run", no_wrap=True))
+    for store, m in manifests:
         table.add_row(
             store.id,
             m.get("model", {}).get("name", "?"),
@@ -350,7 +355,10 @@ def dashboard(
 def main() -> None:
     """Entry point: run the app; user mistakes exit 2 without a traceback."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False makes click return the code of typer.Exit instead of exiting
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as error:
         if isinstance(error, ProbeFileError):
             for problem in error.problems:
