@@ -340,7 +340,7 @@ def models_build(
 @app.command()
 def dashboard(
     runs_dir: Annotated[Path, typer.Option("--runs", help="Folder that holds runs.")] = Path("runs"),
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8501,
 ) -> None:
     """Start the Streamlit dashboard on 127.0.0.1."""
     from dashboard.launch import streamlit_command
