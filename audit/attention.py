@@ -334,41 +334,28 @@ def attention_statistics_for_examples(
 
 
 def attention_frame(statistics: Sequence[np.ndarray], example_ids: Sequence[str]) -> pd.DataFrame:
-    """Rows of the ``attention`` table from per-example (layers, heads, 4) arrays."""
+    """Rows of the ``attention`` table from per-example (layers, heads, 4) arrays of one model."""
     if len(statistics) != len(example_ids):
         raise ValueError(f"{len(statistics)} statistics arrays but {len(example_ids)} example ids")
-    frames = []
-    for values, example_id in zip(statistics, example_ids, strict=True):
-        layers, heads, n_stats = values.shape
-        if n_stats != len(STATISTICS):
-            raise ValueError(f"expected {len(STATISTICS)} statistics per head, got {n_stats}")
-        layer, head, stat = np.meshgrid(
-            np.arange(layers), np.arange(heads), np.arange(n_stats), indexing="ij"
-        )
-        frames.append(
-            pd.DataFrame(
-                {
-                    "example_id": example_id,
-                    "layer": layer.ravel(),
-                    "head": head.ravel(),
-                    "stat": np.asarray(STATISTICS, dtype=object)[stat.ravel()],
-                    "value": values.ravel(),
-                }
-            )
-        )
-    if not frames:
-        return pd.DataFrame(
-            {
-                "example_id": pd.Series(dtype="string"),
-                "layer": pd.Series(dtype="int64"),
-                "head": pd.Series(dtype="int64"),
-                "stat": pd.Series(dtype="string"),
-                "value": pd.Series(dtype="float64"),
-            }
-        )
-    frame = pd.concat(frames, ignore_index=True)
-    frame = frame.astype({"example_id": "string", "layer": "int64", "head": "int64", "stat": "string"})
-    return frame[TABLES["attention"]]
+    shapes = {values.shape for values in statistics}
+    if len(shapes) > 1:
+        raise ValueError(f"statistics arrays have different shapes {sorted(shapes)}; expected one model's")
+    if statistics and statistics[0].shape[-1] != len(STATISTICS):
+        raise ValueError(f"expected {len(STATISTICS)} statistics per head, got {statistics[0].shape[-1]}")
+    values = np.stack(statistics) if statistics else np.zeros((0, 0, 0, len(STATISTICS)))
+    n_examples, layers, heads, n_stats = values.shape
+    example, layer, head, stat = np.meshgrid(
+        np.arange(n_examples), np.arange(layers), np.arange(heads), np.arange(n_stats), indexing="ij"
+    )
+    return pd.DataFrame(
+        {
+            "example_id": pd.Series(np.asarray(example_ids, dtype=object)[example.ravel()], dtype="string"),
+            "layer": pd.Series(layer.ravel(), dtype="int64"),
+            "head": pd.Series(head.ravel(), dtype="int64"),
+            "stat": pd.Series(np.asarray(STATISTICS, dtype=object)[stat.ravel()], dtype="string"),
+            "value": pd.Series(values.ravel(), dtype="float64"),
+        }
+    )[TABLES["attention"]]
 
 
 def attention_rows(
