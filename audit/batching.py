@@ -79,15 +79,22 @@ def token_budget_batches(
     return batches
 
 
+def pad_right(
+    rows: Sequence[Sequence[int]], pad_value: int, device: torch.device, dtype: torch.dtype = torch.long
+) -> torch.Tensor:
+    """Right-pad integer rows to the longest one: a (len(rows), width) tensor on ``device``."""
+    width = max(len(row) for row in rows)
+    padded = torch.full((len(rows), width), pad_value, dtype=dtype)
+    for i, row in enumerate(rows):
+        padded[i, : len(row)] = torch.as_tensor(list(row), dtype=dtype)
+    return padded.to(device)
+
+
 def collate(items: Sequence[Encoded], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad a batch to its longest member: (input_ids, attention_mask)."""
-    width = max(item.n_tokens for item in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, item in enumerate(items):
-        ids[row, : item.n_tokens] = torch.tensor(item.input_ids, dtype=torch.long)
-        mask[row, : item.n_tokens] = 1
-    return ids.to(device), mask.to(device)
+    ids = pad_right([item.input_ids for item in items], pad_id, device)
+    mask = pad_right([[1] * item.n_tokens for item in items], 0, device)
+    return ids, mask
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -95,9 +102,9 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def run_with_backoff(batch: list[int], step: Callable[[list[int]], T]) -> Iterator[tuple[list[int], T]]:
-    """Run ``step`` on the batch; on out-of-memory, free the cache and retry each half."""
+    """Run ``step`` on the batch; on out-of-memory, free the cache and run each half instead."""
     try:
-        yield batch, step(batch)
+        result = step(batch)
     except (torch.OutOfMemoryError, RuntimeError) as error:
         if not is_out_of_memory(error) or len(batch) == 1:
             raise
@@ -106,3 +113,5 @@ def run_with_backoff(batch: list[int], step: Callable[[list[int]], T]) -> Iterat
         middle = len(batch) // 2
         yield from run_with_backoff(batch[:middle], step)
         yield from run_with_backoff(batch[middle:], step)
+        return
+    yield batch, result

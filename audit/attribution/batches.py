@@ -7,13 +7,9 @@ Special tokens carry (0, 0) offsets, as fast tokenizers return them; they never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
-
-import torch
-
-T = TypeVar("T")
+from typing import Protocol
 
 
 class EncodedExample(Protocol):
@@ -59,56 +55,3 @@ def focus_token_mask(example: EncodedExample, focus_spans: Sequence[tuple[int, i
             and any(start < f_end and f_start < end for f_start, f_end in focus_spans)
         )
     return mask
-
-
-def length_batches(lengths: Sequence[int], max_tokens: int, max_rows: int) -> list[list[int]]:
-    """Indices grouped longest first, each batch within ``max_tokens`` padded tokens and ``max_rows`` rows.
-
-    A single example longer than ``max_tokens`` still gets a batch of its own.
-    """
-    if max_tokens < 1 or max_rows < 1:
-        raise ValueError(f"max_tokens and max_rows must be at least 1 (got {max_tokens}, {max_rows})")
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        # Longest first, so the first member of a batch sets its padded width.
-        width = lengths[current[0]] if current else lengths[index]
-        if current and ((len(current) + 1) * width > max_tokens or len(current) >= max_rows):
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def pad_right(
-    rows: Sequence[Sequence[int]], pad_value: int, device: torch.device, dtype: torch.dtype = torch.long
-) -> torch.Tensor:
-    """Right-pad integer rows to the longest one: a (len(rows), width) tensor."""
-    width = max(len(row) for row in rows)
-    out = torch.full((len(rows), width), pad_value, dtype=dtype)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.as_tensor(list(row), dtype=dtype)
-    return out.to(device)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
-def run_halving_on_oom(batch: list[int], step: Callable[[list[int]], T]) -> Iterator[tuple[list[int], T]]:
-    """Run ``step`` on the batch; on out-of-memory, free the cache and run each half instead."""
-    try:
-        result = step(batch)
-    except (torch.OutOfMemoryError, RuntimeError) as error:
-        if not is_out_of_memory(error) or len(batch) == 1:
-            raise
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        middle = len(batch) // 2
-        yield from run_halving_on_oom(batch[:middle], step)
-        yield from run_halving_on_oom(batch[middle:], step)
-        return
-    yield batch, result

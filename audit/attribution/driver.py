@@ -19,10 +19,8 @@ from audit.attribution.batches import (
     EncodedExample,
     check_example,
     focus_token_mask,
-    length_batches,
-    pad_right,
-    run_halving_on_oom,
 )
+from audit.batching import pad_right, run_with_backoff, token_budget_batches
 from audit.errors import UserError
 from audit.tables import TABLES
 
@@ -92,8 +90,8 @@ def attribute_examples(
 
     results: list[TokenAttribution | None] = [None] * len(examples)
     lengths = [len(e.input_ids) for e in examples]
-    for batch in length_batches(lengths, max_tokens=batch_tokens, max_rows=internal_batch_size):
-        for done, attributed in run_halving_on_oom(batch, run):
+    for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=internal_batch_size):
+        for done, attributed in run_with_backoff(batch, run):
             for index, result in zip(done, attributed, strict=True):
                 results[index] = result
             if on_done is not None:
