@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -309,7 +310,7 @@ def attribute_top_instances(
             device=target.device,
             n_steps=config.ig_steps,
             batch_tokens=config.batch_tokens,
-            on_done=lambda n, task=task: bars.advance(task, n),
+            on_done=partial(bars.advance, task),
         )
         token_frames.append(tokens)
         pair_frames.append(focus_attribution_pairs(tokens, effects, item.probe_set.name))
@@ -324,9 +325,10 @@ def focus_attribution_pairs(tokens: pd.DataFrame, effects: pd.DataFrame, probe_s
         return pd.DataFrame(columns=TABLES["attribution_pairs"])
     focus = (
         tokens[tokens["is_focus"]]
-        .groupby(["example_id", "method", "output"], as_index=False)["attribution"]
+        .groupby(["example_id", "method", "output"])["attribution"]
         .sum()
-        .rename(columns={"attribution": "focus_attribution"})
+        .rename("focus_attribution")
+        .reset_index()
     )
     attributed = (
         tokens[["example_id", "method", "output"]]
@@ -363,7 +365,7 @@ def attention_all(
                 pad_id=target.tokenizer.pad_token_id,
                 device=target.device,
                 batch_tokens=config.batch_tokens,
-                on_done=lambda n, task=task: bars.advance(task, n),
+                on_done=partial(bars.advance, task),
             )
         )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLES["attention"])

@@ -26,7 +26,7 @@ def test_batches_cover_every_index_once_and_respect_the_budget() -> None:
 
 def test_an_input_longer_than_the_budget_gets_a_batch_of_its_own() -> None:
     batches = token_budget_batches([500, 3, 3], max_tokens=100)
-    assert [500] == [[500, 3, 3][i] for i in batches[0]]
+    assert batches[0] == [0]
     assert sorted(i for b in batches for i in b) == [0, 1, 2]
 
 

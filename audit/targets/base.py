@@ -42,7 +42,7 @@ class Target(ABC):
     task: str = ""
 
     def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device, max_length: int) -> None:
-        self.model = model
+        self.model: Any = model  # a transformers PreTrainedModel (typed loosely: its methods are dynamic)
         self.tokenizer = tokenizer
         self.device = device
         self.max_length = max_length
