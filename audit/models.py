@@ -13,6 +13,7 @@ weight is read, so the manifest records exactly what was audited.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import logging
@@ -160,7 +161,13 @@ def load_model(
         pinned: str | None = None
         files = _ModelFiles(folder)
     else:
-        pinned, snapshot = _pin_hub_revision(source, revision)
+        try:
+            pinned, snapshot = _pin_hub_revision(source, revision)
+        except UserError as error:
+            close = difflib.get_close_matches(name, list(BUNDLED), n=1)
+            raise UserError(
+                f"{error} (did you mean the bundled model {close[0]!r}?)" if close else str(error)
+            ) from error
         files = _ModelFiles(snapshot, repo_id=source, commit=pinned)
 
     from transformers import AutoConfig
@@ -335,10 +342,13 @@ def _load_weights(source: str, name: str, task: str, revision: str | None, allow
         )
     except (OSError, ValueError) as error:
         message = str(error)
-        if not allow_pickle and "safetensors" in message:
+        if not allow_pickle and (
+            "does not appear to have a file named" in message or "no file named" in message
+        ):
             raise UserError(
-                f"{name} has no safetensors weights, only pickle weights, which can run arbitrary code "
-                "when loaded. Pass --allow-pickle if you trust where they came from."
+                f"{name} has no safetensors weights (model.safetensors). If it has only pickle weights "
+                "(pytorch_model.bin), which can run arbitrary code when loaded, pass --allow-pickle if you "
+                f"trust where they came from. ({message})"
             ) from error
         raise UserError(f"cannot load the weights of {name}: {message}") from error
     missing = sorted(info.get("missing_keys") or [])

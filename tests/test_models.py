@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +20,6 @@ from audit.bundled import BUNDLED, bundled_dir, bundled_status, ensure_bundled, 
 from audit.errors import UserError
 from audit.models import TASKS, describe_model, detect_task, load_model, resolve_model
 
-REPO = Path(__file__).resolve().parents[1]
 WORDS = ["the", "film", "was", "good", "bad", "he", "she", "is", "a", "nurse", "."]
 
 
@@ -253,20 +249,6 @@ def test_revision_is_refused_for_local_folders(tmp_path) -> None:
 
 # --- hub ids, through a real hub cache, offline ---------------------------------------------------
 
-_HUB_SCRIPT = """
-import json, sys
-from audit.errors import UserError
-from audit.models import describe_model, load_model
-results = {}
-for name, revision in [("probelens-test/tiny-clf", None), ("probelens-test/tiny-clf", sys.argv[1]),
-                       ("probelens-test/not-downloaded", None), ("probelens-test/tiny-clf", "v9")]:
-    try:
-        results[f"{name}@{revision}"] = describe_model(load_model(name, revision=revision))
-    except UserError as error:
-        results[f"{name}@{revision}"] = {"error": str(error)}
-print(json.dumps(results))
-"""
-
 
 def _fake_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str) -> None:
     """Lay out a model folder the way huggingface_hub caches a download (blobs named by sha256)."""
@@ -282,30 +264,43 @@ def _fake_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str) -> Non
         (snapshot / file.name).symlink_to(Path("..") / ".." / "blobs" / digest)
 
 
-def test_hub_id_loads_from_the_hub_cache_pinned_to_its_commit(tmp_path) -> None:
+def test_hub_id_loads_from_the_hub_cache_pinned_to_its_commit(tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
     folder = _save_tiny_bert(tmp_path / "clf", classifier=True, labels=("no", "yes"))
     commit = "0123456789abcdef0123456789abcdef01234567"
     _fake_hub_cache(tmp_path / "hub", "probelens-test/tiny-clf", folder, commit)
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_CACHE": str(tmp_path / "hub"),
-        "PYTHONPATH": str(REPO),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _HUB_SCRIPT, commit], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    # the hub cache location and offline mode, read by huggingface_hub (and transformers) at call time
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
-    for revision in (None, commit):
-        record = results[f"probelens-test/tiny-clf@{revision}"]
-        assert record["source"] == "probelens-test/tiny-clf"
-        assert record["revision"] == commit  # "main" resolved to the commit that was loaded
-        assert record["weight_hash"] == _sha256(folder / "model.safetensors")
-        assert record["task"] == "text-classification" and record["labels"] == ["no", "yes"]
-    assert "cannot reach the Hugging Face hub" in results["probelens-test/not-downloaded@None"]["error"]
-    assert "error" in results["probelens-test/tiny-clf@v9"]
+    for revision in (None, "main", commit):
+        loaded = load_model("probelens-test/tiny-clf", revision=revision)
+        assert loaded.source == "probelens-test/tiny-clf"
+        assert loaded.revision == commit  # a branch is resolved to the commit that was loaded
+        assert loaded.weight_hash == _sha256(folder / "model.safetensors")
+        assert loaded.task == "text-classification" and loaded.labels == ["no", "yes"]
+
+    with pytest.raises(
+        UserError, match="cannot reach the Hugging Face hub for probelens-test/not-downloaded"
+    ):
+        load_model("probelens-test/not-downloaded")
+    with pytest.raises(UserError, match="probelens-test/tiny-clf@v9"):
+        load_model("probelens-test/tiny-clf", revision="v9")
+    with pytest.raises(UserError, match="did you mean the bundled model 'minilm-sentiment'"):
+        load_model("minilm-sentimnet")
+
+    # a hub repo with only pickle weights
+    pickled = _save_tiny_bert(tmp_path / "pickled", classifier=True)
+    torch.save(
+        BertForSequenceClassification.from_pretrained(pickled).state_dict(), pickled / "pytorch_model.bin"
+    )
+    (pickled / "model.safetensors").unlink()
+    _fake_hub_cache(tmp_path / "hub", "probelens-test/pickled", pickled, commit)
+    with pytest.raises(UserError, match="no safetensors weights.*--allow-pickle"):
+        load_model("probelens-test/pickled")
+    loaded = load_model("probelens-test/pickled", allow_pickle=True)
+    assert loaded.weight_hash == _sha256(pickled / "pytorch_model.bin") and loaded.revision == commit
 
 
 # --- the bundled models ---------------------------------------------------------------------------
@@ -351,18 +346,31 @@ def test_training_data_is_public_deduplicated_and_split_without_overlap() -> Non
 
 
 @pytest.mark.slow
-def test_minilm_sentiment_builds_with_a_model_card_and_loads_as_a_classifier(tmp_path) -> None:
-    dest = tmp_path / "minilm-sentiment"
-    started = time.perf_counter()
-    metrics = bundled.build_minilm_sentiment(dest, epochs=1)
-    assert time.perf_counter() - started < 600
-    assert 0.0 <= metrics["heldout_accuracy"] <= 1.0
-    assert metrics["heldout_accuracy"] > metrics["majority_class_baseline_accuracy"]
+def test_minilm_sentiment_builds_once_reaches_80_percent_and_loads_by_its_short_name(
+    tmp_path, monkeypatch
+) -> None:
+    """The real recipe (about 80 s on 2 CPU cores), built into a fresh PROBELENS_HOME."""
+    monkeypatch.setenv("PROBELENS_HOME", str(tmp_path))
+    folder = ensure_bundled("minilm-sentiment")
+    assert folder == tmp_path / "models" / "minilm-sentiment"
+    assert bundled_status("minilm-sentiment") == (True, folder)
+    assert [p.name for p in folder.parent.iterdir() if p.is_dir()] == ["minilm-sentiment"]  # no staging left
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["heldout_accuracy"] >= 0.80
+    assert metrics["heldout_accuracy"] > metrics["majority_class_baseline_accuracy"] + 0.2
     assert metrics["n_test"] + metrics["n_train"] == len(bundled._load_examples())
-    assert json.loads((dest / "metrics.json").read_text())["heldout_accuracy"] == metrics["heldout_accuracy"]
-    card = (dest / "README.md").read_text()
+    card = (folder / "README.md").read_text()
     assert f"{metrics['heldout_accuracy']:.1%}" in card and "Apache-2.0" in card and "MIT" in card
 
-    loaded = load_model(str(dest))
+    started = time.perf_counter()
+    assert ensure_bundled("minilm-sentiment") == folder  # present: no second build
+    assert time.perf_counter() - started < 1.0
+
+    loaded = load_model("minilm-sentiment")
     assert loaded.task == "text-classification" and loaded.labels == ["negative", "positive"]
-    assert loaded.weight_hash == _sha256(dest / "model.safetensors")
+    assert loaded.source == str(folder) and loaded.weight_hash == _sha256(folder / "model.safetensors")
+    texts = ["What a wonderful, delightful film.", "The service was slow and rude."]
+    with torch.no_grad():
+        logits = loaded.model(**loaded.tokenizer(texts, padding=True, return_tensors="pt")).logits
+    assert logits.argmax(dim=-1).tolist() == [1, 0]
