@@ -31,7 +31,8 @@ app.add_typer(probes_app, name="probes")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 
-out = Console()
+# logs and pipes get wide tables instead of 80 truncated columns
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 EXIT_FINDINGS = 1
@@ -152,43 +153,36 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
     }
 
 
-def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any]) -> None:
+def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit: int = 25) -> None:
+    """The significant findings, strongest first (relative to their threshold), and where the run is."""
     significant = findings[findings["significant"]] if len(findings) else findings
     model = manifest["model"]["name"]
     if len(significant) == 0:
         out.print(f"[green]No significant findings[/green] for {model} ({len(findings)} tests).")
     else:
         table = Table(title=f"Significant findings: {model} ({len(significant)} of {len(findings)} tests)")
-        for column in (
-            "probe set",
-            "attribute",
-            "a",
-            "b",
-            "metric",
-            "output",
-            "effect",
-            "95% CI",
-            "q",
-            "severity",
-        ):
-            table.add_column(column)
-        ordered = significant.assign(size=significant["effect"].abs()).sort_values("size", ascending=False)
-        for row in ordered.head(40).itertuples():
+        table.add_column("probe set", no_wrap=True)
+        table.add_column("a vs b")
+        table.add_column("metric", no_wrap=True)
+        table.add_column("output", no_wrap=True)
+        table.add_column("effect [95% CI]", no_wrap=True, justify="right")
+        table.add_column("q", no_wrap=True)
+        table.add_column("severity", no_wrap=True)
+        ordered = significant.assign(strength=(significant["effect"] / significant["threshold"]).abs())
+        for row in ordered.sort_values("strength", ascending=False).head(limit).itertuples():
+            where = row.probe_set if row.attribute == row.probe_set else f"{row.probe_set} ({row.attribute})"
             table.add_row(
-                str(row.probe_set),
-                str(row.attribute),
-                str(row.group_a),
-                str(row.group_b),
+                str(where),
+                f"{row.group_a} vs {row.group_b}",
                 str(row.metric),
                 str(row.output),
-                f"{row.effect:+.4f}",
-                f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}]",
-                f"{row.q_value:.2g}",
+                f"{row.effect:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]",
+                f"{row.q_value:.1e}",
                 str(row.severity),
             )
         out.print(table)
-        if len(significant) > 40:
-            out.print(f"... and {len(significant) - 40} more in findings.parquet")
+        if len(significant) > limit:
+            out.print(f"... {len(significant) - limit} more in {run_dir / 'findings.parquet'}")
     out.print(f"Run stored in [bold]{run_dir}[/bold]")
 
 

@@ -147,7 +147,8 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     with progress(console) as bars, timer.stage("score"):
         predictions = score_all(inputs, target, config, bars)
     with timer.stage("findings"):
-        effects = build_effects(examples, predictions)
+        tested = {output for item in inputs for output in item.head.tested_outputs}
+        effects = build_effects(examples, predictions[predictions["output"].isin(tested)])
         findings = build_findings(
             effects,
             alpha=config.alpha,

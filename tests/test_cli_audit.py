@@ -46,6 +46,10 @@ def test_planted_classifier_bias_is_flagged_with_sign_and_size(
     assert row["ci_low"] <= row["effect"] <= row["ci_high"] < 0
     assert row["q_value"] < 0.05
     assert row["n"] == 80
+    # a binary classifier's two probabilities are one test, not two; both are still predicted
+    assert set(findings["output"].dropna()) == {"prob:positive"}
+    predictions = pd.read_parquet(only_run(tmp_path) / "predictions.parquet")
+    assert set(predictions["output"]) == {"prob:negative", "prob:positive"}
 
 
 def test_fair_classifier_is_not_flagged(run_cli, fair_classifier, classifier_probes, tmp_path):

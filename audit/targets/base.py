@@ -33,7 +33,14 @@ class ScoreHead:
     """From a (batch, n_outputs) score array, the predicted label of each row (None if no labels)."""
     attribution_output: Callable[[list[str | None], np.ndarray], str]
     """Which output to explain for an instance, given its variants' expected labels and scores."""
+    compared_outputs: list[str] | None = None
+    """The outputs the findings test (default: all). A binary classifier's two probabilities sum
+    to one, so only the second label's is tested: testing both would count one test twice."""
     notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tested_outputs(self) -> list[str]:
+        return self.outputs if self.compared_outputs is None else self.compared_outputs
 
 
 class Target(ABC):

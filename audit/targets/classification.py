@@ -44,11 +44,16 @@ class ClassificationTarget(Target):
         def predict_labels(scores: np.ndarray) -> list[str | None]:
             return [labels[int(i)] for i in scores.argmax(axis=1)]
 
+        compared = [outputs[1]] if len(outputs) == 2 else outputs
+
         def attribution_output(expected: list[str | None], scores: np.ndarray) -> str:
-            """The expected label when the probe states one, else the label the variants favour."""
+            """Binary: the tested probability. Otherwise the expected label when the probe states
+            one, else the label the variants favour."""
+            if len(compared) == 1:
+                return compared[0]
             stated = {label for label in expected if label is not None}
             if len(stated) == 1:
                 return f"prob:{stated.pop()}"
             return outputs[int(scores.mean(axis=0).argmax())]
 
-        return ScoreHead(outputs, forward, predict_labels, attribution_output)
+        return ScoreHead(outputs, forward, predict_labels, attribution_output, compared_outputs=compared)
