@@ -51,6 +51,15 @@ def run(
             "--probes", "-p", help="Built-in probe set name or probe file; repeat. Default: all built-in."
         ),
     ] = None,
+    probe_map: Annotated[
+        list[str] | None,
+        typer.Option(help="Probe files/datasets: OUR_COLUMN=FILE_COLUMN, e.g. text_a=sent_more; repeat."),
+    ] = None,
+    probe_default: Annotated[
+        list[str] | None,
+        typer.Option(help="Probe files/datasets: COLUMN=VALUE for a column the file lacks; repeat."),
+    ] = None,
+    probe_split: Annotated[str | None, typer.Option(help="Split of a probe dataset.")] = None,
     task: Annotated[str, typer.Option(help="auto | text-classification | embedding")] = "auto",
     config_file: Annotated[
         Path | None, typer.Option("--config", help="Read settings from an audit.yaml.")
@@ -101,6 +110,9 @@ def run(
     flags: dict[str, Any] = {
         "models": model or None,
         "probes": probes or None,
+        "probe_mapping": parse_pairs(probe_map, "--probe-map") or None,
+        "probe_defaults": parse_pairs(probe_default, "--probe-default") or None,
+        "probe_split": probe_split,
         "task": task if task != "auto" else None,
         "out": out_dir,
         "name": name,
@@ -136,6 +148,17 @@ def run(
     n_significant = sum(s["n_significant"] for s in summaries)
     if fail_on == "significant" and n_significant:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    """KEY=VALUE flags into a dict; a value without '=' is a user error naming the flag."""
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        key, sep, item = value.partition("=")
+        if not sep or not key.strip() or not item.strip():
+            raise UserError(f"{flag} takes KEY=VALUE (for example text_a=sent_more), not {value!r}")
+        pairs[key.strip()] = item.strip()
+    return pairs
 
 
 def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[str, Any]:
@@ -238,11 +261,21 @@ def probes_show(
 
 
 @probes_app.command("validate")
-def probes_validate(files: Annotated[list[Path], typer.Argument(help="Probe files to check.")]) -> None:
+def probes_validate(
+    files: Annotated[list[Path], typer.Argument(help="Probe files to check.")],
+    probe_map: Annotated[list[str] | None, typer.Option(help="OUR_COLUMN=FILE_COLUMN; repeat.")] = None,
+    probe_default: Annotated[list[str] | None, typer.Option(help="COLUMN=VALUE; repeat.")] = None,
+    probe_split: Annotated[str | None, typer.Option(help="Split of a probe dataset.")] = None,
+) -> None:
     """Check probe files; print every problem as FILE:LINE: message; exit 2 if any."""
     from probes import validate_file
 
-    problems = [p for f in files for p in validate_file(f)]
+    options: dict[str, Any] = {
+        "mapping": parse_pairs(probe_map, "--probe-map") or None,
+        "defaults": parse_pairs(probe_default, "--probe-default") or None,
+        "split": probe_split,
+    }
+    problems = [p for f in files for p in validate_file(f, **options)]
     if problems:
         raise ProbeFileError(problems)
     for path in files:

@@ -26,6 +26,13 @@ class AuditConfig(BaseModel):
     probes: list[str] = Field(
         default_factory=list, description="built-in names or files; empty = all built-in"
     )
+    probe_mapping: dict[str, str] = Field(
+        default_factory=dict, description="for probe files and datasets: our column -> the file's column"
+    )
+    probe_defaults: dict[str, str] = Field(
+        default_factory=dict, description="values for columns a file lacks"
+    )
+    probe_split: str | None = Field(default=None, description="dataset split of a probe dataset")
     task: Task = "auto"
     out: Path = Path("runs")
     name: str | None = Field(default=None, description="run folder name; default <timestamp>-<model>")

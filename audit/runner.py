@@ -71,10 +71,21 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def load_probe_sets(specs: list[str], max_instances: int | None) -> list[ProbeSet]:
-    """Every probe set the run needs, fully validated before any model is loaded."""
-    names = specs or list_builtin()
-    sets = [load_probe_set(spec) for spec in names]
+def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
+    """Every probe set the run needs, fully validated before any model is loaded.
+
+    Column mapping, defaults and split apply to probe files and datasets, not to built-in sets.
+    """
+    file_options: dict[str, Any] = {
+        "mapping": config.probe_mapping or None,
+        "defaults": config.probe_defaults or None,
+        "split": config.probe_split,
+    }
+    sets = [
+        load_probe_set(spec, **file_options) if Path(spec).exists() else load_probe_set(spec)
+        for spec in config.probes or list_builtin()
+    ]
+    max_instances = config.max_instances
     if max_instances is not None:
         sets = [s.model_copy(update={"instances": spread_sample(s.instances, max_instances)}) for s in sets]
     seen: set[str] = set()
@@ -119,7 +130,7 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     device = resolve_device(config.device)
 
     with timer.stage("probes"):
-        probe_sets = load_probe_sets(config.probes, config.max_instances)
+        probe_sets = load_probe_sets(config)
     with timer.stage("load"):
         loaded = load_model(
             model_name,

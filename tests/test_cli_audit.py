@@ -206,3 +206,79 @@ def test_bundled_real_models_run_end_to_end(run_cli, tmp_path):
         assert tested["p_value"].between(0, 1).all() and tested["q_value"].between(0, 1).all()
         assert (tested["q_value"] >= tested["p_value"] - 1e-12).all()
         assert findings.loc[findings["metric"] == "flip_rate", "p_value"].isna().all()
+
+
+def test_a_local_dataset_with_a_column_mapping_is_audited(run_cli, biased_classifier, tmp_path):
+    """CrowS-Pairs-style columns mapped onto the pairs layout from the command line."""
+    import tiny_models
+    from datasets import Dataset
+
+    pairs = tiny_models.classifier_probe_pairs()
+    folder = tmp_path / "crows-like"
+    Dataset.from_dict(
+        {
+            "sent_more": [p.text_a for p in pairs],
+            "sent_less": [p.text_b for p in pairs],
+            "bias_type": ["gender"] * len(pairs),
+        }
+    ).save_to_disk(str(folder))
+    mapping = [
+        "--probe-map",
+        "text_a=sent_more",
+        "--probe-map",
+        "text_b=sent_less",
+        "--probe-map",
+        "attribute=bias_type",
+    ]
+    defaults = ["--probe-default", "group_a=male", "--probe-default", "group_b=female"]
+    result = run_cli(
+        "run", "--model", biased_classifier, "--probes", folder, *mapping, *defaults, "--out", tmp_path / "runs",
+        "--no-attention", "--no-attributions", "--fail-on", "significant",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stdout + result.stderr
+    findings = findings_of(only_run(tmp_path / "runs"))
+    assert findings.loc[findings["metric"] == "mean_delta", "significant"].all()
+    unmapped = run_cli("run", "--model", biased_classifier, "--probes", folder, "--out", tmp_path / "runs2")
+    assert unmapped.exit_code == 2 and "text_a" in unmapped.stderr
+    bad_pair = run_cli("run", "--probes", folder, "--probe-map", "text_a")
+    assert bad_pair.exit_code == 2 and "--probe-map takes KEY=VALUE" in bad_pair.stderr
+
+
+def test_settings_from_an_audit_yaml_and_flags_win(run_cli, biased_classifier, classifier_probes, tmp_path):
+    config = tmp_path / "audit.yaml"
+    config.write_text(
+        f"models: [{biased_classifier}]\nprobes: [{classifier_probes}]\nattributions: false\n"
+        "attention: false\nmin_effect: 0.5\n"
+    )
+    # the planted effect (about 0.3) is below a 0.5 practical threshold: not significant
+    high_bar = run_cli("run", "--config", config, "--out", tmp_path / "a", "--fail-on", "significant")
+    assert high_bar.exit_code == 0, high_bar.stdout + high_bar.stderr
+    # a flag overrides the file
+    low_bar = run_cli(
+        "run", "--config", config, "--min-effect", "0.05", "--out", tmp_path / "b", "--fail-on", "significant"
+    )  # fmt: skip
+    assert low_bar.exit_code == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modles: [x]\nalpha: 2\n")
+    result = run_cli("run", "--config", bad)
+    assert result.exit_code == 2
+    assert f"{bad}: modles" in result.stderr and f"{bad}: alpha" in result.stderr
+
+
+def test_the_installed_entry_point_runs(tmp_path):
+    """`python -m audit` through a real process: help, probe listing, and exit 2 for a bad file."""
+    import subprocess
+    import sys
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "audit", "probes", "list"], capture_output=True, text=True
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "gender" in listing.stdout and "disability" in listing.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntemplates: ['{nobody} ran']\n")
+    checked = subprocess.run(
+        [sys.executable, "-m", "audit", "probes", "validate", str(bad)], capture_output=True, text=True
+    )
+    assert checked.returncode == 2
+    assert f"{bad}:" in checked.stderr and "Traceback" not in checked.stderr
