@@ -172,8 +172,29 @@ def test_small_n_p_values_are_exact_and_q_values_are_bh_over_all_tests() -> None
     assert finding["effect_size"] == pytest.approx(deltas["delta"].mean() / deltas["delta"].std(ddof=1))
     # 3 named pairs + 3 rest comparisons, 2 outputs each; no labels, so no flip rows
     assert len(findings) == 12 and set(findings["metric"]) == {"mean_delta"}
-    expected_q = scipy_stats.false_discovery_control(findings["p_value"].to_numpy(), method="bh")
-    np.testing.assert_allclose(findings["q_value"], expected_q)
+    # rest rows are descriptive: no p-value, so the BH family is the 6 named-pair tests
+    rest = findings["group_b"] == REST
+    assert findings.loc[rest, "p_value"].isna().all() and findings.loc[rest, "q_value"].isna().all()
+    tested = findings[~rest]
+    expected_q = scipy_stats.false_discovery_control(tested["p_value"].to_numpy(), method="bh")
+    np.testing.assert_allclose(tested["q_value"], expected_q)
+
+
+def test_rest_rows_do_not_flag_groups_without_an_effect() -> None:
+    """Only group a is shifted; b and c are identical. Pairwise tests flag a-b and a-c; the rest
+    contrasts of b and c move by effect/2 but are descriptive, so nothing accuses b or c."""
+    rng = np.random.default_rng(7)
+    scores = {}
+    for i in range(40):
+        base = rng.normal(0, 0.1)
+        for group, shift in (("a", 0.05), ("b", 0.0), ("c", 0.0)):
+            scores[(f"i{i}", group, "prob:x")] = base + shift
+    findings = build_findings(build_effects(*make_tables(scores)))
+    flagged = {(r.group_a, r.group_b) for r in findings.itertuples() if r.significant}
+    assert flagged == {("a", "b"), ("a", "c")}
+    b_rest = row(findings, group_a="b", group_b=REST)
+    assert b_rest["effect"] == pytest.approx(-0.025) and b_rest["ci_high"] < 0
+    assert np.isnan(b_rest["p_value"]) and not b_rest["significant"]
 
 
 def test_flip_rate_is_one_descriptive_row_per_pair() -> None:
@@ -277,5 +298,23 @@ def test_a_run_sized_table_takes_seconds() -> None:
     assert len(effects) == n_instances * len(outputs) * 15
     # 15 comparisons x 3 outputs + 10 SEAT rows + 10 flip rows
     assert len(findings) == 45 + 10 + 10
-    assert row(findings, group_a="g0", group_b=REST, output="prob:positive")["significant"]
+    assert row(findings, group_a="g0", group_b="g1", output="prob:positive")["significant"]
+    assert not row(findings, group_a="g0", group_b=REST, output="prob:positive")["significant"]
     assert elapsed < 20, f"effects + findings took {elapsed:.1f} s"
+
+
+def test_seat_interval_agrees_with_its_unpaired_test() -> None:
+    """A small paired shift under large template-to-template variation: the paired mean_delta test
+    finds it; SEAT (two exchangeable sets) does not, and its interval must say the same."""
+    rng = np.random.default_rng(11)
+    scores = {}
+    for i in range(40):
+        template = rng.normal(0, 0.10)
+        scores[(f"i{i}", "female", "assoc:x_vs_y")] = template - 0.03 + rng.normal(0, 0.002)
+        scores[(f"i{i}", "male", "assoc:x_vs_y")] = template + rng.normal(0, 0.002)
+    findings = build_findings(build_effects(*make_tables(scores)))
+    paired = row(findings, metric="mean_delta")
+    seat = row(findings, metric="seat_effect_size")
+    assert paired["significant"] and paired["ci_high"] < 0
+    assert seat["p_value"] > 0.05 and not seat["significant"]
+    assert seat["ci_low"] < 0 < seat["ci_high"]

@@ -10,13 +10,19 @@ Conventions:
 - "rest": when an instance has more than two groups (for one output), each group is also
   compared with the mean score of the instance's other groups (``group_b = "rest"``;
   ``label_b`` and ``flipped`` are null there). A group literally named "rest" is an error.
+  These rows are descriptive (effect and CI, no p-value, never significant): each is a linear
+  combination of the pairwise rows, and one shifted group moves every other group's "rest"
+  contrast by effect/(k-1), so testing them would count one effect several times and flag
+  groups that have none.
 - Findings, per probe_set x attribute x (group_a, group_b):
   * ``mean_delta`` per output: mean delta over instances, BCa bootstrap CI, two-sided sign-flip
     p-value, Cohen's d_z as effect_size, threshold = ``min_effect`` (score units).
   * ``seat_effect_size`` per ``assoc:*`` output (named pairs only, not "rest": "rest" is a mean
     of items, not an item of a target set): SEAT d of group_a's vs group_b's association scores,
-    two-sided partition permutation p-value, percentile bootstrap CI over instances,
-    threshold 0.2 (Cohen's "small").
+    two-sided partition permutation p-value (the SEAT test of Caliskan et al. / May et al.: the
+    two target sets are exchangeable, pairing is ignored), and to match it a percentile bootstrap
+    CI that resamples the two sets independently; threshold 0.2 (Cohen's "small"). The paired
+    question is answered, with more power, by the mean_delta row of the same output.
   * ``flip_rate`` once per pair (flips are per predicted label, the same for every output; the
     row's ``output`` is null): rate and Wilson CI, descriptive only: no p-value, no q-value,
     threshold NaN, never significant (see audit/metrics/stats.py for why).
@@ -51,7 +57,7 @@ METRIC_ORDER = ("mean_delta", "seat_effect_size", "flip_rate")
 SEVERITY_CUTOFFS = (2.0, 4.0)
 """|effect| / threshold below 2 is "low", below 4 "medium", otherwise "high"."""
 
-_BOOTSTRAP, _SIGN_FLIP, _PARTITIONS = 0, 1, 2
+_BOOTSTRAP, _SIGN_FLIP, _PARTITIONS, _BOOTSTRAP_SECOND_SET = 0, 1, 2, 3
 
 _EXAMPLE_COLUMNS = ["example_id", "probe_set", "instance_id", "variant", "attribute"]
 _PREDICTION_COLUMNS = ["example_id", "output", "score", "label"]
@@ -181,15 +187,16 @@ class _RandomMatrices:
     def __init__(self, seed: int, n_resamples: int) -> None:
         self.seed = seed
         self.n_resamples = n_resamples
-        self._counts: dict[int, np.ndarray] = {}
+        self._counts: dict[tuple[int, int], np.ndarray] = {}
 
     def rng(self, purpose: int, n: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, purpose, n])
 
-    def counts(self, n: int) -> np.ndarray:
-        if n not in self._counts:
-            self._counts[n] = stats.bootstrap_counts(n, self.n_resamples, self.rng(_BOOTSTRAP, n))
-        return self._counts[n]
+    def counts(self, n: int, purpose: int = _BOOTSTRAP) -> np.ndarray:
+        key = (n, purpose)
+        if key not in self._counts:
+            self._counts[key] = stats.bootstrap_counts(n, self.n_resamples, self.rng(purpose, n))
+        return self._counts[key]
 
 
 def _mean_delta_tests(
@@ -211,6 +218,7 @@ def _mean_delta_tests(
             matrix, n_permutations=n_permutations, rng=random.rng(_SIGN_FLIP, n)
         )
         for (key, output, deltas), (low, high), p in zip(items, intervals, p_values, strict=True):
+            descriptive = key[3] == REST  # see the module docstring: "rest" rows are not tested
             tests.append(
                 _Test(
                     key=key,
@@ -219,7 +227,7 @@ def _mean_delta_tests(
                     effect=float(deltas.mean()),
                     ci_low=float(low),
                     ci_high=float(high),
-                    p_value=float(p),
+                    p_value=math.nan if descriptive else float(p),
                     effect_size=stats.cohens_dz(deltas),
                     n=n,
                     threshold=min_effect,
@@ -228,13 +236,16 @@ def _mean_delta_tests(
     return tests
 
 
-def _bootstrap_seat(scores_a: np.ndarray, scores_b: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """SEAT d on each bootstrap resample of instances (pairs of scores drawn together)."""
+def _bootstrap_seat(
+    scores_a: np.ndarray, scores_b: np.ndarray, counts_a: np.ndarray, counts_b: np.ndarray
+) -> np.ndarray:
+    """SEAT d on each bootstrap resample, the two target sets resampled independently (as the
+    SEAT permutation test treats them)."""
     n = scores_a.size
-    mean_a = counts @ scores_a / n
-    mean_b = counts @ scores_b / n
+    mean_a = counts_a @ scores_a / n
+    mean_b = counts_b @ scores_b / n
     pooled_mean = (mean_a + mean_b) / 2
-    squares = counts @ (scores_a**2 + scores_b**2)
+    squares = counts_a @ scores_a**2 + counts_b @ scores_b**2
     variance = np.maximum(squares - 2 * n * pooled_mean**2, 0.0) / (2 * n - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         replicates = (mean_a - mean_b) / np.sqrt(variance)
@@ -258,7 +269,8 @@ def _seat_tests(
             matrix, n, n_permutations=n_permutations, rng=random.rng(_PARTITIONS, n)
         )
         for (key, output, a, b), p in zip(items, p_values, strict=True):
-            low, high = stats.percentile_interval(_bootstrap_seat(a, b, random.counts(n)), confidence)
+            replicates = _bootstrap_seat(a, b, random.counts(n), random.counts(n, _BOOTSTRAP_SECOND_SET))
+            low, high = stats.percentile_interval(replicates, confidence)
             d = stats.association_effect_size(a, b)
             tests.append(
                 _Test(

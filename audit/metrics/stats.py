@@ -191,11 +191,15 @@ def sign_flip_pvalues(
     observed = np.abs(columns.sum(axis=0))
     tolerance = _TIE_RTOL * np.abs(columns).sum(axis=0)
     threshold = observed - tolerance
-    if n <= exact_max_n:
-        statistics = np.abs(_all_sign_patterns(n) @ columns)
-        return np.asarray((statistics >= threshold).mean(axis=0), dtype=float)
-    generator = _generator(rng)
     at_least = np.zeros(n_columns)
+    if n <= exact_max_n:
+        # all 2**n patterns, a block of them at a time, so memory stays bounded for many columns
+        patterns = _all_sign_patterns(n)
+        block = max(1, _CHUNK_ELEMENTS // max(n, n_columns))
+        for start in range(0, len(patterns), block):
+            at_least += (np.abs(patterns[start : start + block] @ columns) >= threshold).sum(axis=0)
+        return np.asarray(at_least / len(patterns), dtype=float)
+    generator = _generator(rng)
     chunk = max(1, _CHUNK_ELEMENTS // n)
     done = 0
     while done < n_permutations:
