@@ -80,7 +80,9 @@ def run(
         int | None, typer.Option(help="Cap tokens per input (longer inputs are flagged).")
     ] = None,
     batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch. [default: 8192]")] = None,
-    max_instances: Annotated[int | None, typer.Option(help="Use the first N instances of each set.")] = None,
+    max_instances: Annotated[
+        int | None, typer.Option(help="Use N instances of each set, spread evenly over it (a quick look).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
     alpha: Annotated[
         float | None, typer.Option(help="False discovery rate for q-values. [default: 0.05]")

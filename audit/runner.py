@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from audit.attention import attention_rows
-from audit.attribution import attribution_rows
+from audit.attribution import attribution_rows, focus_token_mask
 from audit.batching import Encoded, collate, encode_texts, run_with_backoff, token_budget_batches
 from audit.config import AuditConfig
 from audit.errors import UserError
@@ -51,6 +51,8 @@ class ProbeInputs:
     head: ScoreHead
     example_ids: list[str]
     encoded: list[Encoded]
+    focus_lost: list[bool]
+    """Per variant: it has focus spans, but truncation cut every focus token off."""
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
@@ -159,7 +161,11 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
         predictions = score_all(inputs, target, config, bars)
     with timer.stage("findings"):
         tested = {output for item in inputs for output in item.head.tested_outputs}
-        effects = build_effects(examples, predictions[predictions["output"].isin(tested)])
+        comparable, focus_truncated = comparable_examples(examples, console)
+        compared = predictions["output"].isin(tested) & predictions["example_id"].isin(
+            comparable["example_id"]
+        )
+        effects = build_effects(comparable, predictions[compared])
         findings = build_findings(
             effects,
             alpha=config.alpha,
@@ -172,7 +178,9 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     attributions, attribution_pairs = pd.DataFrame(columns=TABLES["attributions"]), None
     if config.attributions:
         with progress(console) as bars, timer.stage("attributions"):
-            attributions, attribution_pairs = attribute_top_instances(inputs, effects, target, config, bars)
+            attributions, attribution_pairs = attribute_top_instances(
+                inputs, examples, effects, target, config, bars
+            )
     attention = pd.DataFrame(columns=TABLES["attention"])
     if config.attention:
         with progress(console) as bars, timer.stage("attention"):
@@ -200,6 +208,8 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
             "n_findings": len(findings),
             "n_significant": int(findings["significant"].sum()) if len(findings) else 0,
             "n_attributed_examples": int(attributions["example_id"].nunique()) if len(attributions) else 0,
+            "n_truncated_examples": int(examples["truncated"].sum()),
+            "instances_left_out_focus_truncated": focus_truncated,
         },
     )
     store.write_manifest(manifest)
@@ -213,14 +223,19 @@ def encode_probe_set(probe_set: ProbeSet, target: Target) -> ProbeInputs:
     variants = probe_set.variants
     encoded = encode_texts(target.tokenizer, [v.text for v in variants], target.max_length)
     ids = [f"{probe_set.name}/{v.instance_id}/{v.variant}" for v in variants]
-    return ProbeInputs(probe_set, target.head(probe_set), ids, encoded)
+    focus_lost = [
+        any(s.end > s.start for s in v.focus)
+        and not any(focus_token_mask(e, [(s.start, s.end) for s in v.focus]))
+        for v, e in zip(variants, encoded, strict=True)
+    ]
+    return ProbeInputs(probe_set, target.head(probe_set), ids, encoded, focus_lost)
 
 
 def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     rows = []
     for item in inputs:
-        for example_id, variant, enc in zip(
-            item.example_ids, item.probe_set.variants, item.encoded, strict=True
+        for example_id, variant, enc, lost in zip(
+            item.example_ids, item.probe_set.variants, item.encoded, item.focus_lost, strict=True
         ):
             rows.append(
                 {
@@ -235,9 +250,32 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
                     "focus": json.dumps([[s.start, s.end] for s in variant.focus]),
                     "n_tokens": enc.n_tokens,
                     "truncated": enc.truncated,
+                    "focus_truncated": lost,
                 }
             )
-    return pd.DataFrame(rows, columns=TABLES["examples"])
+    frame = pd.DataFrame(rows, columns=[*TABLES["examples"], "focus_truncated"])
+    duplicated = frame.loc[frame["example_id"].duplicated(), "example_id"]
+    if not duplicated.empty:
+        raise UserError(
+            f"example id {duplicated.iloc[0]!r} stands for two variants; '/' inside instance ids or "
+            "variant names can make ids collide: rename them"
+        )
+    return frame
+
+
+def comparable_examples(examples: pd.DataFrame, console: Console) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop instances in which truncation cut a variant's focus (the swapped words) off: their
+    variants would compare equal and read as 'no bias'. Returns the kept rows and, per probe set,
+    how many instances were dropped."""
+    lost = examples.groupby(["probe_set", "instance_id"])["focus_truncated"].transform("any")
+    dropped = examples[lost].groupby("probe_set")["instance_id"].nunique()
+    counts = {str(k): int(v) for k, v in dropped.items()}
+    for probe_set, n in counts.items():
+        console.print(
+            f"[yellow]warning:[/yellow] {n} instance(s) of {probe_set} left out of effects and findings: "
+            "truncation to the model's maximum length cut off the words that differ between variants"
+        )
+    return examples[~lost], counts
 
 
 def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress) -> pd.DataFrame:
@@ -289,7 +327,12 @@ def top_instances(effects: pd.DataFrame, probe_set: str, top: int | str) -> list
 
 
 def attribute_top_instances(
-    inputs: list[ProbeInputs], effects: pd.DataFrame, target: Target, config: AuditConfig, bars: Progress
+    inputs: list[ProbeInputs],
+    examples: pd.DataFrame,
+    effects: pd.DataFrame,
+    target: Target,
+    config: AuditConfig,
+    bars: Progress,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Token attributions for the variants of the instances with the largest effects."""
     token_frames, pair_frames = [], []
@@ -325,13 +368,15 @@ def attribute_top_instances(
             on_done=partial(bars.advance, task),
         )
         token_frames.append(tokens)
-        pair_frames.append(focus_attribution_pairs(tokens, effects, item.probe_set.name))
+        pair_frames.append(focus_attribution_pairs(tokens, examples, effects, item.probe_set.name))
     if not token_frames:
         return pd.DataFrame(columns=TABLES["attributions"]), pd.DataFrame(columns=TABLES["attribution_pairs"])
     return pd.concat(token_frames, ignore_index=True), pd.concat(pair_frames, ignore_index=True)
 
 
-def focus_attribution_pairs(tokens: pd.DataFrame, effects: pd.DataFrame, probe_set: str) -> pd.DataFrame:
+def focus_attribution_pairs(
+    tokens: pd.DataFrame, examples: pd.DataFrame, effects: pd.DataFrame, probe_set: str
+) -> pd.DataFrame:
     """Per attributed pair of variants: attribution mass on the focus tokens of a and of b."""
     if tokens.empty:
         return pd.DataFrame(columns=TABLES["attribution_pairs"])
@@ -348,8 +393,7 @@ def focus_attribution_pairs(tokens: pd.DataFrame, effects: pd.DataFrame, probe_s
         .merge(focus, on=["example_id", "method", "output"], how="left")
     )
     attributed["focus_attribution"] = attributed["focus_attribution"].fillna(0.0)
-    parts = attributed["example_id"].str.rsplit("/", n=2, expand=True)
-    attributed["instance_id"], attributed["variant"] = parts[1], parts[2]
+    attributed = attributed.merge(examples[["example_id", "instance_id", "variant"]], on="example_id")
     pairs = effects[(effects["probe_set"] == probe_set) & (effects["group_b"] != "rest")][
         ["probe_set", "instance_id", "group_a", "group_b"]
     ].drop_duplicates()

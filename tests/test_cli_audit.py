@@ -201,11 +201,13 @@ def test_bundled_real_models_run_end_to_end(run_cli, tmp_path):
             assert list(frame.columns)[: len(TABLES[name])] == TABLES[name]
             assert len(frame) > 0, (run_dir, name)
         findings = pd.read_parquet(run_dir / "findings.parquet")
-        tested = findings[findings["metric"] != "flip_rate"]  # flip rates are descriptive: no p-value
+        # flip rates and "rest" contrasts are descriptive: no p-value
+        descriptive = (findings["metric"] == "flip_rate") | (findings["group_b"] == "rest")
+        assert findings.loc[descriptive, "p_value"].isna().all()
+        tested = findings[~descriptive]
         assert len(tested) > 0
         assert tested["p_value"].between(0, 1).all() and tested["q_value"].between(0, 1).all()
         assert (tested["q_value"] >= tested["p_value"] - 1e-12).all()
-        assert findings.loc[findings["metric"] == "flip_rate", "p_value"].isna().all()
 
 
 def test_a_local_dataset_with_a_column_mapping_is_audited(run_cli, biased_classifier, tmp_path):
@@ -282,3 +284,59 @@ def test_the_installed_entry_point_runs(tmp_path):
     )
     assert checked.returncode == 2
     assert f"{bad}:" in checked.stderr and "Traceback" not in checked.stderr
+
+
+def test_instances_whose_swapped_words_are_truncated_away_are_left_out_not_read_as_fair(
+    run_cli, biased_classifier, tmp_path
+):
+    probes = tmp_path / "late-pronoun.csv"
+    rows = ["text_a,text_b,group_a,group_b,attribute,instance_id"]
+    for i, word in enumerate(["great", "kind", "honest", "friendly", "brilliant", "talented"]):
+        rows.append(f"he is {word} .,she is {word} .,male,female,gender,early-{i}")
+        rows.append(f"the cook says the pilot is {word} and so is he .,"
+                    f"the cook says the pilot is {word} and so is she .,male,female,gender,late-{i}")  # fmt: skip
+    probes.write_text("\n".join(rows) + "\n")
+    result = run_cli(
+        "run", "--model", biased_classifier, "--probes", probes, "--out", tmp_path, "--name", "cut",
+        "--max-length", "8", "--no-attention", "--no-attributions",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "6 instance(s) of late-pronoun left out" in result.stderr
+    run_dir = tmp_path / "cut"
+    examples = pd.read_parquet(run_dir / "examples.parquet")
+    late = examples["instance_id"].str.startswith("late")
+    assert examples.loc[late, "truncated"].all() and examples.loc[late, "focus_truncated"].all()
+    assert not examples.loc[~late, "focus_truncated"].any()
+    effects = pd.read_parquet(run_dir / "effects.parquet")
+    assert set(effects["instance_id"]) == {f"early-{i}" for i in range(6)}
+    assert (findings_of(run_dir)["n"] == 6).all()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["summary"]["instances_left_out_focus_truncated"] == {"late-pronoun": 6}
+    assert manifest["summary"]["n_truncated_examples"] == 12
+
+
+def test_slashes_in_instance_ids_and_group_names_keep_attribution_pairs(run_cli, fair_classifier, tmp_path):
+    probes = tmp_path / "slashes.csv"
+    rows = ["text_a,text_b,group_a,group_b,attribute,instance_id"]
+    rows += [
+        f"he is a {w} cook .,she is a {w} cook .,he/him,she/her,gender,t/{i}"
+        for i, w in enumerate(["kind", "rude", "lazy"])
+    ]
+    probes.write_text("\n".join(rows) + "\n")
+    result = run_cli(
+        "run",
+        "--model",
+        fair_classifier,
+        "--probes",
+        probes,
+        "--out",
+        tmp_path,
+        "--name",
+        "s",
+        "--no-attention",
+    )
+    assert result.exit_code == 0, result.stderr
+    pairs = pd.read_parquet(tmp_path / "s" / "attribution_pairs.parquet")
+    assert len(pairs) == 3 * 2  # 3 instances x 2 methods
+    assert set(pairs["instance_id"]) == {"t/0", "t/1", "t/2"}
+    assert set(zip(pairs["group_a"], pairs["group_b"], strict=True)) == {("he/him", "she/her")}
