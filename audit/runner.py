@@ -210,6 +210,7 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
             "n_attributed_examples": int(attributions["example_id"].nunique()) if len(attributions) else 0,
             "n_truncated_examples": int(examples["truncated"].sum()),
             "instances_left_out_focus_truncated": focus_truncated,
+            "n_underpowered_tests": count_underpowered(findings, config.alpha, console),
         },
     )
     store.write_manifest(manifest)
@@ -261,6 +262,19 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
             "variant names can make ids collide: rename them"
         )
     return frame
+
+
+def count_underpowered(findings: pd.DataFrame, alpha: float, console: Console) -> int:
+    """Tested mean_delta rows with too few instances for any sign pattern to reach p < alpha
+    (the exact test's smallest p is 2**(1-n)); they can never be significant, whatever the data."""
+    tested = findings[findings["p_value"].notna() & (findings["metric"] == "mean_delta")]
+    underpowered = tested[np.power(2.0, 1 - tested["n"].astype(float)) >= alpha]
+    if len(underpowered):
+        console.print(
+            f"[yellow]warning:[/yellow] {len(underpowered)} test(s) have {int(underpowered['n'].max())} or fewer "
+            f"instances and cannot reach p < {alpha}: 'not significant' there says nothing; add instances"
+        )
+    return len(underpowered)
 
 
 def comparable_examples(examples: pd.DataFrame, console: Console) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -340,3 +340,7 @@ def test_slashes_in_instance_ids_and_group_names_keep_attribution_pairs(run_cli,
     assert len(pairs) == 3 * 2  # 3 instances x 2 methods
     assert set(pairs["instance_id"]) == {"t/0", "t/1", "t/2"}
     assert set(zip(pairs["group_a"], pairs["group_b"], strict=True)) == {("he/him", "she/her")}
+    # 3 instances: the smallest attainable sign-flip p is 0.25, and the run says so
+    assert "cannot reach p < 0.05" in result.stderr
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["summary"]["n_underpowered_tests"] == 1
