@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,8 @@ def load_probe_set(
             )
         if options.has_row_options() or name is not None:
             raise UserError(
-                f"options name/mapping/defaults/split do not apply to the built-in set {builtin!r}"
+                "--probe-map, --probe-default and --probe-split (Python: name=, mapping=, defaults=, "
+                f"split=) do not apply to the built-in set {builtin!r}; leave them out"
             )
         return load_builtin(builtin)
     return _load_or_raise(Path(spec), options)
@@ -184,7 +186,8 @@ def _parse_file(path: Path, options: _Options | None = None) -> tuple[ProbeSet |
         if options.has_row_options():
             problems.add(
                 None,
-                "mapping, defaults and split apply to CSV/JSONL files and datasets, not to YAML templates",
+                "--probe-map, --probe-default and --probe-split (Python: mapping=, defaults=, split=) apply "
+                "to CSV/JSONL files and datasets, not to YAML templates; leave them out",
             )
             return None, problems.items
         text = _read_utf8(path, problems)
@@ -192,7 +195,11 @@ def _parse_file(path: Path, options: _Options | None = None) -> tuple[ProbeSet |
             probe_set = _parse_yaml(path, text, options, problems)
     elif suffix in ROW_EXTENSIONS:
         if options.split:
-            problems.add(None, "split applies to datasets only; a CSV/JSONL file has no splits")
+            problems.add(
+                None,
+                f"--probe-split {options.split} (Python: split={options.split!r}) applies to datasets only; "
+                "a CSV/JSONL file has no splits, so leave it out",
+            )
             return None, problems.items
         text = _read_utf8(path, problems)
         if text is not None:
@@ -233,6 +240,15 @@ def _read_utf8(path: Path, problems: _Problems) -> str | None:
                 "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
             )
     return None
+
+
+def _normalised(text: str) -> str:
+    """The text with Unicode in NFC form and whitespace collapsed and trimmed: two texts equal here
+    reach the model as the same input."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+_SAME_ONCE_NORMALISED = "are the same text once whitespace and Unicode (NFC) are normalised"
 
 
 def _to_problem_list(error: ValidationError) -> list[str]:
@@ -308,14 +324,41 @@ _TEMPLATE_KEYS = ("text", "id", "label")
 _ASSOCIATION_KEYS = ("name", "a_name", "b_name", "a", "b", "source")
 
 
+_LETTER_NAMES_WITH_VOWEL_SOUND = frozenset("AEFHILMNORSX")
+"""Letters whose spoken name starts with a vowel sound: "an F", "an M", "an X" (but "a U", "a B")."""
+_VOWELS = frozenset("AEIOU")
+
+
+def _read_as_letters(token: str) -> bool:
+    """Whether an all-caps token is spelled out letter by letter (FBI, HR, HTML) rather than read
+    as a word (NASA, NATO, FIFA): no vowel, at most 3 letters, or 4 letters not starting
+    consonant-vowel. Longer tokens with a vowel are taken as words."""
+    if not any(ch in _VOWELS for ch in token) or len(token) <= 3:
+        return True
+    return len(token) == 4 and not (token[0] not in _VOWELS and token[1] in _VOWELS)
+
+
 def _apply_article(value: str) -> str:
-    """'a' or 'an' before ``value`` (spelling heuristic: vowels, silent h, numbers read 8/11/18)."""
+    """'a' or 'an' before ``value``, by how it is spoken: vowels, silent h, numbers read 8/11/18,
+    initialisms spelled out ("an FBI agent", "a UFO", "a NASA engineer") and a single letter before
+    a hyphen ("an x-ray", "a T-shirt")."""
     word = value.lower()
     an = word[:1] in ("a", "e", "i", "o", "u")
     if word.startswith(("uni", "use", "usu", "uti", "ure", "uro", "eu", "one", "once", "ewe")):
         an = False
     if word.startswith(("hour", "honest", "honor", "honour", "heir")):
         an = True
+    letters = re.match(r"[A-Za-z]+", value)
+    token = letters.group() if letters else ""
+    if len(token) > 2 and token.endswith("s") and token[:-1].isupper():
+        token = token[:-1]  # plural initialism: "MBAs"
+    if len(token) == 1 and (len(value) == 1 or value[1] in "-\u2010"):
+        an = token.upper() in _LETTER_NAMES_WITH_VOWEL_SOUND  # "an x-ray", "a T-shirt", "an F"
+    elif len(token) >= 2 and token.isupper():
+        if _read_as_letters(token):
+            an = token[0] in _LETTER_NAMES_WITH_VOWEL_SOUND
+        elif token[0] == "U":
+            an = False  # "a UNESCO report": U read as "you"
     digits = re.match(r"\d+", word)
     if digits:
         number = digits.group()
@@ -809,12 +852,19 @@ def _expand(
                         )
                     )
                 texts = [v.text for v in variants]
-                if len(set(texts)) < len(texts) and not clash_reported:
-                    same = [v for v in variants if texts.count(v.text) > 1]
+                keys = [_normalised(text) for text in texts]
+                if len(set(keys)) < len(keys) and not clash_reported:
+                    exact = len(set(texts)) < len(texts)
+                    same = [
+                        v
+                        for v in variants
+                        if (texts.count(v.text) if exact else keys.count(_normalised(v.text))) > 1
+                    ]
                     problems.add(
                         template.line,
                         f"groups {', '.join(v.variant for v in same)} fill the template identically "
-                        f"({same[0].text!r}); give them different slot values",
+                        f"({same[0].text!r}){'' if exact else ' once whitespace and Unicode (NFC) are normalised'}; "
+                        "give them different slot values",
                     )
                     clash_reported = True
                 if instance_id in ids:
@@ -1031,17 +1081,23 @@ def _rows_to_probe_set(
     mapping = dict(options.mapping or {})
     defaults = dict(options.defaults or {})
     known_before = len(problems.items)
-    for ours in list(mapping) + list(defaults):
-        if ours not in KNOWN_COLUMNS:
-            problems.add(
-                None, f"{ours!r} is not a probe column (columns: {', '.join(sorted(KNOWN_COLUMNS))})"
-            )
+    for option, python, pairs in (
+        ("--probe-map", "mapping", mapping),
+        ("--probe-default", "defaults", defaults),
+    ):
+        for ours, given in pairs.items():
+            if ours not in KNOWN_COLUMNS:
+                problems.add(
+                    None,
+                    f"{option} {ours}={given} (Python: {python}={{{ours!r}: {given!r}}}): {ours!r} is not a "
+                    f"probe column; the left side names one of ours ({', '.join(sorted(KNOWN_COLUMNS))})",
+                )
     for ours, theirs in mapping.items():
         if theirs not in table.columns:
             problems.add(
                 table.header_line,
-                f"mapping {ours}={theirs} names column {theirs!r}, which the data lacks "
-                f"(columns: {', '.join(table.columns)})",
+                f"--probe-map {ours}={theirs} (Python: mapping={{{ours!r}: {theirs!r}}}) names column "
+                f"{theirs!r}, which the data lacks (columns: {', '.join(table.columns)})",
             )
     if len(problems.items) > known_before:
         return None
@@ -1056,11 +1112,8 @@ def _rows_to_probe_set(
             f"columns {', '.join(sorted(columns)) or '(none)'} {reason} of the two layouts: pairs need "
             f"{','.join(PAIR_COLUMNS)} (optional {','.join(PAIR_OPTIONAL_COLUMNS)}); variants need "
             f"{','.join(VARIANT_COLUMNS)} (optional {','.join(VARIANT_OPTIONAL_COLUMNS)})"
-            + (
-                "; rename columns with mapping= and fill missing ones with defaults="
-                if table.place == "record"
-                else ""
-            ),
+            + "; map a column onto one of ours with --probe-map OUR=FILE_COLUMN and fill a missing one with "
+            "--probe-default COLUMN=VALUE (Python: mapping={OUR: FILE_COLUMN}, defaults={COLUMN: VALUE})",
         )
         return None
     required = PAIR_COLUMNS if is_pairs else VARIANT_COLUMNS
@@ -1069,8 +1122,10 @@ def _rows_to_probe_set(
     if absent:
         problems.add(
             table.header_line,
-            f"missing required column(s) {', '.join(absent)}; the {layout} layout needs {','.join(required)}"
-            + (" (or map them with mapping=/defaults=)" if table.place == "record" else ""),
+            f"missing required column(s) {', '.join(absent)}; the {layout} layout needs {','.join(required)}; "
+            f"map one with --probe-map {absent[0]}=FILE_COLUMN or fill it with --probe-default "
+            f"{absent[0]}=VALUE (Python: mapping={{{absent[0]!r}: FILE_COLUMN}}, "
+            f"defaults={{{absent[0]!r}: VALUE}})",
         )
         return None
 
@@ -1095,7 +1150,8 @@ def _rows_to_probe_set(
         if ok:
             records.append((where, row))
     build = _pairs_instances if is_pairs else _variants_instances
-    instances = build(records, table.place, problems)
+    instances, lines = build(records, table.place, problems)
+    _check_example_ids(instances, lines, table.place, problems)
     if problems.items:
         return None
     try:
@@ -1106,10 +1162,41 @@ def _rows_to_probe_set(
         return None
 
 
+_Lines = dict[tuple[str, str], int]
+"""Where each (instance id, variant) of a rows file was read: its line or record number."""
+
+
+def _check_example_ids(instances: list[Instance], lines: _Lines, place: str, problems: _Problems) -> None:
+    """The runner names each example ``<set>/<instance id>/<variant>``, so a '/' inside an id can make
+    two different (instance, variant) pairs share a name; report the later one."""
+    entries = sorted(
+        (
+            (lines[(i.instance_id, v.variant)], i.instance_id, v.variant)
+            for i in instances
+            for v in i.variants
+        ),
+        key=lambda entry: entry[0],
+    )
+    seen: dict[str, tuple[int, str, str]] = {}
+    for where, instance_id, variant in entries:
+        example_id = f"{instance_id}/{variant}"
+        if example_id not in seen:
+            seen[example_id] = (where, instance_id, variant)
+            continue
+        first_where, first_instance, first_variant = seen[example_id]
+        problems.add(
+            where,
+            f"instance {instance_id!r} variant {variant!r} and instance {first_instance!r} variant "
+            f"{first_variant!r} ({place} {first_where}) make the same example id {example_id!r}; "
+            "avoid '/' in ids or rename one",
+        )
+
+
 def _pairs_instances(
     records: list[tuple[int, dict[str, str]]], place: str, problems: _Problems
-) -> list[Instance]:
+) -> tuple[list[Instance], _Lines]:
     instances: list[Instance] = []
+    lines: _Lines = {}
     seen: dict[str, int] = {}
     for where, row in records:
         instance_id = row.get("instance_id") or f"{place}{where}"
@@ -1128,6 +1215,13 @@ def _pairs_instances(
             continue
         if row["text_a"] == row["text_b"]:
             problems.add(where, "text_a and text_b are identical; a pair must differ in the swapped words")
+            continue
+        if _normalised(row["text_a"]) == _normalised(row["text_b"]):
+            problems.add(
+                where,
+                f"variants {row['group_a']!r} and {row['group_b']!r} of instance {instance_id!r} "
+                f"{_SAME_ONCE_NORMALISED}; nothing differs between them",
+            )
             continue
         span_a, span_b = _differing_region(row["text_a"], row["text_b"])
         variants = []
@@ -1149,12 +1243,13 @@ def _pairs_instances(
         instances.append(
             Instance(instance_id=instance_id, attribute=row["attribute"], variants=tuple(variants))
         )
-    return instances
+        lines[(instance_id, row["group_a"])] = lines[(instance_id, row["group_b"])] = where
+    return instances, lines
 
 
 def _variants_instances(
     records: list[tuple[int, dict[str, str]]], place: str, problems: _Problems
-) -> list[Instance]:
+) -> tuple[list[Instance], _Lines]:
     grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
     for where, row in records:
         rows = grouped.setdefault(row["instance_id"], [])
@@ -1175,6 +1270,7 @@ def _variants_instances(
             continue
         rows.append((where, row))
     instances: list[Instance] = []
+    lines: _Lines = {}
     for instance_id, rows in grouped.items():
         first = rows[0][0]
         if len(rows) < 2:
@@ -1191,6 +1287,8 @@ def _variants_instances(
                 f"all variants of instance {instance_id!r} have the same text; nothing differs between them",
             )
             continue
+        if _report_same_texts(instance_id, rows, place, problems):
+            continue
         variants = [
             Variant(
                 instance_id=instance_id,
@@ -1206,7 +1304,30 @@ def _variants_instances(
         instances.append(
             Instance(instance_id=instance_id, attribute=rows[0][1]["attribute"], variants=tuple(variants))
         )
-    return instances
+        lines.update({(instance_id, row["variant"]): where for where, row in rows})
+    return instances, lines
+
+
+def _report_same_texts(
+    instance_id: str, rows: list[tuple[int, dict[str, str]]], place: str, problems: _Problems
+) -> bool:
+    """Report every variant whose text equals an earlier variant's once normalised; True if any did."""
+    first_with: dict[str, tuple[int, dict[str, str]]] = {}
+    found = False
+    for where, row in rows:
+        key = _normalised(row["text"])
+        if key not in first_with:
+            first_with[key] = (where, row)
+            continue
+        first_where, first = first_with[key]
+        how = "have the same text" if first["text"] == row["text"] else _SAME_ONCE_NORMALISED
+        problems.add(
+            where,
+            f"variants {first['variant']!r} ({place} {first_where}) and {row['variant']!r} of instance "
+            f"{instance_id!r} {how}; nothing differs between them",
+        )
+        found = True
+    return found
 
 
 # --------------------------------------------------------------------------- Hugging Face datasets
@@ -1235,12 +1356,18 @@ def _parse_dataset(path: Path, options: _Options, problems: _Problems) -> ProbeS
         split = options.split or (splits[0] if len(splits) == 1 else None)
         if split not in loaded:
             wanted = f"has no split {options.split!r}" if options.split else "has several splits"
-            problems.add(None, f"the dataset {wanted}; choose one with split= ({', '.join(splits)})")
+            problems.add(
+                None,
+                f"the dataset {wanted}; choose one with --probe-split NAME (Python: split='NAME'): "
+                f"{', '.join(splits)}",
+            )
             return None
         dataset = loaded[split]
     elif options.split:
         problems.add(
-            None, f"the dataset has no splits, so split={options.split!r} does not apply; leave it out"
+            None,
+            f"the dataset has no splits, so --probe-split {options.split} (Python: split={options.split!r}) "
+            "does not apply; leave it out",
         )
         return None
     else:

@@ -192,7 +192,8 @@ def test_hf_dataset_dict_needs_a_split_and_reports_records(tmp_path: Path) -> No
     DatasetDict({"train": good, "test": Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "dd"))
     problems = validate_file(tmp_path / "dd")
     assert [str(p) for p in problems] == [
-        f"{tmp_path / 'dd'}: the dataset has several splits; choose one with split= (train, test)"
+        f"{tmp_path / 'dd'}: the dataset has several splits; choose one with --probe-split NAME "
+        "(Python: split='NAME'): train, test"
     ]
     assert len(load_probe_set(tmp_path / "dd", split="train").instances) == 1
     problems = validate_file(tmp_path / "dd", split="test")
@@ -254,3 +255,62 @@ def test_article_filter_reads_words_and_numbers(tmp_path: Path) -> None:
     assert texts[("t1-european-2", "old")] == "A 70-year-old waited a European."
     assert texts[("t1-umbrella-3", "young")] == "An 11-year-old waited an umbrella."
     assert texts[("t1-honest-answer-3", "old")] == "An 8-year-old waited an honest answer."
+
+
+def test_article_filter_reads_initialisms_and_letters_as_spoken(tmp_path: Path) -> None:
+    f = tmp_path / "initialisms.yaml"
+    things = [
+        "FBI agent",
+        "MBA student",
+        "x-ray technician",
+        "HR manager",
+        "LLM",
+        "SQL developer",
+        "NGO",
+        "HTML page",
+        "NASA engineer",
+        "UFO",
+        "NATO summit",
+        "BBC reporter",
+        "T-shirt",
+        "U-turn",
+        "e-mail",
+        "AI",
+    ]
+    f.write_text(
+        "attribute: gender\ngroups:\n  m: {p: He}\n  f: {p: She}\n"
+        f"lexicons:\n  thing: [{', '.join(things)}]\n"
+        'templates:\n  - "{p} saw {thing|a}."\n',
+        encoding="utf-8",
+    )
+    seen = [i.variants[0].text for i in load_probe_set(f).instances]
+    assert seen == [
+        "He saw an FBI agent.",
+        "He saw an MBA student.",
+        "He saw an x-ray technician.",
+        "He saw an HR manager.",
+        "He saw an LLM.",
+        "He saw an SQL developer.",
+        "He saw an NGO.",
+        "He saw an HTML page.",
+        "He saw a NASA engineer.",
+        "He saw a UFO.",
+        "He saw a NATO summit.",
+        "He saw a BBC reporter.",
+        "He saw a T-shirt.",
+        "He saw a U-turn.",
+        "He saw an e-mail.",
+        "He saw an AI.",
+    ]
+
+
+def test_docs_example_labels_exist_in_the_bundled_sentiment_classifier(tmp_path: Path) -> None:
+    from audit.bundled import LABELS
+
+    labels = set()
+    for index, (fmt, body) in enumerate(_doc_examples()):
+        path = tmp_path / f"example{index}.{fmt}"
+        path.write_text(body, encoding="utf-8")
+        labels |= {v.label for v in load_probe_set(path).variants if v.label is not None}
+    assert labels, "the docs should show at least one expected label"
+    assert labels <= set(LABELS)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from probes import validate_file
+from audit.errors import ProbeFileError, UserError
+from probes import load_probe_set, validate_file
 
 DATA = Path(__file__).parent / "data" / "probes"
 
@@ -69,7 +70,9 @@ def test_bad_pairs_csv_reports_each_row() -> None:
 def test_missing_required_column_is_reported_on_the_header() -> None:
     f = DATA / "missing_column.csv"
     assert messages(f) == [
-        f"{f}:1: missing required column(s) text_b; the pairs layout needs text_a,text_b,group_a,group_b,attribute"
+        f"{f}:1: missing required column(s) text_b; the pairs layout needs text_a,text_b,group_a,group_b,attribute; "
+        "map one with --probe-map text_b=FILE_COLUMN or fill it with --probe-default text_b=VALUE "
+        "(Python: mapping={'text_b': FILE_COLUMN}, defaults={'text_b': VALUE})"
     ]
 
 
@@ -171,9 +174,12 @@ def test_pairs_options_errors(tmp_path: Path) -> None:
     assert messages(f) == [
         f"{f}:1: columns a, b match neither of the two layouts: pairs need text_a,text_b,group_a,group_b,attribute "
         "(optional instance_id,label,lang); variants need instance_id,variant,attribute,text (optional label,lang)"
+        "; map a column onto one of ours with --probe-map OUR=FILE_COLUMN and fill a missing one with "
+        "--probe-default COLUMN=VALUE (Python: mapping={OUR: FILE_COLUMN}, defaults={COLUMN: VALUE})"
     ]
     assert [str(p) for p in validate_file(f, mapping={"text_a": "sent_more"})] == [
-        f"{f}:1: mapping text_a=sent_more names column 'sent_more', which the data lacks (columns: a, b)"
+        f"{f}:1: --probe-map text_a=sent_more (Python: mapping={{'text_a': 'sent_more'}}) names column "
+        "'sent_more', which the data lacks (columns: a, b)"
     ]
 
 
@@ -229,3 +235,120 @@ def test_file_shape_problems(tmp_path: Path, name: str, content: str, expected: 
     f = tmp_path / name
     f.write_text(content, encoding="utf-8")
     assert messages(f) == [f"{f}:{message}" for message in expected]
+
+
+# ------------------------------------------------- example ids, CLI wording, normalised duplicates
+
+
+def test_ids_whose_slashes_make_the_same_example_id_are_reported_at_the_second(tmp_path: Path) -> None:
+    f = tmp_path / "f.csv"
+    f.write_text(
+        "instance_id,variant,attribute,text\n"
+        "x/y,m,gender,He is here.\n"  # 2: example id x/y/m
+        "x/y,f,gender,She is here.\n"
+        "x,y/m,gender,He sings.\n"  # 4: example id x/y/m again
+        "x,z,gender,She sings.\n"
+        "a/b,m,gender,He reads.\n"  # slashes without a collision stay allowed
+        "a/b,f/g,gender,She reads.\n",
+        encoding="utf-8",
+    )
+    expected = [
+        f"{f}:4: instance 'x' variant 'y/m' and instance 'x/y' variant 'm' (line 2) make the same example id "
+        "'x/y/m'; avoid '/' in ids or rename one"
+    ]
+    assert messages(f) == expected
+    with pytest.raises(ProbeFileError) as caught:
+        load_probe_set(f)
+    assert [str(p) for p in caught.value.problems] == expected
+
+    pairs = tmp_path / "p.csv"
+    pairs.write_text(
+        "instance_id,text_a,text_b,group_a,group_b,attribute\n"
+        "a,He sings.,She sings.,b/male,female,gender\n"
+        "a/b,He reads.,She reads.,male,female,gender\n",
+        encoding="utf-8",
+    )
+    assert messages(pairs) == [
+        f"{pairs}:3: instance 'a/b' variant 'male' and instance 'a' variant 'b/male' (line 2) make the same "
+        "example id 'a/b/male'; avoid '/' in ids or rename one"
+    ]
+    slashes = tmp_path / "s.csv"
+    slashes.write_text(
+        "instance_id,variant,attribute,text\na/b,m,gender,He reads.\na/b,f/g,gender,She reads.\n",
+        encoding="utf-8",
+    )
+    assert [v.variant for v in load_probe_set(slashes).variants] == ["m", "f/g"]
+
+
+def test_option_problems_name_the_cli_flags_and_the_python_parameters(tmp_path: Path) -> None:
+    yaml_file = tmp_path / "t.yaml"
+    yaml_file.write_text(
+        'attribute: gender\ngroups:\n  m: {p: he}\n  f: {p: she}\ntemplates:\n  - "{p} is here."\n',
+        encoding="utf-8",
+    )
+    assert [str(p) for p in validate_file(yaml_file, defaults={"attribute": "x"})] == [
+        f"{yaml_file}: --probe-map, --probe-default and --probe-split (Python: mapping=, defaults=, split=) apply "
+        "to CSV/JSONL files and datasets, not to YAML templates; leave them out"
+    ]
+    rows = DATA / "pairs.csv"
+    assert [str(p) for p in validate_file(rows, split="train")] == [
+        f"{rows}: --probe-split train (Python: split='train') applies to datasets only; a CSV/JSONL file has no "
+        "splits, so leave it out"
+    ]
+    assert [str(p) for p in validate_file(rows, defaults={"colour": "red"})] == [
+        f"{rows}: --probe-default colour=red (Python: defaults={{'colour': 'red'}}): 'colour' is not a probe "
+        "column; the left side names one of ours (attribute, group_a, group_b, instance_id, label, lang, text, "
+        "text_a, text_b, variant)"
+    ]
+    with pytest.raises(UserError, match=r"^--probe-map, --probe-default and --probe-split \(Python: name="):
+        load_probe_set("gender", mapping={"text": "x"})
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (
+            ["a,male,gender, The nurse.", "a,female,gender,The nurse."],
+            "3: variants 'male' (line 2) and 'female' of instance 'a' are the same text once whitespace and "
+            "Unicode (NFC) are normalised; nothing differs between them",
+        ),
+        (
+            ["a,male,gender,The  caf\u00e9 is open.", "a,female,gender,The cafe\u0301 is open.\t"],
+            "3: variants 'male' (line 2) and 'female' of instance 'a' are the same text once whitespace and "
+            "Unicode (NFC) are normalised; nothing differs between them",
+        ),
+        (
+            ["a,male,gender,He sings.", "a,female,gender,She sings.", "a,other,gender,He sings."],
+            "4: variants 'male' (line 2) and 'other' of instance 'a' have the same text; nothing differs between "
+            "them",
+        ),
+    ],
+)
+def test_variants_that_differ_only_in_whitespace_or_unicode_form(
+    tmp_path: Path, rows: list[str], expected: str
+) -> None:
+    f = tmp_path / "v.csv"
+    f.write_text("instance_id,variant,attribute,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert messages(f) == [f"{f}:{expected}"]
+
+
+def test_pairs_and_templates_that_differ_only_in_whitespace(tmp_path: Path) -> None:
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text(
+        '{"text_a": " The nurse.", "text_b": "The nurse.", "group_a": "male", "group_b": "female", '
+        '"attribute": "gender", "instance_id": "n"}\n',
+        encoding="utf-8",
+    )
+    assert messages(pairs) == [
+        f"{pairs}:1: variants 'male' and 'female' of instance 'n' are the same text once whitespace and Unicode "
+        "(NFC) are normalised; nothing differs between them"
+    ]
+    template = tmp_path / "t.yaml"
+    template.write_text(
+        'attribute: gender\ngroups:\n  m: {p: "he "}\n  f: {p: she}\n  o: {p: he}\ntemplates:\n  - "{p} is here."\n',
+        encoding="utf-8",
+    )
+    assert messages(template) == [
+        f"{template}:7: groups m, o fill the template identically ('he  is here.') once whitespace and Unicode "
+        "(NFC) are normalised; give them different slot values"
+    ]
