@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,19 @@ _PICKLE_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _SNAPSHOT_COMMIT = re.compile(r"snapshots[/\\]([0-9a-f]{40})[/\\]")
 _SHA256_BLOB = re.compile(r"^[0-9a-f]{64}$")
+_PATH_PREFIXES = (".", "/", "~", "\\")
+"""A name starting with one of these is a path, never a hub id."""
+
+PROBLEM_TYPES: tuple[str, ...] = ("single_label_classification", "multi_label_classification", "regression")
+"""What a classification head predicts (transformers' ``config.problem_type`` values)."""
+
+_VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
+_VOCABULARY_PATTERNS = ("*.model", "*.spm", "*.tiktoken")
+"""Files that hold a tokenizer's vocabulary (fast tokenizer, WordPiece, BPE, sentencepiece, tiktoken).
+Without one, transformers silently builds a tokenizer with a handful of special tokens."""
+
+_SMALL_VOCABULARY_FRACTION = 0.1
+"""A tokenizer with fewer tokens than this fraction of config.vocab_size is probably not the model's."""
 
 
 @dataclass
@@ -75,6 +88,13 @@ class LoadedModel:
     """"mean" or "cls": how an embedding model pools token vectors (classifiers: unused, "mean")."""
     normalize: bool
     """True when the embedding model L2-normalises its sentence embeddings (sentence-transformers)."""
+    problem_type: str = "single_label_classification"
+    """One of PROBLEM_TYPES: softmax over labels, or an independent sigmoid per label for
+    "multi_label_classification" ("regression" heads are refused). Embedding models: unused."""
+    remote_code_ignored: bool = False
+    """True when the model ships custom code (``auto_map``) that was NOT run: the stock class was used."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems found while loading that did not stop it (also logged): the manifest records them."""
 
     @property
     def device(self) -> torch.device:
@@ -85,7 +105,9 @@ def resolve_model(name: str) -> str:
     """Where a model name points: a bundled short name's folder, a local folder, or a hub id.
 
     Bundled names resolve to where their folder is (or will be, once built); an existing local path
-    resolves to its absolute path; anything else is passed through as a hub id.
+    resolves to its absolute path; anything else is passed through as a hub id. Fails fast, without
+    any network access, for a path that does not exist (a name starting with ".", "/" or "~") and for
+    a name with no "/" that is close to a bundled name (a typo, not a hub id).
     """
     if not name or not name.strip():
         raise UserError(
@@ -99,6 +121,18 @@ def resolve_model(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         return os.path.abspath(path)
+    if name.startswith(_PATH_PREFIXES):
+        raise UserError(
+            f"no such model folder: {name} ({os.path.abspath(path)} does not exist); "
+            "give an existing folder holding config.json, or a hub id like 'org/model'"
+        )
+    if "/" not in name:
+        close = difflib.get_close_matches(name.casefold(), list(BUNDLED), n=1)
+        if close:
+            raise UserError(
+                f"unknown model {name!r}: did you mean the bundled model {close[0]!r}? "
+                f"(bundled: {', '.join(BUNDLED)}; for a hub model give its full id, like 'org/{name}')"
+            )
     return name
 
 
@@ -158,16 +192,11 @@ def load_model(
         if revision is not None:
             raise UserError(f"--revision applies to hub models; {name!r} is a local folder")
         _check_local_folder(folder, allow_pickle=allow_pickle)
+        _check_tokenizer_files(folder, name)
         pinned: str | None = None
         files = _ModelFiles(folder)
     else:
-        try:
-            pinned, snapshot = _pin_hub_revision(source, revision)
-        except UserError as error:
-            close = difflib.get_close_matches(name, list(BUNDLED), n=1)
-            raise UserError(
-                f"{error} (did you mean the bundled model {close[0]!r}?)" if close else str(error)
-            ) from error
+        pinned, snapshot = _pin_hub_revision(source, revision)
         files = _ModelFiles(snapshot, repo_id=source, commit=pinned)
 
     from transformers import AutoConfig
@@ -185,10 +214,33 @@ def load_model(
     st_modules = _sentence_transformers_modules(files)  # fetched first: detect_task looks for modules.json
     if task == "auto":
         task = detect_task(config, folder=files.folder)
+    problem_type = "single_label_classification"
+    if task == "text-classification":
+        problem_type = _problem_type(config, name)
+    warnings: list[str] = []
+    remote_code = _remote_code(files)
+    if remote_code:
+        warnings.append(
+            f"{name} ships custom code ({', '.join(remote_code)}), which is NOT run (trust_remote_code is "
+            f"always off): the stock transformers class for model_type {getattr(config, 'model_type', '?')!r} "
+            "is used instead, so results may differ from the model's own code"
+        )
+        logger.warning("%s", warnings[-1])
 
     with _quiet_transformers(progress_bars=show_downloads):
         model = _load_weights(source, name, task, pinned, allow_pickle)
-        tokenizer = _load_tokenizer(source, name, pinned)
+        try:
+            tokenizer = _load_tokenizer(source, name, pinned)
+        except UserError:
+            if folder is None:  # the clearer reason, when it is the missing vocabulary
+                _check_tokenizer_files(files.folder, name)
+            raise
+    if folder is None:  # a hub snapshot holds the tokenizer files transformers just fetched
+        _check_tokenizer_files(files.folder, name)
+    vocabulary_warning = _check_vocabulary_size(tokenizer, config, name)
+    if vocabulary_warning:
+        warnings.append(vocabulary_warning)
+        logger.warning("%s", vocabulary_warning)
 
     labels: list[str] = []
     if task == "text-classification":
@@ -214,6 +266,9 @@ def load_model(
         max_length=_max_length(tokenizer, config, files),
         pooling=pooling,
         normalize=normalize,
+        problem_type=problem_type,
+        remote_code_ignored=bool(remote_code),
+        warnings=warnings,
     )
 
 
@@ -231,6 +286,9 @@ def describe_model(loaded: LoadedModel) -> dict[str, Any]:
         "pooling": loaded.pooling if loaded.task == "embedding" else None,
         "normalize": loaded.normalize,
         "model_class": type(loaded.model).__name__,
+        "problem_type": loaded.problem_type if loaded.task == "text-classification" else None,
+        "remote_code_ignored": loaded.remote_code_ignored,
+        "load_warnings": list(loaded.warnings),
     }
 
 
@@ -284,6 +342,74 @@ def _check_local_folder(folder: Path, *, allow_pickle: bool) -> None:
             "safetensors first."
         )
     raise UserError(f"{folder} has no weight files (*.safetensors or, with --allow-pickle, *.bin)")
+
+
+def _check_tokenizer_files(folder: Path, name: str) -> None:
+    """Refuse a model without a tokenizer vocabulary: transformers would silently use a default one
+    with a handful of special tokens, every word would become [UNK], and the audit would see no bias."""
+    if any((folder / f).is_file() for f in _VOCABULARY_FILES):
+        return
+    if any(p.is_file() for pattern in _VOCABULARY_PATTERNS for p in folder.glob(pattern)):
+        return
+    present = sorted(p.name for p in folder.iterdir() if p.name.startswith(("tokenizer", "special_tokens")))
+    has = f" (it has only {', '.join(present)}, which hold no vocabulary)" if present else ""
+    raise UserError(
+        f"{name} has no tokenizer vocabulary in {folder}{has}: none of tokenizer.json, vocab.txt, "
+        "vocab.json or a sentencepiece model (*.model). Without one every word would become [UNK]. "
+        "Save the model's tokenizer into the folder: tokenizer.save_pretrained(folder)."
+    )
+
+
+def _check_vocabulary_size(tokenizer: Any, config: Any, name: str) -> str | None:
+    """Refuse a tokenizer whose ids do not fit the model's embeddings; a warning when it is far smaller."""
+    vocab_size = getattr(config, "vocab_size", None)
+    if not isinstance(vocab_size, int) or vocab_size <= 0:
+        return None
+    n_tokens = len(tokenizer)
+    if n_tokens > vocab_size:
+        raise UserError(
+            f"the tokenizer of {name} has {n_tokens} tokens but the model's config.vocab_size is "
+            f"{vocab_size}, so some token ids are out of range for its embeddings. Use the tokenizer the "
+            "model was trained with (or call model.resize_token_embeddings(len(tokenizer)) before saving)."
+        )
+    if n_tokens < _SMALL_VOCABULARY_FRACTION * vocab_size:
+        return (
+            f"the tokenizer of {name} has only {n_tokens} tokens for a model with vocab_size {vocab_size}: "
+            "it is probably not the tokenizer the model was trained with, and most words may become [UNK]"
+        )
+    return None
+
+
+def _problem_type(config: Any, name: str) -> str:
+    """What the classification head predicts; regression heads are refused (not supported yet)."""
+    num_labels = int(getattr(config, "num_labels", 0) or 0)
+    declared = getattr(config, "problem_type", None)
+    if declared in PROBLEM_TYPES:
+        problem_type = str(declared)
+    elif num_labels == 1:
+        problem_type = "regression"  # what transformers assumes for one output
+    else:
+        problem_type = "single_label_classification"
+    if problem_type == "regression":
+        raise UserError(
+            f"{name} has a regression head (num_labels={num_labels}, one score per output rather than "
+            "label probabilities); regression heads are not supported yet. Use a classifier, or "
+            "--task embedding to audit its encoder."
+        )
+    return problem_type
+
+
+def _remote_code(files: _ModelFiles) -> list[str]:
+    """The custom classes a model's config.json or tokenizer_config.json name in ``auto_map``."""
+    found: list[str] = []
+    for file_name in ("config.json", "tokenizer_config.json"):
+        auto_map = _get(files.read_json(file_name), "auto_map")
+        if isinstance(auto_map, dict):
+            for value in auto_map.values():
+                found += [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+        elif auto_map:
+            found.append(str(auto_map))
+    return sorted(set(found))
 
 
 def _pin_hub_revision(repo_id: str, revision: str | None) -> tuple[str | None, Path]:

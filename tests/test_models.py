@@ -9,6 +9,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,8 +31,13 @@ def _save_tiny_bert(
     labels: tuple[str, ...] = ("negative", "positive"),
     seed: int = 0,
     model_max_length: int | None = 40,
+    vocab_size: int | None = None,
+    config_extra: dict[str, Any] | None = None,
 ) -> Path:
-    """A random-init 1-layer BERT and a WordPiece tokenizer, saved the standard way (safetensors)."""
+    """A random-init 1-layer BERT and a WordPiece tokenizer, saved the standard way (safetensors).
+
+    ``vocab_size`` overrides the config's (default: the tokenizer's size); ``config_extra`` is added
+    to config.json as is (problem_type, auto_map, ...)."""
     vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
     backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -50,7 +56,7 @@ def _save_tiny_bert(
         **extra,
     )
     config = BertConfig(
-        vocab_size=len(vocab),
+        vocab_size=len(vocab) if vocab_size is None else vocab_size,
         hidden_size=16,
         num_hidden_layers=1,
         num_attention_heads=2,
@@ -63,6 +69,9 @@ def _save_tiny_bert(
     model = BertForSequenceClassification(config) if classifier else BertModel(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    if config_extra:
+        saved = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**saved, **config_extra}))
     return folder
 
 
@@ -208,10 +217,12 @@ def test_weight_hash_is_the_weights_sha256_and_changes_with_the_weights(tmp_path
 
 
 def test_missing_folder_and_folder_without_config_are_clear_errors(tmp_path) -> None:
-    with pytest.raises(UserError, match="model folder not found"):
+    with pytest.raises(UserError, match="no such model folder"):
         load_model(str(tmp_path / "nope"))
-    with pytest.raises(UserError, match="model folder not found"):
+    with pytest.raises(UserError, match="no such model folder"):
         load_model("./no/such/model/folder")
+    with pytest.raises(UserError, match="model folder not found"):
+        load_model("not a hub id/nor a folder")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no config.json"):
         load_model(str(tmp_path / "empty"))
@@ -374,3 +385,166 @@ def test_minilm_sentiment_builds_once_reaches_80_percent_and_loads_by_its_short_
     with torch.no_grad():
         logits = loaded.model(**loaded.tokenizer(texts, padding=True, return_tensors="pt")).logits
     assert logits.argmax(dim=-1).tolist() == [1, 0]
+
+
+# --- review findings: tokenizers, typos, heads, remote code ---------------------------------------
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to reach the Hugging Face hub fails the test (names must fail before that)."""
+    import huggingface_hub
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail(f"the hub was asked for {args} {kwargs}")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch) -> Path:
+    """An empty huggingface_hub cache, offline; fill it with _fake_hub_cache."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hub"
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _drop_tokenizer_vocabulary(folder: Path) -> None:
+    for file in ("tokenizer.json", "vocab.txt"):
+        (folder / file).unlink(missing_ok=True)
+
+
+def test_folder_without_a_tokenizer_vocabulary_is_refused(tmp_path) -> None:
+    # only config.json, weights and tokenizer_config.json: transformers would build a 5-token
+    # tokenizer on its own and every word would become [UNK]
+    folder = _save_tiny_bert(tmp_path / "no-vocab", classifier=True)
+    _drop_tokenizer_vocabulary(folder)
+    with pytest.raises(UserError) as caught:
+        load_model(str(folder))
+    message = str(caught.value)
+    assert str(folder) in message and "tokenizer_config.json" in message
+    assert "tokenizer.json" in message and "vocab.txt" in message and "sentencepiece" in message
+    assert "tokenizer.save_pretrained" in message
+
+    (folder / "tokenizer_config.json").unlink()  # config.json and weights only
+    with pytest.raises(UserError, match="no tokenizer vocabulary.*tokenizer.save_pretrained"):
+        load_model(str(folder))
+
+
+def test_hub_model_without_a_tokenizer_vocabulary_is_refused(tmp_path, offline_hub) -> None:
+    folder = _save_tiny_bert(tmp_path / "no-vocab", classifier=True)
+    _drop_tokenizer_vocabulary(folder)
+    _fake_hub_cache(offline_hub, "probelens-test/no-vocab", folder, COMMIT)
+    with pytest.raises(UserError, match="probelens-test/no-vocab has no tokenizer vocabulary"):
+        load_model("probelens-test/no-vocab")
+    (folder / "tokenizer_config.json").unlink()  # config.json and weights only: transformers falls back
+    _fake_hub_cache(offline_hub, "probelens-test/bare", folder, COMMIT)
+    with pytest.raises(UserError, match="probelens-test/bare has no tokenizer vocabulary"):
+        load_model("probelens-test/bare")
+
+
+def _add_tokens_without_resizing(folder: Path, tokens: list[str]) -> None:
+    """Tokens added to the tokenizer after training, the embeddings left at their size."""
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    tokenizer.add_tokens(tokens)
+    tokenizer.save_pretrained(folder)
+
+
+def test_tokenizer_with_ids_beyond_the_vocabulary_is_refused(tmp_path, offline_hub) -> None:
+    folder = _save_tiny_bert(tmp_path / "grown", classifier=True)
+    _add_tokens_without_resizing(folder, ["doctor", "engineer"])
+    with pytest.raises(UserError, match="has 18 tokens but the model's config.vocab_size is 16"):
+        load_model(str(folder))
+    _fake_hub_cache(offline_hub, "probelens-test/grown", folder, COMMIT)
+    with pytest.raises(UserError, match="out of range"):
+        load_model("probelens-test/grown")
+
+
+def test_tokenizer_far_smaller_than_the_vocabulary_is_a_warning(tmp_path, caplog) -> None:
+    folder = _save_tiny_bert(tmp_path / "mismatched", classifier=True, vocab_size=200)  # 16 < 10% of 200
+    loaded = load_model(str(folder))
+    assert len(loaded.tokenizer) == 16
+    assert any("only 16 tokens" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert describe_model(loaded)["load_warnings"] == loaded.warnings and len(loaded.warnings) == 1
+
+    caplog.clear()
+    fitting = load_model(str(_save_tiny_bert(tmp_path / "fitting", classifier=True)))
+    assert fitting.warnings == [] and not caplog.records
+
+
+def test_typo_of_a_bundled_name_fails_fast_without_the_network(no_network) -> None:
+    for typo in ("minilm-sentimnt", "minilm-sentimnet", "MiniLM"):
+        started = time.perf_counter()
+        with pytest.raises(UserError, match="did you mean the bundled model") as caught:
+            load_model(typo)
+        assert time.perf_counter() - started < 1.0
+        assert "hub" not in str(caught.value).split("did you mean")[0]  # the hint, not a hub failure
+    with pytest.raises(UserError, match="did you mean the bundled model 'minilm-sentiment'"):
+        resolve_model("minilm-sentimnt")  # what the CLI checks before running anything
+    assert resolve_model("bert-base-uncased") == "bert-base-uncased"  # far from any bundled name
+
+
+def test_missing_path_like_names_fail_fast_without_the_network(tmp_path, no_network) -> None:
+    for name in ("./nope-model", "../nope-model", "/nonexistent/probelens/model", "~/nope-probelens-model"):
+        with pytest.raises(UserError, match="no such model folder"):
+            resolve_model(name)
+        with pytest.raises(UserError, match="no such model folder"):
+            load_model(name)
+
+
+def test_regression_head_is_refused_with_its_name_and_num_labels(tmp_path) -> None:
+    folder = _save_tiny_bert(tmp_path / "scorer", classifier=True, labels=("score",))
+    assert json.loads((folder / "config.json").read_text())["id2label"] == {"0": "score"}
+    with pytest.raises(UserError, match=r"scorer has a regression head \(num_labels=1.*not supported yet"):
+        load_model(str(folder))
+    declared = _save_tiny_bert(
+        tmp_path / "declared", classifier=True, config_extra={"problem_type": "regression"}
+    )
+    with pytest.raises(UserError, match=r"regression head \(num_labels=2"):
+        load_model(str(declared))
+    # its encoder can still be audited as an embedding model
+    assert load_model(str(folder), task="embedding").task == "embedding"
+
+
+def test_problem_type_tells_single_label_from_multi_label_heads(tmp_path) -> None:
+    single = load_model(str(_save_tiny_bert(tmp_path / "single", classifier=True)))
+    assert single.problem_type == "single_label_classification"
+    assert describe_model(single)["problem_type"] == "single_label_classification"
+
+    folder = _save_tiny_bert(
+        tmp_path / "multi",
+        classifier=True,
+        labels=("toxic", "insult", "threat"),
+        config_extra={"problem_type": "multi_label_classification"},
+    )
+    multi = load_model(str(folder))
+    assert multi.problem_type == "multi_label_classification"
+    assert multi.labels == ["toxic", "insult", "threat"]
+    assert describe_model(multi)["problem_type"] == "multi_label_classification"
+    assert describe_model(load_model(str(folder), task="embedding"))["problem_type"] is None
+
+
+def test_custom_remote_code_is_not_run_and_says_so(tmp_path, caplog) -> None:
+    auto_map = {
+        "AutoConfig": "configuration_custom.CustomConfig",
+        "AutoModelForSequenceClassification": "modeling_custom.CustomForSequenceClassification",
+    }
+    folder = _save_tiny_bert(tmp_path / "custom", classifier=True, config_extra={"auto_map": auto_map})
+    loaded = load_model(str(folder))
+    assert type(loaded.model).__name__ == "BertForSequenceClassification"  # the stock class
+    assert loaded.remote_code_ignored is True
+    record = describe_model(loaded)
+    assert record["remote_code_ignored"] is True
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1
+    assert "NOT run" in warned[0] and "modeling_custom.CustomForSequenceClassification" in warned[0]
+    assert "stock" in warned[0] and "may differ" in warned[0] and record["load_warnings"] == warned
+
+    plain = load_model(str(_save_tiny_bert(tmp_path / "plain", classifier=True)))
+    assert plain.remote_code_ignored is False and describe_model(plain)["remote_code_ignored"] is False
