@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Column, Table
+from typer.exceptions import TyperException
 
 from audit.errors import ProbeFileError, UserError
 
@@ -37,6 +38,7 @@ err = Console(stderr=True)
 
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
 
 
 @app.command()
@@ -138,6 +140,10 @@ def run(
     if config.name and len(config.models) > 1:
         raise UserError("--name names one run folder; with several --model values, leave it out")
 
+    from audit.models import resolve_model
+
+    for model_name in config.models:  # a typo in the last model fails before the first one runs
+        resolve_model(model_name)
     summaries = []
     for model_name in config.models:
         err.print(f"[bold]Auditing[/bold] {model_name}")
@@ -172,7 +178,11 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
         "task": manifest["model"]["task"],
         "n_examples": manifest["summary"]["n_examples"],
         "n_findings": manifest["summary"]["n_findings"],
+        "n_tests": manifest["summary"]["n_tests"],
         "n_significant": manifest["summary"]["n_significant"],
+        "instances_left_out": manifest["summary"]["instances_left_out"],
+        "n_underpowered_tests": manifest["summary"]["n_underpowered_tests"],
+        "warnings": manifest.get("warnings", []),
         "timings": manifest["timings"],
         "significant_findings": json.loads(significant.to_json(orient="records")) if len(significant) else [],
     }
@@ -181,11 +191,16 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
 def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit: int = 25) -> None:
     """The significant findings, strongest first (relative to their threshold), and where the run is."""
     significant = findings[findings["significant"]] if len(findings) else findings
-    model = manifest["model"]["name"]
-    if len(significant) == 0:
-        out.print(f"[green]No significant findings[/green] for {model} ({len(findings)} tests).")
+    model = manifest.get("model", {}).get("name", "?")
+    n_tests = int(findings["p_value"].notna().sum()) if len(findings) else 0
+    if n_tests == 0:
+        out.print(
+            f"[yellow]No statistical test ran[/yellow] for {model}: nothing can be called significant or fair."
+        )
+    elif len(significant) == 0:
+        out.print(f"[green]No significant findings[/green] for {model} ({n_tests} tests).")
     else:
-        table = Table(title=f"Significant findings: {model} ({len(significant)} of {len(findings)} tests)")
+        table = Table(title=f"Significant findings: {model} ({len(significant)} of {n_tests} tests)")
         table.add_column("probe set", no_wrap=True)
         table.add_column("a vs b")
         table.add_column("metric", no_wrap=True)
@@ -295,7 +310,14 @@ def runs_list(
     """Runs in a folder, newest first."""
     from audit.store import iter_runs
 
-    manifests = [(store, store.read_manifest()) for store in iter_runs(runs_dir)]
+    if not runs_dir.is_dir():
+        raise UserError(f"{runs_dir} does not exist; pass --runs FOLDER (where `audit run --out` wrote runs)")
+    manifests = []
+    for store in iter_runs(runs_dir):
+        try:
+            manifests.append((store, store.read_manifest()))
+        except UserError as error:
+            err.print(f"skipping {store.path}: {error}", style="yellow", markup=False)
     if as_json:
         out.print_json(json.dumps([{"run_dir": str(s.path), **m} for s, m in manifests], default=str))
         return
@@ -329,7 +351,15 @@ def runs_show(
         out.print_json(json.dumps(manifest, default=str))
         return
     model = manifest.get("model", {})
-    out.print(f"[bold]{store.id}[/bold] ({manifest.get('status')}) {store.path}")
+    status = manifest.get("status")
+    out.print(f"[bold]{store.id}[/bold] ({status}) {store.path}")
+    if status != "complete":
+        out.print(
+            f"[yellow]This run is {status}, not complete[/yellow]: {manifest.get('error', 'no tables to trust')}"
+        )
+        return
+    if not store.has_table("findings"):
+        raise UserError(f"{store.path} has no findings.parquet; the run is incomplete")
     out.print(f"model {model.get('name')} ({model.get('task')}), source {model.get('source')}")
     out.print(f"timings (s): {manifest.get('timings')}")
     print_findings(store.read_table("findings"), store.path, manifest)
@@ -400,20 +430,16 @@ def main() -> None:
         sys.exit(EXIT_BAD_INPUT)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as error:  # click usage errors and unexpected failures
-        import click
-
-        if isinstance(error, click.exceptions.UsageError):
-            error.show()
-            sys.exit(EXIT_BAD_INPUT)
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+    except TyperException as error:  # click's usage errors (typer ships its own click)
+        usage_error: Any = error
+        usage_error.show()
+        sys.exit(usage_error.exit_code)
+    except Exception as error:  # unexpected failures
         if os.environ.get("PROBELENS_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/red] {type(error).__name__}: {error}")
+        err.print(f"[red]internal error:[/red] {type(error).__name__}: {error}", highlight=False)
         err.print("Run again with PROBELENS_DEBUG=1 for the traceback, and report it.")
-        sys.exit(3)
+        sys.exit(EXIT_INTERNAL)

@@ -59,6 +59,20 @@ class AuditConfig(BaseModel):
     ig_steps: int = Field(default=32, ge=2)
     attention: bool = True
 
+    @field_validator("models", "probes", "attribution_methods", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "/" in value or "\\" in value or value in (".", "..")):
+            raise ValueError(
+                "--name is a folder name inside --out (no '/', not '.' or '..'); use --out for the place"
+            )
+        return value
+
     @field_validator("attribute_top", mode="before")
     @classmethod
     def _top(cls, value: Any) -> Any:
@@ -77,6 +91,21 @@ class AuditConfig(BaseModel):
             raise UserError(f"{path}: cannot read the config file: {error}") from error
         if not isinstance(data, dict):
             raise UserError(f"{path}:1: the config file must be a mapping of setting: value")
+        # files named in the config are relative to the config file, not to where audit runs
+        base = Path(path).resolve().parent
+        for key in ("models", "probes"):
+            values = data.get(key)
+            if isinstance(values, str):
+                values = [values]
+            if isinstance(values, list):
+                data[key] = [
+                    str(base / v)
+                    if isinstance(v, str) and not Path(v).is_absolute() and (base / v).exists()
+                    else v
+                    for v in values
+                ]
+        if isinstance(data.get("out"), str) and not Path(data["out"]).is_absolute():
+            data["out"] = str(base / data["out"])
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.build(data, source=str(path))
 
@@ -85,5 +114,11 @@ class AuditConfig(BaseModel):
         try:
             return cls(**data)
         except ValidationError as error:
-            lines = [f"{source}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+            known = ", ".join(cls.model_fields)
+            lines = []
+            for e in error.errors():
+                key = ".".join(str(p) for p in e["loc"])
+                hint = f" (settings: {known})" if e["type"] == "extra_forbidden" else ""
+                flag = f" (--{key.replace('_', '-')})" if source == "command line" else ""
+                lines.append(f"{source}: {key}{flag}: {e['msg']}{hint}")
             raise UserError("\n".join(lines)) from None

@@ -53,6 +53,8 @@ class ProbeInputs:
     encoded: list[Encoded]
     focus_lost: list[bool]
     """Per variant: it has focus spans, but truncation cut every focus token off."""
+    inputs_identical: list[bool]
+    """Per variant: every variant of its instance has the same input ids."""
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
@@ -125,7 +127,12 @@ class Timer:
 
 
 def run_audit(config: AuditConfig, model_name: str, console: Console | None = None) -> RunResult:
-    """Audit one model with the configured probe sets and write the run folder."""
+    """Audit one model with the configured probe sets and write the run folder.
+
+    Everything that can fail on the user's input (probe files, the model, their fit, encoding)
+    happens before the run folder exists; a run that fails or is interrupted later is marked so
+    in its manifest ("failed" / "interrupted"), never left looking like it is still running.
+    """
     console = console or Console(stderr=True)
     timer = Timer()
     torch.manual_seed(config.seed)
@@ -144,24 +151,49 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
         target = build_target(loaded, device)
         if config.max_length is not None:
             target.max_length = min(target.max_length, config.max_length)
-    problems = [p for s in probe_sets for p in target.check_probe_set(s)]
+    problems = [p for s in probe_sets for p in probe_set_problems(s, target)]
     if problems:
         raise UserError("\n".join(problems))
-
-    store = RunStore.create(
-        config.out / (config.name or default_run_name(model_name)), overwrite=config.overwrite
-    )
-    manifest = start_manifest(config, loaded, probe_sets, store, device)
-    store.write_manifest(manifest)
-
     with timer.stage("encode"):
         inputs = [encode_probe_set(s, target) for s in probe_sets]
         examples = examples_table(inputs)
+
+    store = RunStore.create(
+        config.out / (config.name or default_run_name(model_name)),
+        overwrite=config.overwrite,
+        unique=config.name is None,
+    )
+    manifest = start_manifest(config, loaded, probe_sets, store, device)
+    store.write_manifest(manifest)
+    try:
+        findings = analyse_and_write(inputs, examples, target, config, store, manifest, timer, console)
+    except KeyboardInterrupt:
+        store.mark(manifest, "interrupted")
+        raise
+    except BaseException as error:
+        store.mark(manifest, "failed", f"{type(error).__name__}: {error}")
+        raise
+    return RunResult(store.path, manifest, findings)
+
+
+def analyse_and_write(
+    inputs: list[ProbeInputs],
+    examples: pd.DataFrame,
+    target: Target,
+    config: AuditConfig,
+    store: RunStore,
+    manifest: dict[str, Any],
+    timer: Timer,
+    console: Console,
+) -> pd.DataFrame:
+    """Score, compare, test, explain, and write every table; returns the findings."""
+    warnings: list[str] = []
     with progress(console) as bars, timer.stage("score"):
         predictions = score_all(inputs, target, config, bars)
     with timer.stage("findings"):
         tested = {output for item in inputs for output in item.head.tested_outputs}
-        comparable, focus_truncated = comparable_examples(examples, console)
+        comparable, left_out, notes = comparable_examples(examples)
+        warnings += notes
         compared = predictions["output"].isin(tested) & predictions["example_id"].isin(
             comparable["example_id"]
         )
@@ -175,7 +207,17 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
             n_permutations=config.n_permutations,
             seed=config.seed,
         )
-    attributions, attribution_pairs = pd.DataFrame(columns=TABLES["attributions"]), None
+    n_underpowered, notes = underpowered_tests(findings, config.alpha)
+    warnings += notes
+    if findings["p_value"].notna().sum() == 0:
+        warnings.append(
+            "no statistical test could be run: nothing in this run can be called significant or fair"
+        )
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+    attributions = pd.DataFrame(columns=TABLES["attributions"])
+    attribution_pairs = pd.DataFrame(columns=TABLES["attribution_pairs"])
     if config.attributions:
         with progress(console) as bars, timer.stage("attributions"):
             attributions, attribution_pairs = attribute_top_instances(
@@ -193,31 +235,42 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
             "effects": effects,
             "findings": findings,
             "attributions": attributions,
-            "attribution_pairs": attribution_pairs
-            if attribution_pairs is not None
-            else pd.DataFrame(columns=TABLES["attribution_pairs"]),
+            "attribution_pairs": attribution_pairs,
             "attention": attention,
         }
         for name, frame in tables.items():
             store.write_table(name, frame)
+    tested_rows = findings["p_value"].notna()
     manifest.update(
-        status="complete",
         timings=timer.seconds,
+        warnings=warnings,
         summary={
             "n_examples": len(examples),
             "n_findings": len(findings),
+            "n_tests": int(tested_rows.sum()),
             "n_significant": int(findings["significant"].sum()) if len(findings) else 0,
             "n_attributed_examples": int(attributions["example_id"].nunique()) if len(attributions) else 0,
             "n_truncated_examples": int(examples["truncated"].sum()),
-            "instances_left_out_focus_truncated": focus_truncated,
-            "n_underpowered_tests": count_underpowered(findings, config.alpha, console),
+            "instances_left_out": left_out,
+            "n_underpowered_tests": n_underpowered,
         },
     )
-    store.write_manifest(manifest)
-    return RunResult(store.path, manifest, findings)
+    store.mark(manifest, "complete")
+    return findings
 
 
 # --- steps -------------------------------------------------------------------------------------
+
+
+def probe_set_problems(probe_set: ProbeSet, target: Target) -> list[str]:
+    """Why a probe set cannot run on this target (empty when it can)."""
+    problems = []
+    if target.task not in probe_set.tasks:
+        problems.append(
+            f"probe set {probe_set.name!r} is meant for {', '.join(probe_set.tasks)}, not {target.task}; "
+            "pick another probe set or model, or list the task under 'tasks:' in the probe file"
+        )
+    return problems + target.check_probe_set(probe_set)
 
 
 def encode_probe_set(probe_set: ProbeSet, target: Target) -> ProbeInputs:
@@ -229,14 +282,23 @@ def encode_probe_set(probe_set: ProbeSet, target: Target) -> ProbeInputs:
         and not any(focus_token_mask(e, [(s.start, s.end) for s in v.focus]))
         for v, e in zip(variants, encoded, strict=True)
     ]
-    return ProbeInputs(probe_set, target.head(probe_set), ids, encoded, focus_lost)
+    ids_by_instance: dict[str, set[tuple[int, ...]]] = {}
+    for v, e in zip(variants, encoded, strict=True):
+        ids_by_instance.setdefault(v.instance_id, set()).add(tuple(e.input_ids))
+    identical = [len(ids_by_instance[v.instance_id]) == 1 for v in variants]
+    return ProbeInputs(probe_set, target.head(probe_set), ids, encoded, focus_lost, identical)
 
 
 def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     rows = []
     for item in inputs:
-        for example_id, variant, enc, lost in zip(
-            item.example_ids, item.probe_set.variants, item.encoded, item.focus_lost, strict=True
+        for example_id, variant, enc, lost, identical in zip(
+            item.example_ids,
+            item.probe_set.variants,
+            item.encoded,
+            item.focus_lost,
+            item.inputs_identical,
+            strict=True,
         ):
             rows.append(
                 {
@@ -252,9 +314,10 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
                     "n_tokens": enc.n_tokens,
                     "truncated": enc.truncated,
                     "focus_truncated": lost,
+                    "inputs_identical": identical,
                 }
             )
-    frame = pd.DataFrame(rows, columns=[*TABLES["examples"], "focus_truncated"])
+    frame = pd.DataFrame(rows, columns=[*TABLES["examples"], "focus_truncated", "inputs_identical"])
     duplicated = frame.loc[frame["example_id"].duplicated(), "example_id"]
     if not duplicated.empty:
         raise UserError(
@@ -264,32 +327,44 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     return frame
 
 
-def count_underpowered(findings: pd.DataFrame, alpha: float, console: Console) -> int:
+def underpowered_tests(findings: pd.DataFrame, alpha: float) -> tuple[int, list[str]]:
     """Tested mean_delta rows with too few instances for any sign pattern to reach p < alpha
     (the exact test's smallest p is 2**(1-n)); they can never be significant, whatever the data."""
     tested = findings[findings["p_value"].notna() & (findings["metric"] == "mean_delta")]
     underpowered = tested[np.power(2.0, 1 - tested["n"].astype(float)) >= alpha]
-    if len(underpowered):
-        console.print(
-            f"[yellow]warning:[/yellow] {len(underpowered)} test(s) have {int(underpowered['n'].max())} or fewer "
-            f"instances and cannot reach p < {alpha}: 'not significant' there says nothing; add instances"
-        )
-    return len(underpowered)
+    if underpowered.empty:
+        return 0, []
+    return len(underpowered), [
+        f"{len(underpowered)} test(s) have {int(underpowered['n'].max())} or fewer instances and cannot reach "
+        f"p < {alpha}: 'not significant' there says nothing; add instances"
+    ]
 
 
-def comparable_examples(examples: pd.DataFrame, console: Console) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Drop instances in which truncation cut a variant's focus (the swapped words) off: their
-    variants would compare equal and read as 'no bias'. Returns the kept rows and, per probe set,
-    how many instances were dropped."""
-    lost = examples.groupby(["probe_set", "instance_id"])["focus_truncated"].transform("any")
-    dropped = examples[lost].groupby("probe_set")["instance_id"].nunique()
-    counts = {str(k): int(v) for k, v in dropped.items()}
-    for probe_set, n in counts.items():
-        console.print(
-            f"[yellow]warning:[/yellow] {n} instance(s) of {probe_set} left out of effects and findings: "
-            "truncation to the model's maximum length cut off the words that differ between variants"
-        )
-    return examples[~lost], counts
+LEFT_OUT_REASONS = {
+    "focus_truncated": "truncation to the model's maximum length cut off the words that differ between variants",
+    "inputs_identical": "all its variants tokenize to the same input ids, so the model cannot tell them apart",
+}
+
+
+def comparable_examples(examples: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, int]], list[str]]:
+    """Drop instances whose variants cannot be compared (their deltas would read as 'no bias'):
+    the swapped words were truncated away, or the variants tokenize identically. Returns the kept
+    rows, per reason and probe set how many instances were left out, and warnings to show."""
+    keep = pd.Series(True, index=examples.index)
+    left_out: dict[str, dict[str, int]] = {}
+    notes = []
+    for reason, explanation in LEFT_OUT_REASONS.items():
+        bad = examples.groupby(["probe_set", "instance_id"])[reason].transform("any") & keep
+        counts = examples[bad].groupby("probe_set")["instance_id"].nunique()
+        if counts.empty:
+            continue
+        left_out[reason] = {str(k): int(v) for k, v in counts.items()}
+        notes += [
+            f"{n} instance(s) of {probe_set} left out of effects and findings: {explanation}"
+            for probe_set, n in left_out[reason].items()
+        ]
+        keep &= ~bad
+    return examples[keep], left_out, notes
 
 
 def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress) -> pd.DataFrame:
@@ -406,8 +481,15 @@ def focus_attribution_pairs(
         .drop_duplicates()
         .merge(focus, on=["example_id", "method", "output"], how="left")
     )
-    attributed["focus_attribution"] = attributed["focus_attribution"].fillna(0.0)
-    attributed = attributed.merge(examples[["example_id", "instance_id", "variant"]], on="example_id")
+    attributed = attributed.merge(
+        examples[["example_id", "instance_id", "variant", "focus"]], on="example_id"
+    )
+    # no focus tokens (e.g. the shorter text of an insertion pair): nothing measured, so NaN, not 0
+    has_focus = attributed["focus"] != "[]"
+    attributed["focus_attribution"] = attributed["focus_attribution"].where(
+        ~has_focus, attributed["focus_attribution"].fillna(0.0)
+    )
+    attributed = attributed.drop(columns="focus")
     pairs = effects[(effects["probe_set"] == probe_set) & (effects["group_b"] != "rest")][
         ["probe_set", "instance_id", "group_a", "group_b"]
     ].drop_duplicates()

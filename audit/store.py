@@ -22,11 +22,19 @@ from audit.tables import TABLES, check_columns, empty_table
 MANIFEST = "manifest.json"
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         write(temporary)
+        # mkstemp makes files owner-only; a run is shared like any other file (0666 minus umask)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -40,15 +48,41 @@ class RunStore:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: Path, *, overwrite: bool = False) -> RunStore:
-        """A new, empty run folder; refuses to write into an existing run unless told to."""
+    def create(cls, path: Path, *, overwrite: bool = False, unique: bool = False) -> RunStore:
+        """A new, empty run folder; refuses to write into an existing run unless told to.
+
+        The folder is created exclusively, so two audits never share one. With ``unique`` (a
+        default name), a taken name gets a numeric suffix instead of an error.
+        """
         path = Path(path)
-        if (path / MANIFEST).exists() and not overwrite:
-            raise UserError(
-                f"{path} already holds a run; choose another --name (or --out), or pass --overwrite to replace it"
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        candidate, suffix = path, 1
+        while True:
+            try:
+                candidate.parent.mkdir(parents=True, exist_ok=True)
+                candidate.mkdir()
+                return cls(candidate)
+            except FileExistsError:
+                if overwrite and candidate.is_dir():
+                    return cls(candidate)
+                if not unique:
+                    state = "holds a run" if (candidate / MANIFEST).exists() else "exists"
+                    raise UserError(
+                        f"{candidate} already {state}; choose another --name (or --out), "
+                        "or pass --overwrite to replace it"
+                    ) from None
+                suffix += 1
+                candidate = path.with_name(f"{path.name}-{suffix}")
+            except OSError as error:
+                raise UserError(
+                    f"cannot create the run folder {candidate}: {error.strerror or error}"
+                ) from None
+
+    def mark(self, manifest: dict[str, Any], status: str, error: str | None = None) -> None:
+        """Record how the run ended ('complete', 'failed', 'interrupted') in its manifest."""
+        manifest["status"] = status
+        if error is not None:
+            manifest["error"] = error
+        self.write_manifest(manifest)
 
     @property
     def id(self) -> str:
@@ -62,11 +96,18 @@ class RunStore:
         _atomic_write(target, lambda tmp: frame.reset_index(drop=True).to_parquet(tmp, index=False))
         return target
 
+    def has_table(self, name: str) -> bool:
+        return (self.path / f"{name}.parquet").exists()
+
     def read_table(self, name: str) -> pd.DataFrame:
+        """A stored table (an empty one with the contract columns when it was never written)."""
         target = self.path / f"{name}.parquet"
         if not target.exists():
             return empty_table(name)
-        return pd.read_parquet(target)
+        try:
+            return pd.read_parquet(target)
+        except (OSError, ValueError) as error:
+            raise UserError(f"{target}: the table cannot be read ({error}); the run is damaged") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         text = json.dumps(manifest, indent=2, sort_keys=False, default=str)
@@ -76,7 +117,15 @@ class RunStore:
         manifest_path = self.path / MANIFEST
         if not manifest_path.exists():
             raise UserError(f"{self.path} is not a run folder (no {MANIFEST})")
-        return dict(json.loads(manifest_path.read_text(encoding="utf-8")))
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UserError(
+                f"{manifest_path}: the manifest cannot be read ({error}); the run is damaged"
+            ) from None
+        if not isinstance(manifest, dict):
+            raise UserError(f"{manifest_path}: the manifest is not a JSON object; the run is damaged")
+        return manifest
 
 
 def iter_runs(runs_dir: Path) -> Iterator[RunStore]:

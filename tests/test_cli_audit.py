@@ -311,7 +311,7 @@ def test_instances_whose_swapped_words_are_truncated_away_are_left_out_not_read_
     assert set(effects["instance_id"]) == {f"early-{i}" for i in range(6)}
     assert (findings_of(run_dir)["n"] == 6).all()
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["summary"]["instances_left_out_focus_truncated"] == {"late-pronoun": 6}
+    assert manifest["summary"]["instances_left_out"] == {"focus_truncated": {"late-pronoun": 6}}
     assert manifest["summary"]["n_truncated_examples"] == 12
 
 

@@ -37,14 +37,17 @@ class ClassificationTarget(Target):
         labels = self.labels
         outputs = [f"prob:{label}" for label in labels]
 
+        multi_label = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
+
         def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-            return torch.softmax(logits.float(), dim=-1)
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+            # multi-label heads score each label on its own; single-label heads share one softmax
+            return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
 
         def predict_labels(scores: np.ndarray) -> list[str | None]:
             return [labels[int(i)] for i in scores.argmax(axis=1)]
 
-        compared = [outputs[1]] if len(outputs) == 2 else outputs
+        compared = [outputs[1]] if len(outputs) == 2 and not multi_label else outputs
 
         def attribution_output(expected: list[str | None], scores: np.ndarray) -> str:
             """Binary: the tested probability. Otherwise the expected label when the probe states
