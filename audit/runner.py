@@ -166,7 +166,9 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     manifest = start_manifest(config, loaded, probe_sets, store, device)
     store.write_manifest(manifest)
     try:
-        findings = analyse_and_write(inputs, examples, target, config, store, manifest, timer, console)
+        findings = analyse_and_write(
+            inputs, examples, target, config, store, manifest, timer, console, list(loaded.warnings)
+        )
     except KeyboardInterrupt:
         store.mark(manifest, "interrupted")
         raise
@@ -185,9 +187,12 @@ def analyse_and_write(
     manifest: dict[str, Any],
     timer: Timer,
     console: Console,
+    warnings: list[str],
 ) -> pd.DataFrame:
-    """Score, compare, test, explain, and write every table; returns the findings."""
-    warnings: list[str] = []
+    """Score, compare, test, explain, and write every table; returns the findings.
+
+    ``warnings`` (from loading, so far) grows with what the analysis finds; all go to the manifest.
+    """
     with progress(console) as bars, timer.stage("score"):
         predictions = score_all(inputs, target, config, bars)
     with timer.stage("findings"):
