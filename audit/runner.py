@@ -542,14 +542,26 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_hash() -> str | None:
+def git_state() -> tuple[str | None, bool | None]:
+    """The commit this code runs from, and whether its tree had uncommitted changes (None: not a
+    git checkout, e.g. an installed wheel)."""
+    folder = Path(__file__).parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=folder
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=folder,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+        return None, None
+    if head.returncode != 0:
+        return None, None
+    return head.stdout.strip() or None, bool(status.stdout.strip())
 
 
 def start_manifest(
@@ -559,6 +571,7 @@ def start_manifest(
     store: RunStore,
     device: torch.device,
 ) -> dict[str, Any]:
+    commit, dirty = git_state()
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": store.id,
@@ -577,7 +590,8 @@ def start_manifest(
         ],
         "config": json.loads(config.model_dump_json()),
         "versions": package_versions(),
-        "git_hash": git_hash(),
+        "git_hash": commit,
+        "git_dirty": dirty,
         "seed": config.seed,
         "device": str(device),
         "host": {"platform": platform.platform(), "cpus": torch.get_num_threads()},

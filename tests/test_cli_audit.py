@@ -108,6 +108,7 @@ def test_run_tables_meet_the_contracts(cli_run_dir):
         "write",
     }
     assert manifest["probe_sets"][0]["hash"]
+    assert len(manifest["git_hash"]) == 40 and isinstance(manifest["git_dirty"], bool)
     tables = {name: pd.read_parquet(run_dir / f"{name}.parquet") for name in TABLES}
     for name, frame in tables.items():
         assert list(frame.columns)[: len(TABLES[name])] == TABLES[name], name
