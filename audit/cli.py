@@ -96,8 +96,14 @@ def run(
         str | None, typer.Option(help="Attribute the K instances with the largest effects per set, or 'all'.")
     ] = None,
     ig_steps: Annotated[int | None, typer.Option(help="Integrated Gradients steps. [default: 32]")] = None,
-    no_attributions: Annotated[bool, typer.Option("--no-attributions", help="Skip attributions.")] = False,
-    no_attention: Annotated[bool, typer.Option("--no-attention", help="Skip attention statistics.")] = False,
+    attributions: Annotated[
+        bool | None,
+        typer.Option("--attributions/--no-attributions", help="Compute attributions. [default: on]"),
+    ] = None,
+    attention: Annotated[
+        bool | None,
+        typer.Option("--attention/--no-attention", help="Compute attention statistics. [default: on]"),
+    ] = None,
     fail_on: Annotated[
         str, typer.Option(help="none | significant: exit 1 when significant findings exist.")
     ] = "none",
@@ -132,8 +138,8 @@ def run(
         "min_effect": min_effect,
         "attribute_top": attribute_top,
         "ig_steps": ig_steps,
-        "attributions": False if no_attributions else None,
-        "attention": False if no_attention else None,
+        "attributions": attributions,
+        "attention": attention,
     }
     given = {k: v for k, v in flags.items() if v is not None}
     config = AuditConfig.from_yaml(config_file, **given) if config_file else AuditConfig.build(given)

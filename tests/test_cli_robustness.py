@@ -202,3 +202,18 @@ def test_a_variant_without_focus_has_no_focus_attribution(run_cli, fair_classifi
     assert len(pairs) == 6
     # group_a = "marked" has the inserted word; "plain" has no focus span: NaN, not a measured 0
     assert pairs["focus_attribution_a"].notna().all() and pairs["focus_attribution_b"].isna().all()
+
+
+def test_a_flag_turns_back_on_what_the_config_file_turned_off(
+    run_cli, fair_classifier, classifier_probes, tmp_path
+):
+    config = tmp_path / "audit.yaml"
+    config.write_text(
+        f"models: {fair_classifier}\nprobes: {classifier_probes}\nattention: false\nattributions: false\n"
+    )
+    result = run_cli(
+        "run", "--config", config, "--attention", "--out", tmp_path, "--name", "on", "--max-instances", "4"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert len(pd.read_parquet(tmp_path / "on" / "attention.parquet")) > 0
+    assert len(pd.read_parquet(tmp_path / "on" / "attributions.parquet")) == 0
