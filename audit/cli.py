@@ -62,6 +62,13 @@ def run(
         typer.Option(help="Probe files/datasets: COLUMN=VALUE for a column the file lacks; repeat."),
     ] = None,
     probe_split: Annotated[str | None, typer.Option(help="Split of a probe dataset.")] = None,
+    associations: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="For embedding audits of probe sets without associations: a YAML 'associations:' file or a "
+            "built-in set name; repeat."
+        ),
+    ] = None,
     task: Annotated[str, typer.Option(help="auto | text-classification | embedding")] = "auto",
     config_file: Annotated[
         Path | None, typer.Option("--config", help="Read settings from an audit.yaml.")
@@ -123,6 +130,7 @@ def run(
         "probe_mapping": parse_pairs(probe_map, "--probe-map") or None,
         "probe_defaults": parse_pairs(probe_default, "--probe-default") or None,
         "probe_split": probe_split,
+        "associations": associations or None,
         "task": task if task != "auto" else None,
         "out": out_dir,
         "name": name,

@@ -33,6 +33,10 @@ class AuditConfig(BaseModel):
         default_factory=dict, description="values for columns a file lacks"
     )
     probe_split: str | None = Field(default=None, description="dataset split of a probe dataset")
+    associations: list[str] = Field(
+        default_factory=list,
+        description="association files or built-in set names, for probe sets without their own (embeddings)",
+    )
     task: Task = "auto"
     out: Path = Path("runs")
     name: str | None = Field(default=None, description="run folder name; default <timestamp>-<model>")
@@ -59,7 +63,7 @@ class AuditConfig(BaseModel):
     ig_steps: int = Field(default=32, ge=2)
     attention: bool = True
 
-    @field_validator("models", "probes", "attribution_methods", mode="before")
+    @field_validator("models", "probes", "associations", "attribution_methods", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value

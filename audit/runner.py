@@ -38,6 +38,7 @@ from audit.store import RunStore
 from audit.tables import SCHEMA_VERSION, TABLES
 from audit.targets import ScoreHead, Target, build_target
 from probes import list_builtin, load_probe_set
+from probes.associations import load_associations
 from probes.schema import ProbeSet
 
 T = TypeVar("T")
@@ -89,6 +90,9 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
         load_probe_set(spec, **file_options) if Path(spec).exists() else load_probe_set(spec)
         for spec in config.probes or list_builtin()
     ]
+    if config.associations:
+        extra = tuple(a for spec in config.associations for a in load_associations(spec))
+        sets = [s if s.associations else s.model_copy(update={"associations": extra}) for s in sets]
     max_instances = config.max_instances
     if max_instances is not None:
         sets = [s.model_copy(update={"instances": spread_sample(s.instances, max_instances)}) for s in sets]

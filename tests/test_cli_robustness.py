@@ -217,3 +217,31 @@ def test_a_flag_turns_back_on_what_the_config_file_turned_off(
     assert result.exit_code == 0, result.stderr
     assert len(pd.read_parquet(tmp_path / "on" / "attention.parquet")) > 0
     assert len(pd.read_parquet(tmp_path / "on" / "attributions.parquet")) == 0
+
+
+def test_rows_probe_sets_get_associations_for_embedding_audits(run_cli, biased_embedder, tmp_path):
+    """A CSV of pairs cannot hold associations; --associations supplies them (file or built-in)."""
+    probes = tmp_path / "pairs.csv"
+    rows = ["text_a,text_b,group_a,group_b,attribute,instance_id"]
+    rows += [
+        f"{p.text_a},{p.text_b},male,female,gender,{p.instance_id}"
+        for p in tiny_models.embedder_probe_pairs()
+    ]
+    probes.write_text("\n".join(rows) + "\n")
+    without = run_cli("run", "--model", biased_embedder, "--probes", probes, "--out", tmp_path / "a")
+    assert without.exit_code == 2 and "--associations" in without.stderr
+    associations = tmp_path / "assoc.yaml"
+    associations.write_text(
+        "associations:\n  - name: career_vs_family\n    a_name: career\n    b_name: family\n"
+        f"    a: [{', '.join(tiny_models.CAREER_WORDS)}]\n    b: [{', '.join(tiny_models.FAMILY_WORDS)}]\n"
+    )
+    result = run_cli("run", "--model", biased_embedder, "--probes", probes, "--associations", associations,
+                     "--out", tmp_path / "b", "--no-attention", "--no-attributions", "--fail-on", "significant")  # fmt: skip
+    assert result.exit_code == 1, result.stdout + result.stderr
+    findings = pd.read_parquet(next((tmp_path / "b").iterdir()) / "findings.parquet")
+    shift = findings[(findings["metric"] == "mean_delta") & (findings["group_b"] == "male")].iloc[0]
+    assert shift["output"] == "assoc:career_vs_family" and shift["significant"] and shift["effect"] < 0
+    bad = tmp_path / "bad-assoc.yaml"
+    bad.write_text("associations:\n  - name: x\n    a: [one]\n")
+    broken = run_cli("run", "--model", biased_embedder, "--probes", probes, "--associations", bad)
+    assert broken.exit_code == 2 and f"{bad}" in broken.stderr and "association 1" in broken.stderr

@@ -35,7 +35,9 @@ class EmbeddingTarget(Target):
         if not probe_set.associations:
             return [
                 f"probe set {probe_set.name!r} has no associations, which embedding audits compare against; "
-                "add an 'associations:' block (two attribute word sets, SEAT style) to the probe file"
+                "add an 'associations:' block (two attribute word sets, SEAT style) to a YAML probe file, or "
+                "pass --associations FILE (a YAML 'associations:' list) or --associations gender (a built-in "
+                "set's)"
             ]
         return []
 
