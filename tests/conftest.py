@@ -24,21 +24,27 @@ class CliResult:
     stderr: str
 
 
+def invoke_main(*args: object) -> int:
+    """Run the real `audit` entry point in-process with these arguments; its exit code."""
+    from audit.cli import main
+
+    old_argv = sys.argv
+    sys.argv = ["audit", *[str(a) for a in args]]
+    try:
+        main()
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    finally:
+        sys.argv = old_argv
+    return 0
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Call the real `audit` entry point in-process; returns exit code and captured output."""
-    from audit.cli import main
 
-    def invoke(*args: str) -> CliResult:
-        old_argv = sys.argv
-        sys.argv = ["audit", *[str(a) for a in args]]
-        code = 0
-        try:
-            main()
-        except SystemExit as stop:
-            code = int(stop.code or 0)
-        finally:
-            sys.argv = old_argv
+    def invoke(*args: object) -> CliResult:
+        code = invoke_main(*args)
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 
@@ -85,18 +91,10 @@ def cli_run_dir(
     tmp_path_factory: pytest.TempPathFactory, biased_classifier: Path, classifier_probes: Path
 ) -> Path:
     """A runs folder holding one complete run made by the real CLI (attributions and attention on)."""
-    from audit.cli import main
-
     runs = tmp_path_factory.mktemp("cli-runs")
-    old_argv = sys.argv
-    sys.argv = [
-        "audit", "run", "--model", str(biased_classifier), "--probes", str(classifier_probes),
-        "--out", str(runs), "--name", "tiny-biased", "--attribute-top", "5", "--ig-steps", "16",
-    ]  # fmt: skip
-    try:
-        main()
-    except SystemExit as stop:
-        assert not stop.code, f"the CLI run for the dashboard fixture failed with exit code {stop.code}"
-    finally:
-        sys.argv = old_argv
+    code = invoke_main(
+        "run", "--model", biased_classifier, "--probes", classifier_probes,
+        "--out", runs, "--name", "tiny-biased", "--attribute-top", "5", "--ig-steps", "16",
+    )  # fmt: skip
+    assert code == 0, f"the CLI run for the dashboard fixture failed with exit code {code}"
     return runs
