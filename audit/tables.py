@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: long-document columns (doc_length, position, swap_group, n_windows, note), sink_mass,
+segment_attributions. Readers treat a missing column of a version-1 run as null."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -26,7 +28,11 @@ TABLES: dict[str, list[str]] = {
         "label",  # expected label when the probe states one, else null
         "focus",  # JSON list of [start, end] character spans
         "n_tokens",  # tokens after truncation, special tokens included
-        "truncated",  # True when the text was cut to the model's maximum length
+        "truncated",  # True when the text was cut to the model's maximum length (strategy "truncate")
+        "n_windows",  # model inputs the text was scored as: 1, or the sliding windows (strategy "window")
+        "doc_length",  # long-document sets: the nominal document length in tokens; else null
+        "position",  # long-document sets: where the key sentence starts (0..1 of the document); null: no key
+        "swap_group",  # identity-swap variants of long-document sets: the group; else null
     ],
     # one row per variant x output (each label's probability, each association score)
     "predictions": [
@@ -49,6 +55,8 @@ TABLES: dict[str, list[str]] = {
         "label_a",
         "label_b",
         "flipped",  # predicted label differs between a and b (null when there is no label)
+        "doc_length",  # long-document sets: the document length of both variants; else null
+        "position",  # long-document sets: the key / swapped sentence's position; else null
     ],
     # one row per statistical test
     "findings": [
@@ -56,7 +64,8 @@ TABLES: dict[str, list[str]] = {
         "attribute",
         "group_a",
         "group_b",
-        "metric",  # "mean_delta", "flip_rate", "seat_effect_size"
+        "metric",  # counterfactual: "mean_delta", "flip_rate", "seat_effect_size"; long-document:
+        # "key_effect", "swap_effect", "middle_dip", "effective_context" (see audit/metrics/long_context.py)
         "output",
         "effect",  # the metric's value (score units for mean_delta)
         "ci_low",
@@ -68,6 +77,9 @@ TABLES: dict[str, list[str]] = {
         "threshold",  # practical threshold |effect| must reach
         "significant",
         "severity",  # "none", "low", "medium", "high"
+        "doc_length",  # long-document rows: the document length in tokens; else null
+        "position",  # key_effect / swap_effect rows: the position (0..1); else null
+        "note",  # why a row reads as it does (e.g. "key sentence beyond the model's 512-token limit"); or null
     ],
     # one row per token of an attributed example
     "attributions": [
@@ -94,12 +106,25 @@ TABLES: dict[str, list[str]] = {
         "focus_attribution_b",
         "delta",  # a - b
     ],
+    # long-document sets: one row per attributed example x method x segment (a sentence, or a run of
+    # sentences); token rows go to "attributions" only when asked for
+    "segment_attributions": [
+        "example_id",
+        "method",  # "segment_ablation" (forward passes only), "gradient_x_input" (summed per segment)
+        "output",
+        "segment_index",
+        "char_start",
+        "char_end",
+        "n_tokens",  # tokens of the segment that reached the model
+        "attribution",  # score change the segment accounts for (same units as the output)
+        "is_key",  # the segment is the key (or swapped) sentence
+    ],
     # one row per example x layer x head x statistic
     "attention": [
         "example_id",
         "layer",
         "head",
-        "stat",  # "entropy", "focus_mass", "special_mass", "mean_distance"
+        "stat",  # "entropy", "focus_mass", "special_mass", "sink_mass", "mean_distance"
         "value",
     ],
 }

@@ -3,7 +3,11 @@
 One shape serves every kind of probe set (see docs/architecture.md):
 
 - counterfactual: one template filled once per group ("He is a nurse." / "She is a nurse.")
-- long document / multilingual: later kinds reuse the same shape (position or language as variant).
+- long document: a key sentence (or an identity-swap sentence) placed at several positions of
+  filler documents of several lengths. The file holds a ``LongDocumentSpec``; the instances are
+  built for each model by ``probes.long_document.materialize`` (lengths are counted in the model's
+  tokens), one instance per key sentence x length, one variant per position (plus ``none``, the
+  document without the key sentence; or one per group x position for identity swaps).
 
 For embedding models a probe set may also carry ``associations``: named pairs of attribute
 sets (SEAT/WEAT style, e.g. pleasant vs unpleasant words). The embedding target scores every
@@ -19,7 +23,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ProbeKind = Literal["counterfactual"]
+ProbeKind = Literal["counterfactual", "long_document"]
+InstanceRole = Literal["counterfactual", "key_sentence", "identity_swap"]
 
 
 class Span(BaseModel):
@@ -49,6 +54,11 @@ class Variant(BaseModel):
     label: str | None = Field(default=None, description="expected label, when the probe states one")
     lang: str = "en"
     focus: tuple[Span, ...] = Field(default=(), description="characters that differ between variants")
+    doc_length: int | None = Field(default=None, ge=1, description="long documents: nominal length in tokens")
+    position: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="long documents: key sentence start (0..1); None: no key"
+    )
+    swap_group: str | None = Field(default=None, description="long-document identity swaps: the group")
 
     @field_validator("text")
     @classmethod
@@ -76,6 +86,10 @@ class Instance(BaseModel):
     attribute: str
     variants: tuple[Variant, ...]
     context: str | None = Field(default=None, description="template or source this instance came from")
+    role: InstanceRole = "counterfactual"
+    query: str | None = Field(
+        default=None, description="embedding targets: the text the instance's documents are compared with"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Instance:
@@ -112,6 +126,46 @@ class Association(BaseModel):
     source: str | None = None
 
 
+class KeySentence(BaseModel):
+    """A sentence that should decide the output wherever it stands in a long document."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    text: str
+    label: str | None = Field(default=None, description="classifiers: the label the sentence should decide")
+    query: str | None = Field(default=None, description="embeddings: a query the sentence should match")
+
+
+class SwapSentence(BaseModel):
+    """An identity-swap sentence: the same sentence once per group, placed like a key sentence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    attribute: str
+    variants: dict[str, str] = Field(description="group -> the sentence as that group")
+    label: str | None = None
+    query: str | None = None
+
+
+class LongDocumentSpec(BaseModel):
+    """How to build a long-document probe set for one model (probes.long_document.materialize)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lengths: tuple[int, ...] | Literal["auto"] = Field(
+        default="auto", description="document lengths in tokens; auto: around the model's maximum"
+    )
+    positions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    filler: tuple[str, ...] = Field(min_length=1, description="neutral filler sentences")
+    filler_source: str = ""
+    keys: tuple[KeySentence, ...] = ()
+    swaps: tuple[SwapSentence, ...] = ()
+    max_doc_tokens: int = Field(default=32768, ge=16, description="longest document auto lengths reach")
+    seed: int = 0
+
+
 class ProbeSet(BaseModel):
     """A named collection of instances with its card and, optionally, embedding associations."""
 
@@ -127,6 +181,9 @@ class ProbeSet(BaseModel):
     )
     instances: tuple[Instance, ...]
     associations: tuple[Association, ...] = ()
+    long_document: LongDocumentSpec | None = Field(
+        default=None, description="kind long_document: the spec its instances are built from, per model"
+    )
 
     @model_validator(mode="after")
     def _unique_instances(self) -> ProbeSet:
@@ -135,9 +192,16 @@ class ProbeSet(BaseModel):
             seen: set[str] = set()
             dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
             raise ValueError(f"probe set {self.name!r} repeats instance id {dup!r}")
-        if not self.instances:
+        if (self.kind == "long_document") != (self.long_document is not None):
+            raise ValueError(f"probe set {self.name!r}: kind long_document goes with a long_document spec")
+        if not self.instances and self.long_document is None:
             raise ValueError(f"probe set {self.name!r} has no instances")
         return self
+
+    @property
+    def materialized(self) -> bool:
+        """Whether the instances exist (a long-document set gets them per model)."""
+        return bool(self.instances)
 
     @property
     def attributes(self) -> list[str]:
