@@ -3,6 +3,9 @@
     attribute_examples(forward, embedding_layer, examples, output_index, method, ...) -> [TokenAttribution]
     attribution_rows(...) -> the ``attributions`` table for several methods at once
 
+    sentence_segments(text, key_spans, max_segments) / segment_attribution_rows(...) -> the
+    ``segment_attributions`` table for long inputs (segment ablation, forward passes only)
+
 Methods: "integrated_gradients" (baseline: pad tokens, special tokens kept; convergence delta
 recorded) and "gradient_x_input" (one backward pass). Add one with ``@register_method(name)``.
 """
@@ -24,6 +27,7 @@ from audit.attribution.driver import (
     attribution_rows,
     baseline_token_of,
 )
+from audit.attribution.segments import segment_attribution_rows, sentence_segments
 
 __all__ = [
     "AttributionSettings",
@@ -40,4 +44,6 @@ __all__ = [
     "get_method",
     "list_methods",
     "register_method",
+    "segment_attribution_rows",
+    "sentence_segments",
 ]
