@@ -1,19 +1,31 @@
-"""Streaming attention statistics: each layer's attention map is reduced as it is made, then dropped.
+"""Streaming attention statistics: each layer's attention is computed in query chunks, reduced, dropped.
 
 Per example, layer and head (all means are over the example's real query tokens):
 
 - ``entropy``: entropy (nats) of the query's attention row over the keys;
-- ``focus_mass``: attention mass on focus tokens (NaN when the example has no focus token);
+- ``focus_mass``: attention mass on focus tokens (NaN when the example has no focus token); for a
+  long-document example the focus is the key (or swapped) sentence, so this is its key-sentence mass;
 - ``special_mass``: attention mass on special tokens ([CLS], [SEP], <s>, ...);
+- ``sink_mass``: attention mass on the first :data:`SINK_TOKENS` real tokens (special ones included),
+  where "attention sinks" gather mass on long inputs;
 - ``mean_distance``: expected distance sum_j a_ij |i - j| in tokens.
 
-How: an attention function registered with ``transformers.AttentionInterface`` (and the SDPA
-mask builder under the same name, else padding would go unmasked) is switched on for one forward
-pass with ``model.set_attn_implementation``. Each layer calls it with its queries, keys and mask;
-it computes the probabilities in query chunks, adds the statistics to the active recording, and
-returns transformers' own SDPA output, so the model's outputs do not change. Only
-self-attention over the input is recorded (cross-attention calls are passed through). Models
-with grouped-query attention (key/value heads repeated) are handled; attention sinks are not.
+How: an attention function registered with ``transformers.AttentionInterface`` (and a mask builder
+under the same name with ``AttentionMaskInterface``) is switched on for one forward pass with
+``model.set_attn_implementation``. Each layer calls it with its queries, keys, values and mask. For
+a block of queries at a time it computes the probabilities, adds their statistics to the active
+recording and multiplies them with the values, which gives the layer's output for that block; so
+the statistics describe exactly the attention the model used, and the output equals the SDPA output
+(float32: within 1e-5 relative). Memory: at most ``_MAX_CHUNK_ELEMENTS`` probabilities (batch x
+heads x queries x keys) exist at once, so a layer's extra memory grows with chunk x length, never
+with length^2 or with the number of layers. Masks are bounded too: the mask builder hands the layers
+no mask at all where none is needed (one unpadded sequence, no sliding window: causality comes from
+``is_causal``), and otherwise a :class:`MaskRows` recipe whose rows are built per query block,
+instead of the (batch, 1, n, n) mask SDPA would need (1 GiB as bool at 32k tokens, 4 GiB once
+torch's CPU kernel turns it into a float mask). Local (sliding-window) layers, padding and
+grouped-query attention (key/value heads shared by several query heads, without repeating them)
+are handled. Only self-attention over the input is recorded: cross-attention and cached passes go
+to transformers' SDPA unchanged. Models with learned attention sinks are refused.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,8 +41,8 @@ import pandas as pd
 import torch
 from torch import nn
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, causal_mask_function, sdpa_mask
 
 from audit.attribution.batches import (
     EncodedExample,
@@ -40,13 +53,126 @@ from audit.batching import pad_right, run_with_backoff, token_budget_batches
 from audit.errors import UserError
 from audit.tables import TABLES
 
-STATISTICS: tuple[str, ...] = ("entropy", "focus_mass", "special_mass", "mean_distance")
+STATISTICS: tuple[str, ...] = ("entropy", "focus_mass", "special_mass", "sink_mass", "mean_distance")
 """The last axis of every statistics array, in this order."""
+
+SINK_TOKENS = 4
+"""``sink_mass`` is the attention mass on this many first real tokens of the input. Four, as in
+StreamingLLM (Xiao et al., 2023), whose models keep most of their "sink" attention on the first four
+tokens; it covers a [CLS]/<s> token plus the first few words, whichever the model uses as its sink."""
 
 IMPLEMENTATION_NAME = "probelens_attention_statistics"
 
-_MAX_CHUNK_ELEMENTS = 1 << 25
-"""At most this many attention probabilities (batch x heads x queries x keys) exist at once."""
+_MAX_CHUNK_ELEMENTS = 1 << 24
+"""At most this many attention probabilities (batch x heads x queries x keys) exist at once: 64 MiB
+as float32; a layer's extra memory is a small multiple of it (scores/probabilities and one
+temporary) whatever the input length."""
+
+_MASS_COLUMNS = ("focus_mass", "special_mass", "sink_mass")
+"""Statistics that are a probability-weighted sum of a per-key 0/1 weight: one matmul per chunk."""
+
+
+@dataclass(frozen=True)
+class MaskRows:
+    """A (batch, 1, queries, keys) boolean attention mask kept as its recipe; rows are built on demand.
+
+    The layers receive this instead of the full mask, and the attention function asks for the rows
+    of one query block at a time (:meth:`rows`), so no (n x n) mask ever exists. True = attend.
+    """
+
+    batch_size: int
+    q_length: int
+    kv_length: int
+    q_offset: int
+    kv_offset: int
+    mask_function: Callable[..., Any]
+    padding_mask: torch.Tensor | None
+    use_vmap: bool
+    device: torch.device
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.batch_size, 1, self.q_length, self.kv_length)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bool
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """The mask for queries ``start:stop``: (batch, 1, stop - start, keys) bool."""
+        mask = sdpa_mask(
+            batch_size=self.batch_size,
+            q_length=stop - start,
+            kv_length=self.kv_length,
+            q_offset=self.q_offset + start,
+            kv_offset=self.kv_offset,
+            mask_function=self.mask_function,
+            attention_mask=self.padding_mask,
+            allow_is_causal_skip=False,
+            allow_is_bidirectional_skip=False,
+            use_vmap=self.use_vmap,
+            device=self.device,
+        )
+        assert mask is not None  # no skip allowed above
+        return mask
+
+    def materialize(self) -> torch.Tensor:
+        """The whole mask, for calls that are passed through to SDPA (cross-attention, cached passes)."""
+        return self.rows(0, self.q_length)
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        # A model that slices its mask before the attention call still gets the right (but full) mask.
+        return self.materialize()[index]
+
+
+def bounded_mask(
+    batch_size: int,
+    q_length: int,
+    kv_length: int,
+    q_offset: int = 0,
+    kv_offset: int = 0,
+    mask_function: Callable[..., Any] = causal_mask_function,
+    attention_mask: torch.Tensor | None = None,
+    local_size: int | None = None,
+    allow_is_causal_skip: bool = True,
+    allow_is_bidirectional_skip: bool = False,
+    use_vmap: bool = False,
+    device: torch.device | str = "cpu",
+    **_: Any,
+) -> MaskRows | None:
+    """The mask builder registered for our implementation (``sdpa_mask``'s signature).
+
+    None where transformers' SDPA path would also skip the mask (the plain causal or bidirectional
+    pattern, nothing padded, no window shorter than the input); otherwise a :class:`MaskRows`.
+    """
+    padded = attention_mask is not None and not bool(
+        attention_mask[:, kv_offset : kv_offset + kv_length].all()
+    )
+    plain = (
+        (allow_is_causal_skip or allow_is_bidirectional_skip)
+        and not padded
+        and (local_size is None or kv_length < local_size)
+        and q_length == kv_length
+        and q_offset == 0
+        and kv_offset == 0
+    )
+    if plain:
+        return None
+    return MaskRows(
+        batch_size=batch_size,
+        q_length=q_length,
+        kv_length=kv_length,
+        q_offset=q_offset,
+        kv_offset=kv_offset,
+        mask_function=mask_function,
+        padding_mask=attention_mask,
+        use_vmap=use_vmap,
+        device=torch.device(device),
+    )
 
 
 class AttentionRecording:
@@ -72,28 +198,39 @@ class AttentionRecording:
             raise ValueError(f"query_chunk must be at least 1, got {query_chunk}")
         real = attention_mask.bool()
         self.real = real
-        self.focus = (focus_mask.bool() & real).float()
-        self.special = (special_mask.bool() & real).float()
+        sink = real & (real.long().cumsum(dim=1) <= SINK_TOKENS)
+        # (batch, keys, 3): the 0/1 key weights of the mass statistics, in the order of _MASS_COLUMNS
+        self.key_weights = torch.stack(
+            [focus_mask.bool() & real, special_mask.bool() & real, sink], dim=-1
+        ).float()
         self.query_chunk = query_chunk
         self.n_tokens = attention_mask.shape[1]
         self._sums: dict[int, torch.Tensor] = {}
         self._self_attention_calls = 0
 
-    def observe(
+    def attend(
         self,
         module: nn.Module,
         query: torch.Tensor,
         key: torch.Tensor,
-        attention_mask: torch.Tensor | None,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | MaskRows | None,
+        dropout: float,
         scaling: float | None,
         is_causal: bool | None,
         extra: dict[str, Any],
-    ) -> None:
-        """Add one layer's statistics (called from the attention function)."""
+    ) -> torch.Tensor | None:
+        """One layer's output, (batch, queries, heads, value dim), with its statistics recorded.
+
+        None when the call is not self-attention over this input (cross-attention, a cached pass):
+        the caller then runs it unchanged.
+        """
         if query.shape[2] != self.n_tokens or key.shape[2] != self.n_tokens:
-            return  # cross-attention or a cached pass: not self-attention over this input
+            return None
         if extra.get("s_aux") is not None or extra.get("sinks") is not None:
             raise UserError("attention statistics do not support models with attention sinks yet")
+        if dropout > 0:
+            raise ValueError("attention statistics need the model in eval mode (attention dropout is on)")
         layer = getattr(module, "layer_idx", None)
         if not isinstance(layer, int):
             layer = self._self_attention_calls
@@ -102,70 +239,24 @@ class AttentionRecording:
             raise ValueError(
                 f"attention layer {layer} reported twice; record exactly one forward pass per recording"
             )
-        causal = is_causal if is_causal is not None else bool(getattr(module, "is_causal", False))
+        # As transformers' SDPA path decides it, so a missing mask means the same thing here.
+        causal = is_causal if is_causal is not None else bool(getattr(module, "is_causal", True))
         with torch.no_grad():
-            self._sums[layer] = self._layer_sums(
-                query, key, attention_mask, scaling, causal, extra.get("position_bias"), extra.get("softcap")
+            output, sums = chunked_attention(
+                query,
+                key,
+                value,
+                mask=attention_mask,
+                causal=causal,
+                scaling=scaling,
+                position_bias=extra.get("position_bias"),
+                softcap=extra.get("softcap"),
+                key_weights=self.key_weights,
+                real=self.real,
+                query_chunk=self.query_chunk,
             )
-
-    def _layer_sums(
-        self,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        mask: torch.Tensor | None,
-        scaling: float | None,
-        causal: bool,
-        position_bias: torch.Tensor | None,
-        softcap: float | None,
-    ) -> torch.Tensor:
-        batch, heads, n_queries, head_dim = query.shape
-        if key.shape[1] != heads:
-            if heads % key.shape[1]:
-                raise ValueError(f"{heads} query heads cannot share {key.shape[1]} key heads")
-            key = repeat_kv(key, heads // key.shape[1])
-        keys = key.float().transpose(-1, -2)
-        scale = scaling if scaling is not None else head_dim**-0.5
-        n_keys = keys.shape[-1]
-        device = query.device
-        key_positions = torch.arange(n_keys, device=device)
-        focus = self.focus.to(device)[:, None, None, :]
-        special = self.special.to(device)[:, None, None, :]
-        real = self.real.to(device)
-        sums = torch.zeros(batch, heads, len(STATISTICS), dtype=torch.float64, device=device)
-        chunk = max(1, min(self.query_chunk, _MAX_CHUNK_ELEMENTS // max(1, batch * heads * n_keys)))
-        for start in range(0, n_queries, chunk):
-            stop = min(start + chunk, n_queries)
-            scores = torch.matmul(query[:, :, start:stop].float(), keys) * scale
-            if softcap is not None:
-                scores = softcap * torch.tanh(scores / softcap)
-            if position_bias is not None:
-                scores = scores + position_bias[..., start:stop, :].float()
-            if mask is not None:
-                part = mask[..., start:stop, :]
-                if part.dtype == torch.bool:
-                    scores = scores.masked_fill(~part, float("-inf"))
-                else:
-                    scores = scores + part.float()
-            elif causal:
-                query_positions = torch.arange(start, stop, device=device)
-                scores = scores.masked_fill(key_positions[None, :] > query_positions[:, None], float("-inf"))
-            # Rows with no visible key (padding queries under a causal mask) give NaN; they are not counted.
-            probs = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
-            distance = (
-                (torch.arange(start, stop, device=device)[:, None] - key_positions[None, :]).abs().float()
-            )
-            rows = torch.stack(
-                [
-                    torch.special.entr(probs).sum(-1),
-                    (probs * focus).sum(-1),
-                    (probs * special).sum(-1),
-                    (probs * distance).sum(-1),
-                ],
-                dim=-1,
-            )  # (batch, heads, queries, statistics)
-            counted = real[:, None, start:stop, None]
-            sums += torch.where(counted, rows, torch.zeros_like(rows)).sum(dim=2).double()
-        return sums
+        self._sums[layer] = sums
+        return output
 
     def statistics(self) -> np.ndarray:
         """(batch, layers, heads, statistics) as float64, statistics in the order of STATISTICS."""
@@ -185,9 +276,148 @@ class AttentionRecording:
         )  # (batch, layers, heads, stats)
         n_real = self.real.sum(dim=1).cpu().double().clamp(min=1)[:, None, None, None]
         result = (sums / n_real).numpy()
-        no_focus = (self.focus.sum(dim=1) == 0).cpu().numpy()
+        no_focus = (self.key_weights[..., 0].sum(dim=1) == 0).cpu().numpy()
         result[no_focus, :, :, STATISTICS.index("focus_mass")] = np.nan
         return result
+
+
+def _per_head(part: torch.Tensor, kv_heads: int, group: int) -> torch.Tensor:
+    """A (batch, 1 or heads, queries, keys) mask or bias viewed to broadcast over (b, kv, group, q, k)."""
+    if part.shape[1] == 1:
+        return part[:, :, None]
+    return part.reshape(part.shape[0], kv_heads, group, *part.shape[2:])
+
+
+def _visible_keys(allowed: torch.Tensor) -> tuple[int, int]:
+    """The smallest key range [lo, hi) holding every key some query of the block may see."""
+    keys = allowed.reshape(-1, allowed.shape[-1]).any(dim=0).nonzero()
+    if keys.numel() == 0:
+        return 0, allowed.shape[-1]
+    return int(keys[0]), int(keys[-1]) + 1
+
+
+def chunked_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    *,
+    mask: torch.Tensor | MaskRows | None,
+    causal: bool,
+    scaling: float | None,
+    key_weights: torch.Tensor,
+    real: torch.Tensor,
+    position_bias: torch.Tensor | None = None,
+    softcap: float | None = None,
+    query_chunk: int = 256,
+    max_chunk_elements: int = _MAX_CHUNK_ELEMENTS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention output and per-head statistic sums, computed one block of queries at a time.
+
+    ``query`` is (batch, heads, n, d); ``key``/``value`` are (batch, kv_heads, n, d) with heads a
+    multiple of kv_heads (each key/value head serves ``heads // kv_heads`` consecutive query heads,
+    as ``repeat_kv`` lays them out). ``mask``: None (then ``causal`` decides), a boolean or additive
+    float tensor broadcastable to (batch, heads, n, n), or :class:`MaskRows`. ``key_weights`` is
+    (batch, n, 3): the focus / special / sink 0/1 weights; ``real`` (batch, n) marks the queries
+    that count. Returns the output as transformers' attention functions do, (batch, n, heads,
+    value dim) in the value dtype, and (batch, heads, len(STATISTICS)) float64 sums over real queries.
+
+    Each block only looks at the keys some of its queries may see (up to the block's end under a
+    causal mask, the window under a sliding-window mask), so masked-out keys cost nothing.
+    """
+    batch, heads, n_queries, head_dim = query.shape
+    kv_heads, n_keys = key.shape[1], key.shape[2]
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads cannot share {kv_heads} key/value heads")
+    group = heads // kv_heads
+    device = query.device
+    scale = scaling if scaling is not None else head_dim**-0.5
+    # Computed in float32 whatever the model's dtype (as SDPA kernels accumulate); no copy for float32.
+    keys_t = key.float().transpose(-1, -2)  # (batch, kv, d, keys)
+    values = value.float()
+    weights = key_weights.to(device=device, dtype=torch.float32)
+    counted_queries = real.to(device)
+    key_positions = torch.arange(n_keys, device=device)
+    output = torch.empty(batch, n_queries, heads, value.shape[-1], dtype=value.dtype, device=device)
+    sums = torch.zeros(batch, heads, len(STATISTICS), dtype=torch.float64, device=device)
+    chunk = max(1, min(query_chunk, max_chunk_elements // max(1, batch * heads * n_keys)))
+    for start in range(0, n_queries, chunk):
+        stop = min(start + chunk, n_queries)
+        size = stop - start
+        allowed: torch.Tensor | None = None  # (batch or 1, 1 or heads, size, keys) bool
+        additive: torch.Tensor | None = None
+        if isinstance(mask, MaskRows):
+            allowed = mask.rows(start, stop).to(device)
+        elif mask is not None:
+            part = mask[..., start:stop, :].to(device)
+            if part.dtype == torch.bool:
+                allowed = part
+            else:
+                additive = part.float()
+        lo, hi = (0, stop) if mask is None and causal else (0, n_keys)
+        if allowed is not None:
+            lo, hi = _visible_keys(allowed)
+            allowed = allowed[..., lo:hi]
+        if additive is not None:
+            additive = additive[..., lo:hi]
+        width = hi - lo
+        # Query heads of one key/value head side by side: (batch, kv, group * size, d), one plain bmm.
+        block = query[:, :, start:stop].reshape(batch, kv_heads, group * size, head_dim).float() * scale
+        scores = torch.matmul(block, keys_t[..., lo:hi])
+        grid = scores.view(batch, kv_heads, group, size, width)
+        if softcap is not None:
+            grid.div_(softcap).tanh_().mul_(softcap)
+        if position_bias is not None:
+            grid.add_(_per_head(position_bias[..., start:stop, lo:hi].to(device).float(), kv_heads, group))
+        if allowed is not None:
+            grid.masked_fill_(~_per_head(allowed, kv_heads, group), float("-inf"))
+        if additive is not None:
+            grid.add_(_per_head(additive, kv_heads, group))
+        if mask is None and causal:
+            future = key_positions[None, lo:hi] > torch.arange(start, stop, device=device)[:, None]
+            grid.masked_fill_(future, float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        del scores, grid
+        if mask is not None:
+            # A query that may see no key at all (e.g. a left-padding query) gives NaN: zero output, not counted.
+            probs.nan_to_num_(nan=0.0)
+        out = torch.matmul(probs, values[:, :, lo:hi])  # (batch, kv, group * size, value dim)
+        output[:, start:stop] = out.view(batch, heads, size, -1).transpose(1, 2)
+        # One matmul gives the three masses and the distance to keys left and right of the block:
+        # sum_j p_ij |i - j| = L_i + (i - start) P_i + R_i + (stop - i) Q_i + D_i, where L, P are the
+        # distance to `start` and mass of keys before the block, R, Q those after it (from `stop`)
+        # and D the keys inside it; every term is positive, so float32 loses nothing to cancellation.
+        positions = key_positions[lo:hi]
+        before = (positions < start).float()
+        after = (positions >= stop).float()
+        columns = torch.stack(
+            [(start - positions) * before, before, (positions - stop) * after, after], dim=-1
+        )
+        key_columns = torch.cat(
+            [weights[:, lo:hi], columns.float().expand(weights.shape[0], -1, -1)], dim=-1
+        )  # (batch, width, 7)
+        sided = torch.matmul(probs, key_columns[:, None])  # (batch, kv, group * size, 7)
+        sided = sided.view(batch, heads, size, -1)
+        offsets = torch.arange(size, device=device, dtype=torch.float32)[:, None]  # i - start
+        distance = (
+            sided[..., 3:4] + offsets * sided[..., 4:5] + sided[..., 5:6] + (size - offsets) * sided[..., 6:7]
+        )
+        inside_lo, inside_hi = max(start, lo), min(stop, hi)
+        if inside_lo < inside_hi:
+            inside = probs.view(batch, kv_heads, group, size, width)[..., inside_lo - lo : inside_hi - lo]
+            gaps = (
+                torch.arange(start, stop, device=device)[:, None]
+                - positions[None, inside_lo - lo : inside_hi - lo]
+            ).abs()
+            distance = distance + (inside * gaps.float()).sum(-1).view(batch, heads, size, 1)
+        entropy = torch.special.entr(probs).sum(-1).view(batch, heads, size, 1)
+        del probs
+        rows = torch.cat([entropy, sided[..., : len(_MASS_COLUMNS)], distance], dim=-1).double()
+        counted = counted_queries[:, None, start:stop, None]  # rows in the order of STATISTICS
+        sums += torch.where(counted, rows, torch.zeros_like(rows)).sum(dim=2)
+    return output, sums
+
+
+assert ("entropy", *_MASS_COLUMNS, "mean_distance") == STATISTICS  # the column order chunked_attention writes
 
 
 _ACTIVE: ContextVar[AttentionRecording | None] = ContextVar("probelens_attention_recording", default=None)
@@ -198,7 +428,7 @@ def _attention_with_statistics(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
+    attention_mask: torch.Tensor | MaskRows | None,
     dropout: float = 0.0,
     scaling: float | None = None,
     is_causal: bool | None = None,
@@ -206,7 +436,13 @@ def _attention_with_statistics(
 ) -> tuple[torch.Tensor, None]:
     recording = _ACTIVE.get()
     if recording is not None:
-        recording.observe(module, query, key, attention_mask, scaling, is_causal, kwargs)
+        output = recording.attend(
+            module, query, key, value, attention_mask, dropout, scaling, is_causal, kwargs
+        )
+        if output is not None:
+            return output, None
+    if isinstance(attention_mask, MaskRows):
+        attention_mask = attention_mask.materialize()
     return sdpa_attention_forward(
         module,
         query,
@@ -222,7 +458,7 @@ def _attention_with_statistics(
 
 def _register_implementation() -> None:
     AttentionInterface.register(IMPLEMENTATION_NAME, _attention_with_statistics)
-    AttentionMaskInterface.register(IMPLEMENTATION_NAME, sdpa_mask)
+    AttentionMaskInterface.register(IMPLEMENTATION_NAME, bounded_mask)
 
 
 @contextmanager
@@ -275,7 +511,7 @@ def attention_statistics(
     *,
     query_chunk: int = 256,
 ) -> np.ndarray:
-    """Statistics of one padded batch: (batch, layers, heads, 4), last axis as in STATISTICS."""
+    """Statistics of one padded batch: (batch, layers, heads, len(STATISTICS)), last axis as in STATISTICS."""
     with (
         torch.no_grad(),
         recording_attention_statistics(
@@ -298,7 +534,7 @@ def attention_statistics_for_examples(
     query_chunk: int = 256,
     on_done: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
-    """Per example (in order), its (layers, heads, 4) statistics; examples run in length-sorted batches.
+    """Per example (in order), its (layers, heads, len(STATISTICS)) statistics; examples run in length-sorted batches.
 
     ``focus[i]`` holds example i's focus character spans. Batches hold at most ``batch_tokens``
     padded tokens; a batch that runs out of memory is split in half.
@@ -332,7 +568,7 @@ def attention_statistics_for_examples(
 
 
 def attention_frame(statistics: Sequence[np.ndarray], example_ids: Sequence[str]) -> pd.DataFrame:
-    """Rows of the ``attention`` table from per-example (layers, heads, 4) arrays of one model."""
+    """Rows of the ``attention`` table from per-example (layers, heads, len(STATISTICS)) arrays of one model."""
     if len(statistics) != len(example_ids):
         raise ValueError(f"{len(statistics)} statistics arrays but {len(example_ids)} example ids")
     shapes = {values.shape for values in statistics}

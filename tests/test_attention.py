@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from audit.attention import (
+    SINK_TOKENS,
     STATISTICS,
     attention_rows,
     attention_statistics,
@@ -44,7 +45,7 @@ def eager_reference(
     focus_mask: torch.Tensor,
     special_mask: torch.Tensor,
 ) -> tuple[np.ndarray, torch.Tensor]:
-    """The four statistics from full eager attention maps, example by example, and the eager logits."""
+    """The statistics from full eager attention maps, example by example, and the eager logits."""
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
@@ -67,7 +68,8 @@ def eager_reference(
         result[b, ..., 0] = (-(probs * np.log(safe)).sum(-1)).mean(-1)
         result[b, ..., 1] = probs[..., focus].sum(-1).mean(-1) if focus.any() else np.nan
         result[b, ..., 2] = probs[..., special].sum(-1).mean(-1)
-        result[b, ..., 3] = (probs * distance).sum(-1).mean(-1)
+        result[b, ..., 3] = probs[..., :SINK_TOKENS].sum(-1).mean(-1)  # the first real tokens
+        result[b, ..., 4] = (probs * distance).sum(-1).mean(-1)
     first = out.logits if hasattr(out, "logits") else out.last_hidden_state
     return result, first
 
