@@ -13,6 +13,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from audit.errors import ProbeFileError, UserError  # noqa: E402
 from probes import ProbeSet, load_hf_dataset, load_probe_set, validate_file  # noqa: E402
+from probes.long_document import count_words, materialize  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "probes"
 DOCS = Path(__file__).parent.parent / "docs" / "probes.md"
@@ -224,16 +225,21 @@ def _doc_examples() -> list[tuple[str, str]]:
 
 def test_docs_have_one_complete_example_per_format() -> None:
     assert sorted({fmt for fmt, _ in _doc_examples()}) == ["csv", "jsonl", "yaml"]
-    assert len(_doc_examples()) == 5
+    assert len(_doc_examples()) == 6
+    assert sum("kind: long_document" in body for _, body in _doc_examples()) == 1
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_every_docs_example_loads(index: int, tmp_path: Path) -> None:
     fmt, body = _doc_examples()[index]
     path = tmp_path / f"example{index}.{fmt}"
     path.write_text(body, encoding="utf-8")
     assert validate_file(path) == []
-    assert len(load_probe_set(path).instances) >= 1
+    probe_set = load_probe_set(path)
+    if probe_set.kind == "long_document":  # instances are built per model
+        assert not probe_set.materialized
+        probe_set = materialize(probe_set, count_words, model_max=512)
+    assert len(probe_set.instances) >= 1
 
 
 def test_article_filter_reads_words_and_numbers(tmp_path: Path) -> None:
