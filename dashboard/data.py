@@ -22,6 +22,12 @@ from audit.tables import TABLES, check_columns, empty_table
 
 RUNS_DIR_ENV = "PROBELENS_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
+ADDED_IN_SCHEMA_2: dict[str, tuple[str, ...]] = {
+    "examples": ("n_windows", "doc_length", "position", "swap_group"),
+    "effects": ("doc_length", "position"),
+    "findings": ("doc_length", "position", "note"),
+}
+"""Columns a version-1 run's tables lack; they read as null (audit.tables.SCHEMA_VERSION)."""
 
 
 class RunDataError(ValueError):
@@ -155,6 +161,9 @@ def runs_frame(runs: Sequence[RunInfo]) -> pd.DataFrame:
 def read_table(run_dir: Path, name: str) -> pd.DataFrame:
     """One table of a run; a missing file reads as an empty table with the contract columns.
 
+    A version-1 run's table reads with the columns added in version 2 as nulls (``ADDED_IN_SCHEMA_2``);
+    a missing ``segment_attributions`` file reads empty like any other absent table.
+
     Raises RunDataError when the file exists but is not a readable parquet table with those columns.
     """
     if name not in TABLES:
@@ -173,6 +182,9 @@ def _cached_parquet(path: str, name: str, mtime_ns: int, size: int) -> pd.DataFr
         frame = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several unrelated types for a damaged file
         raise RunDataError(f"{path} is not a readable parquet table: {error}") from error
+    for column in ADDED_IN_SCHEMA_2.get(name, ()):
+        if column not in frame.columns:
+            frame[column] = None
     try:
         check_columns(name, frame)
     except ValueError as error:
