@@ -1,7 +1,7 @@
 """The probelens dashboard: ``streamlit run dashboard/app.py -- --runs DIR`` (or $PROBELENS_RUNS_DIR).
 
-Four pages read one run folder's tables: Runs, Findings, Instances and Attention. The chosen run is
-kept in session state and in the URL (``?run=<run_id>``).
+Five pages read one run folder's tables: Runs, Findings, Instances, Attention and Long documents.
+The chosen run is kept in session state and in the URL (``?run=<run_id>``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ navigation = st.navigation(
         st.Page("app_pages/findings.py", title="Findings", url_path="findings"),
         st.Page("app_pages/instances.py", title="Instances", url_path="instances"),
         st.Page("app_pages/attention.py", title="Attention", url_path="attention"),
+        st.Page("app_pages/long_context.py", title="Long documents", url_path="long-documents"),
     ]
 )
 
