@@ -332,8 +332,18 @@ def chunked_attention(
     device = query.device
     scale = scaling if scaling is not None else head_dim**-0.5
     # Computed in float32 whatever the model's dtype (as SDPA kernels accumulate); no copy for float32.
-    keys_t = key.float().transpose(-1, -2)  # (batch, kv, d, keys)
-    values = value.float()
+    keys = key.float()
+    keys_t = keys.transpose(-1, -2)  # (batch, kv, d, keys)
+    value_dim = value.shape[-1]
+    # Scores that are only q.k (masking aside) let the entropy come from a matmul instead of a log
+    # per probability: H_i = lse_i - sum_j p_ij s_ij, and sum_j p_ij s_ij = q_i . (sum_j p_ij k_j).
+    # So keys ride along with the values in the one output matmul.
+    plain_scores = (
+        position_bias is None
+        and softcap is None
+        and (mask is None or isinstance(mask, MaskRows) or mask.dtype == torch.bool)
+    )
+    values = torch.cat([value.float(), keys], dim=-1) if plain_scores else value.float()
     weights = key_weights.to(device=device, dtype=torch.float32)
     counted_queries = real.to(device)
     key_positions = torch.arange(n_keys, device=device)
@@ -372,15 +382,18 @@ def chunked_attention(
             grid.masked_fill_(~_per_head(allowed, kv_heads, group), float("-inf"))
         if additive is not None:
             grid.add_(_per_head(additive, kv_heads, group))
-        if mask is None and causal:
-            future = key_positions[None, lo:hi] > torch.arange(start, stop, device=device)[:, None]
-            grid.masked_fill_(future, float("-inf"))
+        if mask is None and causal:  # keys before the block are visible to all of it: mask the diagonal only
+            future = key_positions[None, start:hi] > torch.arange(start, stop, device=device)[:, None]
+            grid[..., start - lo :].masked_fill_(future, float("-inf"))
+        if plain_scores:
+            top_score = scores.amax(dim=-1)  # (batch, kv, group * size)
         probs = torch.softmax(scores, dim=-1)
         del scores, grid
         if mask is not None:
             # A query that may see no key at all (e.g. a left-padding query) gives NaN: zero output, not counted.
             probs.nan_to_num_(nan=0.0)
-        out = torch.matmul(probs, values[:, :, lo:hi])  # (batch, kv, group * size, value dim)
+        both = torch.matmul(probs, values[:, :, lo:hi])  # (batch, kv, group * size, value dim [+ d])
+        out = both[..., :value_dim]
         output[:, start:stop] = out.view(batch, heads, size, -1).transpose(1, 2)
         # One matmul gives the three masses and the distance to keys left and right of the block:
         # sum_j p_ij |i - j| = L_i + (i - start) P_i + R_i + (stop - i) Q_i + D_i, where L, P are the
@@ -409,7 +422,13 @@ def chunked_attention(
                 - positions[None, inside_lo - lo : inside_hi - lo]
             ).abs()
             distance = distance + (inside * gaps.float()).sum(-1).view(batch, heads, size, 1)
-        entropy = torch.special.entr(probs).sum(-1).view(batch, heads, size, 1)
+        if plain_scores:
+            # lse_i = max_j s_ij - log max_j p_ij (the same j maximizes both); exact up to rounding.
+            log_partition = top_score - probs.amax(dim=-1).log()
+            expected_score = (block * both[..., value_dim:]).sum(-1)  # block holds the scaled queries
+            entropy = (log_partition - expected_score).view(batch, heads, size, 1)
+        else:
+            entropy = torch.special.entr(probs).sum(-1).view(batch, heads, size, 1)
         del probs
         rows = torch.cat([entropy, sided[..., : len(_MASS_COLUMNS)], distance], dim=-1).double()
         counted = counted_queries[:, None, start:stop, None]  # rows in the order of STATISTICS

@@ -31,7 +31,7 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[
     """Tokenize every text with offsets; flag the ones cut to ``max_length``."""
     if not texts:
         return []
-    full = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+    full = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     cut = tokenizer(
         list(texts),
         add_special_tokens=True,

@@ -111,6 +111,33 @@ def run(
         bool | None,
         typer.Option("--attention/--no-attention", help="Compute attention statistics. [default: on]"),
     ] = None,
+    long_inputs: Annotated[
+        str | None,
+        typer.Option(
+            help="Inputs longer than the model's maximum: truncate (flagged) | window (sliding windows, "
+            "nothing dropped). [default: truncate]"
+        ),
+    ] = None,
+    window_stride: Annotated[
+        int | None,
+        typer.Option(help="Window strategy: tokens between window starts. [default: half a window]"),
+    ] = None,
+    window_aggregate: Annotated[
+        str | None, typer.Option(help="Window strategy: mean | max of the window scores. [default: mean]")
+    ] = None,
+    max_doc_tokens: Annotated[
+        int | None, typer.Option(help="Long-document sets: longest document built. [default: 32768]")
+    ] = None,
+    long_attribute_top: Annotated[
+        int | None, typer.Option(help="Long-document sets: keys given segment attributions. [default: 3]")
+    ] = None,
+    long_token_attributions: Annotated[
+        bool | None,
+        typer.Option(
+            "--long-token-attributions/--no-long-token-attributions",
+            help="Long-document sets: also store token-level attributions (large). [default: off]",
+        ),
+    ] = None,
     fail_on: Annotated[
         str, typer.Option(help="none | significant: exit 1 when significant findings exist.")
     ] = "none",
@@ -148,6 +175,12 @@ def run(
         "ig_steps": ig_steps,
         "attributions": attributions,
         "attention": attention,
+        "long_inputs": long_inputs,
+        "window_stride": window_stride,
+        "window_aggregate": window_aggregate,
+        "max_doc_tokens": max_doc_tokens,
+        "long_attribute_top": long_attribute_top,
+        "long_token_attributions": long_token_attributions,
     }
     given = {k: v for k, v in flags.items() if v is not None}
     config = AuditConfig.from_yaml(config_file, **given) if config_file else AuditConfig.build(given)
@@ -251,6 +284,18 @@ def probes_list() -> None:
     table = Table("name", "attributes", "instances", "variants", "groups", "associations", "description")
     for set_name in list_builtin():
         probe_set = load_builtin(set_name)
+        spec = probe_set.long_document
+        if spec is not None:  # built per model: no instances until a model's tokenizer counts them
+            table.add_row(
+                set_name,
+                ", ".join(sorted({"position", *(s.attribute for s in spec.swaps)})),
+                "per model",
+                "per model",
+                f"{len(spec.keys)} keys, {len(spec.swaps)} swaps, {len(spec.positions)} positions",
+                "0",
+                probe_set.description,
+            )
+            continue
         groups = sorted({v.variant for v in probe_set.variants})
         table.add_row(
             set_name,
@@ -276,6 +321,9 @@ def probes_show(
     out.print(f"[bold]{probe_set.name}[/bold]: {probe_set.description}")
     if probe_set.card:
         out.print(probe_set.card)
+    if probe_set.long_document is not None:
+        show_long_document(probe_set, limit)
+        return
     table = Table("instance", "variant", "attribute", "text", "label")
     for instance in probe_set.instances[:limit]:
         for variant in instance.variants:
@@ -289,6 +337,22 @@ def probes_show(
             f"vs {association.b_name} ({len(association.b)} words)"
         )
     out.print(f"{len(probe_set.instances)} instances, {len(probe_set.variants)} variants")
+
+
+def show_long_document(probe_set: Any, limit: int) -> None:
+    """A long-document set: how its documents are built, and its key and swap sentences."""
+    from probes.long_document import summary_lines
+
+    spec = probe_set.long_document
+    for line in summary_lines(probe_set):
+        out.print(line, highlight=False)
+    table = Table("id", "kind", "sentence", "label", "query")
+    for key in spec.keys[:limit]:
+        table.add_row(key.id, "key", key.text, key.label or "", key.query or "")
+    for swap in spec.swaps[:limit]:
+        for group, text in swap.variants.items():
+            table.add_row(swap.id, f"swap: {group}", text, swap.label or "", swap.query or "")
+    out.print(table)
 
 
 @probes_app.command("validate")

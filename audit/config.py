@@ -62,6 +62,25 @@ class AuditConfig(BaseModel):
     )
     ig_steps: int = Field(default=32, ge=2)
     attention: bool = True
+    long_inputs: Literal["truncate", "window"] = Field(
+        default="truncate",
+        description="inputs longer than the model's maximum: cut (flagged 'truncated') or sliding windows",
+    )
+    window_stride: int | None = Field(
+        default=None, ge=1, description="window strategy: tokens between window starts; default half a window"
+    )
+    window_aggregate: Literal["mean", "max"] = Field(
+        default="mean", description="window strategy: how window scores combine into the text's score"
+    )
+    max_doc_tokens: int = Field(
+        default=32768, ge=16, description="long-document sets: the longest document built ('auto' lengths)"
+    )
+    long_attribute_top: int = Field(
+        default=3, ge=0, description="long-document sets: instances given segment attributions"
+    )
+    long_token_attributions: bool = Field(
+        default=False, description="long-document sets: also store token-level attributions (large)"
+    )
 
     @field_validator("models", "probes", "associations", "attribution_methods", mode="before")
     @classmethod

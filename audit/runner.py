@@ -12,7 +12,7 @@ import json
 import platform
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,19 +29,36 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from audit.attention import attention_rows
 from audit.attribution import attribution_rows, focus_token_mask
-from audit.batching import Encoded, collate, encode_texts, run_with_backoff, token_budget_batches
+from audit.attribution.segments import segment_attribution_rows
+from audit.batching import Encoded, collate, run_with_backoff, token_budget_batches
 from audit.config import AuditConfig
 from audit.errors import UserError
+from audit.metrics.long_context import build_long_effects, build_long_findings
 from audit.metrics.paired import build_effects, build_findings
 from audit.models import LoadedModel, describe_model, load_model
 from audit.store import RunStore
 from audit.tables import SCHEMA_VERSION, TABLES
 from audit.targets import ScoreHead, Target, build_target
+from audit.windows import (
+    EncodedText,
+    LongInputPolicy,
+    combine_attention,
+    combine_scores,
+    combine_token_attributions,
+    encode_long,
+    window_id,
+)
 from probes import list_builtin, load_probe_set
 from probes.associations import load_associations
+from probes.long_document import materialize
 from probes.schema import ProbeSet
 
 T = TypeVar("T")
+
+LONG_ATTRIBUTION_METHODS = ("segment_ablation",)
+"""Long documents are explained by sentence: each segment replaced by padding, one forward pass
+each (no backward pass, so memory stays that of scoring), recorded in the manifest."""
+MAX_SEGMENTS = 32
 
 
 @dataclass
@@ -51,12 +68,31 @@ class ProbeInputs:
     probe_set: ProbeSet
     head: ScoreHead
     example_ids: list[str]
-    encoded: list[Encoded]
+    texts: list[EncodedText]
+    """Per variant: its model input, or its sliding windows (audit/windows.py)."""
     focus_lost: list[bool]
     """Per variant: it has focus spans, but truncation cut every focus token off."""
     inputs_identical: list[bool]
     """Per variant: every variant of its instance has the same input ids."""
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    window_scores: list[np.ndarray] = field(default_factory=list)
+    """Per variant: (windows, outputs) scores before they were combined."""
+
+    @property
+    def is_long_document(self) -> bool:
+        return self.probe_set.kind == "long_document"
+
+    def windows(self, indices: list[int]) -> tuple[list[Encoded], list[str], list[int]]:
+        """The model inputs of these variants: inputs, their ids (window ids when a text has
+        several windows) and which variant each belongs to."""
+        inputs, ids, owners = [], [], []
+        for i in indices:
+            several = len(self.texts[i].windows) > 1
+            for w, window in enumerate(self.texts[i].windows):
+                inputs.append(window)
+                ids.append(window_id(self.example_ids[i], w) if several else self.example_ids[i])
+                owners.append(i)
+        return inputs, ids, owners
 
 
 @dataclass
@@ -95,13 +131,25 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
         sets = [s if s.associations else s.model_copy(update={"associations": extra}) for s in sets]
     max_instances = config.max_instances
     if max_instances is not None:
-        sets = [s.model_copy(update={"instances": spread_sample(s.instances, max_instances)}) for s in sets]
+        sets = [sample_instances(s, max_instances) for s in sets]
     seen: set[str] = set()
     for probe_set in sets:
         if probe_set.name in seen:
             raise UserError(f"two probe sets are named {probe_set.name!r}; give each a distinct name")
         seen.add(probe_set.name)
     return sets
+
+
+def sample_instances(probe_set: ProbeSet, k: int) -> ProbeSet:
+    """At most k instances; for a long-document set, at most k keys and k swaps (each is built at
+    every length)."""
+    spec = probe_set.long_document
+    if spec is None:
+        return probe_set.model_copy(update={"instances": spread_sample(probe_set.instances, k)})
+    smaller = spec.model_copy(
+        update={"keys": spread_sample(spec.keys, k), "swaps": spread_sample(spec.swaps, k)}
+    )
+    return probe_set.model_copy(update={"long_document": smaller})
 
 
 def spread_sample(items: tuple[T, ...], k: int) -> tuple[T, ...]:
@@ -155,11 +203,14 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
         target = build_target(loaded, device)
         if config.max_length is not None:
             target.max_length = min(target.max_length, config.max_length)
+    with timer.stage("build long documents"):
+        probe_sets = [build_long_documents(s, target, config) for s in probe_sets]
     problems = [p for s in probe_sets for p in probe_set_problems(s, target)]
     if problems:
         raise UserError("\n".join(problems))
+    policy = long_input_policy(config)
     with timer.stage("encode"):
-        inputs = [encode_probe_set(s, target) for s in probe_sets]
+        inputs = [encode_probe_set(s, target, policy) for s in probe_sets]
         examples = examples_table(inputs)
 
     store = RunStore.create(
@@ -168,6 +219,7 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
         unique=config.name is None,
     )
     manifest = start_manifest(config, loaded, probe_sets, store, device)
+    manifest["long_inputs"] = policy.describe(target.max_length)
     store.write_manifest(manifest)
     try:
         findings = analyse_and_write(
@@ -200,22 +252,19 @@ def analyse_and_write(
     with progress(console) as bars, timer.stage("score"):
         predictions = score_all(inputs, target, config, bars)
     with timer.stage("findings"):
-        tested = {output for item in inputs for output in item.head.tested_outputs}
-        comparable, left_out, notes = comparable_examples(examples)
+        counterfactual = [item for item in inputs if not item.is_long_document]
+        long_documents = [item for item in inputs if item.is_long_document]
+        effects, findings, left_out, notes = compare_counterfactuals(
+            counterfactual, examples, predictions, config
+        )
         warnings += notes
-        compared = predictions["output"].isin(tested) & predictions["example_id"].isin(
-            comparable["example_id"]
-        )
-        effects = build_effects(comparable, predictions[compared])
-        findings = build_findings(
-            effects,
-            alpha=config.alpha,
-            min_effect=config.min_effect,
-            confidence=config.confidence,
-            n_resamples=config.n_resamples,
-            n_permutations=config.n_permutations,
-            seed=config.seed,
-        )
+        if long_documents:
+            long_effects, long_findings, notes = compare_long_documents(
+                long_documents, examples, predictions, target, config
+            )
+            warnings += notes
+            effects = pd.concat([effects, long_effects], ignore_index=True)
+            findings = pd.concat([findings, long_findings], ignore_index=True)
     n_underpowered, notes = underpowered_tests(findings, config.alpha)
     warnings += notes
     if findings["p_value"].notna().sum() == 0:
@@ -227,11 +276,17 @@ def analyse_and_write(
 
     attributions = pd.DataFrame(columns=TABLES["attributions"])
     attribution_pairs = pd.DataFrame(columns=TABLES["attribution_pairs"])
+    segments = pd.DataFrame(columns=TABLES["segment_attributions"])
     if config.attributions:
         with progress(console) as bars, timer.stage("attributions"):
             attributions, attribution_pairs = attribute_top_instances(
-                inputs, examples, effects, target, config, bars
+                counterfactual, examples, effects, target, config, bars
             )
+            if long_documents:
+                segments, long_tokens = attribute_long_documents(
+                    long_documents, effects, target, config, bars
+                )
+                attributions = pd.concat([attributions, long_tokens], ignore_index=True)
     attention = pd.DataFrame(columns=TABLES["attention"])
     if config.attention:
         with progress(console) as bars, timer.stage("attention"):
@@ -246,6 +301,7 @@ def analyse_and_write(
             "attributions": attributions,
             "attribution_pairs": attribution_pairs,
             "attention": attention,
+            "segment_attributions": segments,
         }
         for name, frame in tables.items():
             store.write_table(name, frame)
@@ -282,29 +338,52 @@ def probe_set_problems(probe_set: ProbeSet, target: Target) -> list[str]:
     return problems + target.check_probe_set(probe_set)
 
 
-def encode_probe_set(probe_set: ProbeSet, target: Target) -> ProbeInputs:
+def long_input_policy(config: AuditConfig) -> LongInputPolicy:
+    return LongInputPolicy(config.long_inputs, config.window_stride, config.window_aggregate)
+
+
+def build_long_documents(probe_set: ProbeSet, target: Target, config: AuditConfig) -> ProbeSet:
+    """A long-document set's instances, built for this model's tokenizer and maximum length
+    (counterfactual sets pass through)."""
+    if probe_set.long_document is None:
+        return probe_set
+
+    def count_tokens(texts: Sequence[str]) -> list[int]:
+        return [
+            len(ids)
+            for ids in target.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        ]
+
+    # "the model's maximum" for a document is what fits beside the special tokens of one input
+    room = target.max_length - target.tokenizer.num_special_tokens_to_add(pair=False)
+    return materialize(probe_set, count_tokens, room, config.max_doc_tokens)
+
+
+def encode_probe_set(probe_set: ProbeSet, target: Target, policy: LongInputPolicy) -> ProbeInputs:
     variants = probe_set.variants
-    encoded = encode_texts(target.tokenizer, [v.text for v in variants], target.max_length)
+    texts = encode_long(target.tokenizer, [v.text for v in variants], target.max_length, policy)
     ids = [f"{probe_set.name}/{v.instance_id}/{v.variant}" for v in variants]
     focus_lost = [
         any(s.end > s.start for s in v.focus)
-        and not any(focus_token_mask(e, [(s.start, s.end) for s in v.focus]))
-        for v, e in zip(variants, encoded, strict=True)
+        and not any(
+            any(focus_token_mask(window, [(s.start, s.end) for s in v.focus])) for window in text.windows
+        )
+        for v, text in zip(variants, texts, strict=True)
     ]
-    ids_by_instance: dict[str, set[tuple[int, ...]]] = {}
-    for v, e in zip(variants, encoded, strict=True):
-        ids_by_instance.setdefault(v.instance_id, set()).add(tuple(e.input_ids))
+    ids_by_instance: dict[str, set[tuple[tuple[int, ...], ...]]] = {}
+    for v, text in zip(variants, texts, strict=True):
+        ids_by_instance.setdefault(v.instance_id, set()).add(tuple(tuple(w.input_ids) for w in text.windows))
     identical = [len(ids_by_instance[v.instance_id]) == 1 for v in variants]
-    return ProbeInputs(probe_set, target.head(probe_set), ids, encoded, focus_lost, identical)
+    return ProbeInputs(probe_set, target.head(probe_set), ids, texts, focus_lost, identical)
 
 
 def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     rows = []
     for item in inputs:
-        for example_id, variant, enc, lost, identical in zip(
+        for example_id, variant, text, lost, identical in zip(
             item.example_ids,
             item.probe_set.variants,
-            item.encoded,
+            item.texts,
             item.focus_lost,
             item.inputs_identical,
             strict=True,
@@ -320,13 +399,19 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
                     "text": variant.text,
                     "label": variant.label,
                     "focus": json.dumps([[s.start, s.end] for s in variant.focus]),
-                    "n_tokens": enc.n_tokens,
-                    "truncated": enc.truncated,
+                    # tokens that reached the model: the cut input, or every token of a windowed text
+                    "n_tokens": text.first.n_tokens if len(text.windows) == 1 else text.n_tokens,
+                    "truncated": text.truncated,
+                    "n_windows": len(text.windows),
+                    "doc_length": variant.doc_length,
+                    "position": variant.position,
+                    "swap_group": variant.swap_group,
                     "focus_truncated": lost,
                     "inputs_identical": identical,
                 }
             )
     frame = pd.DataFrame(rows, columns=[*TABLES["examples"], "focus_truncated", "inputs_identical"])
+    frame = frame.astype({"doc_length": "Int64", "position": "float64", "swap_group": "string"})
     duplicated = frame.loc[frame["example_id"].duplicated(), "example_id"]
     if not duplicated.empty:
         raise UserError(
@@ -336,16 +421,85 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     return frame
 
 
+def compare_counterfactuals(
+    inputs: list[ProbeInputs], examples: pd.DataFrame, predictions: pd.DataFrame, config: AuditConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, int]], list[str]]:
+    """Effects and findings of the counterfactual sets (audit/metrics/paired.py)."""
+    names = {item.probe_set.name for item in inputs}
+    tested = {output for item in inputs for output in item.head.tested_outputs}
+    comparable, left_out, notes = comparable_examples(examples[examples["probe_set"].isin(names)])
+    compared = predictions["output"].isin(tested) & predictions["example_id"].isin(comparable["example_id"])
+    effects = build_effects(comparable, predictions[compared])
+    findings = build_findings(
+        effects,
+        alpha=config.alpha,
+        min_effect=config.min_effect,
+        confidence=config.confidence,
+        n_resamples=config.n_resamples,
+        n_permutations=config.n_permutations,
+        seed=config.seed,
+    )
+    return effects, findings, left_out, notes
+
+
+def compare_long_documents(
+    inputs: list[ProbeInputs],
+    examples: pd.DataFrame,
+    predictions: pd.DataFrame,
+    target: Target,
+    config: AuditConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Effects and findings of the long-document sets (audit/metrics/long_context.py): the key
+    sentence's effect by length and position, effective context, middle dip, identity swaps."""
+    names = {item.probe_set.name for item in inputs}
+    rows = examples[examples["probe_set"].isin(names)]
+    instance_outputs = pd.DataFrame(
+        [
+            {"probe_set": item.probe_set.name, "instance_id": instance.instance_id, "output": output}
+            for item in inputs
+            for instance in item.probe_set.instances
+            for output in item.head.outputs_of(instance)
+        ],
+        columns=["probe_set", "instance_id", "output"],
+    )
+    effects = build_long_effects(
+        rows, predictions[predictions["example_id"].isin(rows["example_id"])], instance_outputs
+    )
+    findings = build_long_findings(
+        effects,
+        rows,
+        model_max_length=target.max_length,
+        strategy=config.long_inputs,
+        alpha=config.alpha,
+        min_effect=config.min_effect,
+        confidence=config.confidence,
+        n_resamples=config.n_resamples,
+        n_permutations=config.n_permutations,
+        seed=config.seed,
+    )
+    notes = []
+    keyed = rows[rows["position"].notna()]
+    for probe_set, group in keyed.groupby("probe_set"):
+        lost = int(group["focus_truncated"].sum())
+        if lost:
+            notes.append(
+                f"{lost} of {len(group)} documents of {probe_set} lost their key sentence to truncation at the "
+                f"model's {target.max_length}-token limit: its effect there is 0 by construction (see the findings' "
+                "notes); --long-inputs window scores whole documents"
+            )
+    return effects, findings, notes
+
+
 def underpowered_tests(findings: pd.DataFrame, alpha: float) -> tuple[int, list[str]]:
-    """Tested mean_delta rows with too few instances for any sign pattern to reach p < alpha
+    """Tested paired rows (mean_delta, key_effect, swap_effect, middle_dip) with too few instances for any sign pattern to reach p < alpha
     (the exact test's smallest p is 2**(1-n)); they can never be significant, whatever the data."""
-    tested = findings[findings["p_value"].notna() & (findings["metric"] == "mean_delta")]
+    tested = findings[findings["p_value"].notna() & (findings["metric"] != "seat_effect_size")]
     underpowered = tested[np.power(2.0, 1 - tested["n"].astype(float)) >= alpha]
     if underpowered.empty:
         return 0, []
     return len(underpowered), [
         f"{len(underpowered)} test(s) have {int(underpowered['n'].max())} or fewer instances and cannot reach "
-        f"p < {alpha}: 'not significant' there says nothing; add instances"
+        f"p < {alpha}: 'not significant' there says nothing; add instances (for long documents: keys or swaps)"
     ]
 
 
@@ -377,23 +531,28 @@ def comparable_examples(examples: pd.DataFrame) -> tuple[pd.DataFrame, dict[str,
 
 
 def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress) -> pd.DataFrame:
-    """Run every variant through its probe set's score head; long-format predictions."""
+    """Run every model input through its probe set's score head; a text's score combines its
+    windows' (audit/windows.py). Long-format predictions."""
     pad_id = target.tokenizer.pad_token_id
     frames = []
     for item in inputs:
-        task = bars.add_task(f"score {item.probe_set.name}", total=len(item.encoded))
-        scores = np.zeros((len(item.encoded), len(item.head.outputs)), dtype=np.float64)
+        windows, _, owners = item.windows(list(range(len(item.texts))))
+        task = bars.add_task(f"score {item.probe_set.name}", total=len(windows))
+        window_scores = np.zeros((len(windows), len(item.head.outputs)), dtype=np.float64)
 
         @torch.no_grad()
-        def step(batch: list[int], item: ProbeInputs = item) -> np.ndarray:
-            ids, mask = collate([item.encoded[i] for i in batch], pad_id, target.device)
+        def step(batch: list[int], windows: list[Encoded] = windows, item: ProbeInputs = item) -> np.ndarray:
+            ids, mask = collate([windows[i] for i in batch], pad_id, target.device)
             return item.head.forward(ids, mask).detach().cpu().double().numpy()
 
-        for batch in token_budget_batches([e.n_tokens for e in item.encoded], config.batch_tokens):
+        for batch in token_budget_batches([w.n_tokens for w in windows], config.batch_tokens):
             for done, values in run_with_backoff(batch, step):
-                scores[done] = values
+                window_scores[done] = values
                 bars.advance(task, len(done))
-        item.scores = scores
+        owner_of = np.asarray(owners)
+        item.window_scores = [window_scores[owner_of == i] for i in range(len(item.texts))]
+        item.scores = combine_scores(item.window_scores, config.window_aggregate)
+        scores = item.scores
         labels = item.head.predict_labels(scores)
         n_out = len(item.head.outputs)
         frames.append(
@@ -446,30 +605,120 @@ def attribute_top_instances(
             output = item.head.attribution_output([v.label for v in instance.variants], item.scores[rows])
             selected.extend(rows)
             output_names.extend([output] * len(rows))
-        task = bars.add_task(
-            f"attribute {item.probe_set.name}", total=len(selected) * len(config.attribution_methods)
-        )
-        tokens = attribution_rows(
-            forward=item.head.forward,
-            embedding_layer=target.embedding_layer(),
-            examples=[item.encoded[i] for i in selected],
-            example_ids=[item.example_ids[i] for i in selected],
-            texts=[item.probe_set.variants[i].text for i in selected],
-            focus=[[(s.start, s.end) for s in item.probe_set.variants[i].focus] for i in selected],
-            outputs=output_names,
-            output_names=item.head.outputs,
-            methods=config.attribution_methods,
-            tokenizer=target.tokenizer,
-            device=target.device,
-            n_steps=config.ig_steps,
-            batch_tokens=config.batch_tokens,
-            on_done=partial(bars.advance, task),
-        )
+        tokens = token_attributions(item, selected, output_names, target, config, bars)
         token_frames.append(tokens)
         pair_frames.append(focus_attribution_pairs(tokens, examples, effects, item.probe_set.name))
     if not token_frames:
         return pd.DataFrame(columns=TABLES["attributions"]), pd.DataFrame(columns=TABLES["attribution_pairs"])
     return pd.concat(token_frames, ignore_index=True), pd.concat(pair_frames, ignore_index=True)
+
+
+def token_attributions(
+    item: ProbeInputs,
+    selected: list[int],
+    output_names: list[str],
+    target: Target,
+    config: AuditConfig,
+    bars: Progress,
+) -> pd.DataFrame:
+    """Token attributions of these variants (``output_names[i]`` explained for ``selected[i]``);
+    a text scored as several windows is attributed window by window and combined (audit/windows.py)."""
+    windows, ids, owners = item.windows(selected)
+    position = {variant: k for k, variant in enumerate(selected)}
+    variants = item.probe_set.variants
+    task = bars.add_task(
+        f"attribute {item.probe_set.name}", total=len(windows) * len(config.attribution_methods)
+    )
+    tokens = attribution_rows(
+        forward=item.head.forward,
+        embedding_layer=target.embedding_layer(),
+        examples=windows,
+        example_ids=ids,
+        texts=[variants[i].text for i in owners],
+        focus=[[(s.start, s.end) for s in variants[i].focus] for i in owners],
+        outputs=[output_names[position[i]] for i in owners],
+        output_names=item.head.outputs,
+        methods=config.attribution_methods,
+        tokenizer=target.tokenizer,
+        device=target.device,
+        n_steps=config.ig_steps,
+        batch_tokens=config.batch_tokens,
+        on_done=partial(bars.advance, task),
+    )
+    if len(windows) == len(selected):
+        return tokens
+    return combine_token_attributions(
+        tokens,
+        [item.texts[i] for i in selected],
+        [item.example_ids[i] for i in selected],
+        config.window_aggregate,
+        [item.window_scores[i] for i in selected],
+        [item.head.outputs.index(name) for name in output_names],
+    )
+
+
+def long_document_variants(item: ProbeInputs, effects: pd.DataFrame, top: int) -> list[int]:
+    """Variants given segment attributions: the ``top`` keys (or swaps) whose documents moved the
+    output most, at every length, at the first, middle and last position."""
+    rows = effects[effects["probe_set"] == item.probe_set.name]
+    if rows.empty or top == 0:
+        return []
+    by_key = rows.assign(size=rows["delta"].abs(), key=rows["instance_id"].str.rsplit("-", n=1).str[0])
+    keys = set(by_key.groupby("key")["size"].max().sort_values(ascending=False).index[:top])
+    positions = sorted({v.position for v in item.probe_set.variants if v.position is not None})
+    chosen_positions = {positions[0], positions[len(positions) // 2], positions[-1]} if positions else set()
+    return [
+        index
+        for index, variant in enumerate(item.probe_set.variants)
+        if variant.instance_id.rsplit("-", 1)[0] in keys and variant.position in chosen_positions
+    ]
+
+
+def attribute_long_documents(
+    inputs: list[ProbeInputs], effects: pd.DataFrame, target: Target, config: AuditConfig, bars: Progress
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Segment attributions (sentences; forward passes only, so memory stays that of one forward)
+    for a few documents of each long-document set; token rows only when asked for."""
+    segment_frames, token_frames = [], []
+    for item in inputs:
+        selected = long_document_variants(item, effects, config.long_attribute_top)
+        if not selected:
+            continue
+        instances = {i.instance_id: i for i in item.probe_set.instances}
+        variants = item.probe_set.variants
+        output_names = [item.head.outputs_of(instances[variants[i].instance_id])[0] for i in selected]
+        task = bars.add_task(f"segments {item.probe_set.name}", total=len(selected))
+        segment_frames.append(
+            segment_attribution_rows(
+                forward=item.head.forward,
+                windows=[list(item.texts[i].windows) for i in selected],
+                example_ids=[item.example_ids[i] for i in selected],
+                texts=[variants[i].text for i in selected],
+                key_spans=[[(s.start, s.end) for s in variants[i].focus] for i in selected],
+                output_indices=[item.head.outputs.index(name) for name in output_names],
+                output_names=item.head.outputs,
+                methods=LONG_ATTRIBUTION_METHODS,
+                aggregate=config.window_aggregate,
+                pad_id=target.tokenizer.pad_token_id,
+                device=target.device,
+                max_segments=MAX_SEGMENTS,
+                batch_tokens=config.batch_tokens,
+                on_done=partial(bars.advance, task),
+            )
+        )
+        if config.long_token_attributions:
+            token_frames.append(token_attributions(item, selected, output_names, target, config, bars))
+    segments = (
+        pd.concat(segment_frames, ignore_index=True)
+        if segment_frames
+        else pd.DataFrame(columns=TABLES["segment_attributions"])
+    )
+    tokens = (
+        pd.concat(token_frames, ignore_index=True)
+        if token_frames
+        else pd.DataFrame(columns=TABLES["attributions"])
+    )
+    return segments, tokens
 
 
 def focus_attribution_pairs(
@@ -514,21 +763,23 @@ def focus_attribution_pairs(
 def attention_all(
     inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress
 ) -> pd.DataFrame:
+    """Attention statistics of every model input; a text's windows combine into its row (audit/windows.py)."""
     frames = []
     for item in inputs:
-        task = bars.add_task(f"attention {item.probe_set.name}", total=len(item.encoded))
-        frames.append(
-            attention_rows(
-                model=target.transformer(),
-                examples=item.encoded,
-                example_ids=item.example_ids,
-                focus=[[(s.start, s.end) for s in v.focus] for v in item.probe_set.variants],
-                pad_id=target.tokenizer.pad_token_id,
-                device=target.device,
-                batch_tokens=config.batch_tokens,
-                on_done=partial(bars.advance, task),
-            )
+        windows, ids, owners = item.windows(list(range(len(item.texts))))
+        variants = item.probe_set.variants
+        task = bars.add_task(f"attention {item.probe_set.name}", total=len(windows))
+        rows = attention_rows(
+            model=target.transformer(),
+            examples=windows,
+            example_ids=ids,
+            focus=[[(s.start, s.end) for s in variants[i].focus] for i in owners],
+            pad_id=target.tokenizer.pad_token_id,
+            device=target.device,
+            batch_tokens=config.batch_tokens,
+            on_done=partial(bars.advance, task),
         )
+        frames.append(combine_attention(rows, {i: w.n_tokens for i, w in zip(ids, windows, strict=True)}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLES["attention"])
 
 
@@ -568,6 +819,33 @@ def git_state() -> tuple[str | None, bool | None]:
     return head.stdout.strip() or None, bool(status.stdout.strip())
 
 
+def probe_set_entry(probe_set: ProbeSet, config: AuditConfig) -> dict[str, Any]:
+    """What the manifest records of one probe set; long-document sets add how they were built
+    for this model and how they were explained."""
+    entry: dict[str, Any] = {
+        "name": probe_set.name,
+        "kind": probe_set.kind,
+        "source": probe_set.source,
+        "hash": probe_set.content_hash(),
+        "n_instances": len(probe_set.instances),
+        "n_variants": len(probe_set.variants),
+    }
+    if probe_set.long_document is not None:
+        variants = probe_set.variants
+        entry["long_document"] = {
+            "doc_lengths": sorted({v.doc_length for v in variants if v.doc_length is not None}),
+            "positions": sorted({v.position for v in variants if v.position is not None}),
+            "filler_source": probe_set.long_document.filler_source,
+            "attributions": {
+                "methods": list(LONG_ATTRIBUTION_METHODS),
+                "max_segments": MAX_SEGMENTS,
+                "instances": config.long_attribute_top,
+                "token_level": config.long_token_attributions,
+            },
+        }
+    return entry
+
+
 def start_manifest(
     config: AuditConfig,
     loaded: LoadedModel,
@@ -582,16 +860,7 @@ def start_manifest(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "running",
         "model": describe_model(loaded),
-        "probe_sets": [
-            {
-                "name": s.name,
-                "source": s.source,
-                "hash": s.content_hash(),
-                "n_instances": len(s.instances),
-                "n_variants": len(s.variants),
-            }
-            for s in probe_sets
-        ],
+        "probe_sets": [probe_set_entry(s, config) for s in probe_sets],
         "config": json.loads(config.model_dump_json()),
         "versions": package_versions(),
         "git_hash": commit,

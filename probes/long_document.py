@@ -15,8 +15,8 @@ How a document is built (deterministic; no document is ever tokenized):
 
 1. Every filler sentence and every key/swap sentence is counted once, as it reads inside a
    document (after a sentence and a space), with the model's tokenizer (``count_tokens``).
-2. Per key or swap (index j: keys first, then swaps, in file order) the filler sentences are
-   shuffled with ``numpy.random.default_rng([seed, j])`` and cycled. The same order serves every
+2. Per key or swap the filler sentences are shuffled with
+   ``numpy.random.default_rng([seed, crc32(its id)])`` and cycled. The same order serves every
    length, so a shorter document is the start of a longer one and lengths differ only in length.
 3. Filler sentences are added, in that order, while filler + key stays within L tokens (at
    least one filler sentence is always used): a document has at most about L tokens without the
@@ -32,6 +32,7 @@ usual ones do after a full stop and a space).
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import cycle
@@ -172,8 +173,11 @@ def materialize(
     filler_tokens = _in_context_counts(spec.filler, count_tokens)
     inserts = _inserts(spec, count_tokens)
     instances: list[Instance] = []
-    for index, insert in enumerate(inserts):
-        order = np.random.default_rng([spec.seed, index]).permutation(len(spec.filler))
+    for insert in inserts:
+        # seeded by the key's id, not its place: a key keeps its documents when others are sampled away
+        order = np.random.default_rng([spec.seed, zlib.crc32(insert.instance_stem.encode())]).permutation(
+            len(spec.filler)
+        )
         for length in lengths:
             sentences, counts = _fill(spec, order, filler_tokens, length, insert, probe_set.name)
             instances.append(_instance(spec, insert, length, sentences, counts))

@@ -213,5 +213,8 @@ class ProbeSet(BaseModel):
 
     def content_hash(self) -> str:
         """sha256 of the set's content; recorded in the run manifest."""
-        payload = json.dumps(self.model_dump(mode="json", exclude={"source"}), sort_keys=True)
+        # a long-document set's instances follow from its spec and the model's tokenizer (recorded
+        # apart); hashing the spec avoids serialising ~80 MB of built documents
+        exclude = {"source", "instances"} if self.long_document is not None else {"source"}
+        payload = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

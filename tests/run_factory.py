@@ -271,7 +271,7 @@ def _findings(effects: pd.DataFrame, rng: np.random.Generator, alpha: float = 0.
     frame["severity"] = np.select(
         [~frame["significant"], magnitude < 2, magnitude < 5], ["none", "low", "medium"], default="high"
     )
-    return frame[TABLES["findings"]]
+    return frame.reindex(columns=TABLES["findings"])
 
 
 def _benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:

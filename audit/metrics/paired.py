@@ -162,6 +162,8 @@ def build_effects(examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataF
     effects = effects.sort_values(
         ["probe_set", "instance_id", "output", "rest", "group_a", "group_b"], kind="mergesort"
     )
+    # doc_length / position belong to long-document rows (audit/metrics/long_context.py): null here
+    effects = effects.assign(doc_length=pd.Series(pd.NA, index=effects.index, dtype="Int64"), position=np.nan)
     return effects[TABLES["effects"]].reset_index(drop=True)
 
 
@@ -417,5 +419,10 @@ def build_findings(
     findings["_metric_rank"] = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
     findings = findings.sort_values(
         [*pair_key, "_metric_rank", "output"], kind="mergesort", na_position="last"
+    )
+    findings = findings.assign(
+        doc_length=pd.Series(pd.NA, index=findings.index, dtype="Int64"),
+        position=np.nan,
+        note=pd.Series(None, index=findings.index, dtype="object"),
     )
     return findings[TABLES["findings"]].reset_index(drop=True)

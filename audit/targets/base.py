@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from probes.schema import ProbeSet
+from probes.schema import Instance, ProbeSet
 
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(input_ids, attention_mask) -> scores of shape (batch, n_outputs)."""
@@ -37,10 +37,16 @@ class ScoreHead:
     """The outputs the findings test (default: all). A binary classifier's two probabilities sum
     to one, so only the second label's is tested: testing both would count one test twice."""
     notes: dict[str, Any] = field(default_factory=dict)
+    key_outputs: Callable[[Instance], list[str]] | None = None
+    """Long-document instances: the output(s) its key sentence should move (default: the tested ones)."""
 
     @property
     def tested_outputs(self) -> list[str]:
         return self.outputs if self.compared_outputs is None else self.compared_outputs
+
+    def outputs_of(self, instance: Instance) -> list[str]:
+        """The outputs compared for one instance."""
+        return self.key_outputs(instance) if self.key_outputs is not None else self.tested_outputs
 
 
 class Target(ABC):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from audit.targets.base import ScoreHead, Target
-from probes.schema import ProbeSet
+from probes.schema import Instance, ProbeSet
 
 
 class ClassificationTarget(Target):
@@ -59,4 +59,18 @@ class ClassificationTarget(Target):
                 return f"prob:{stated.pop()}"
             return outputs[int(scores.mean(axis=0).argmax())]
 
-        return ScoreHead(outputs, forward, predict_labels, attribution_output, compared_outputs=compared)
+        def key_outputs(instance: Instance) -> list[str]:
+            """A key sentence is judged on the probability of the label it should decide."""
+            stated = {v.label for v in instance.variants if v.label is not None}
+            if instance.role == "key_sentence" and len(stated) == 1:
+                return [f"prob:{stated.pop()}"]
+            return compared
+
+        return ScoreHead(
+            outputs,
+            forward,
+            predict_labels,
+            attribution_output,
+            compared_outputs=compared,
+            key_outputs=key_outputs,
+        )

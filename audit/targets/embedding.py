@@ -17,7 +17,7 @@ from torch import nn
 
 from audit.batching import collate, encode_texts, token_budget_batches
 from audit.targets.base import ScoreHead, Target
-from probes.schema import ProbeSet
+from probes.schema import Instance, ProbeSet
 
 
 class EmbeddingTarget(Target):
@@ -32,6 +32,15 @@ class EmbeddingTarget(Target):
         self.pooling = pooling
 
     def check_probe_set(self, probe_set: ProbeSet) -> list[str]:
+        if probe_set.kind == "long_document":
+            missing = sorted({i.instance_id for i in probe_set.instances if not i.query})
+            if missing:
+                return [
+                    f"probe set {probe_set.name!r}: embedding audits of long documents compare each document "
+                    f"with its key sentence's query, and {len(missing)} instance(s) have none (first: "
+                    f"{missing[0]!r}); give every key and swap a 'query:'"
+                ]
+            return []
         if not probe_set.associations:
             return [
                 f"probe set {probe_set.name!r} has no associations, which embedding audits compare against; "
@@ -62,6 +71,8 @@ class EmbeddingTarget(Target):
         return torch.stack([rows[i] for i in range(len(texts))])
 
     def head(self, probe_set: ProbeSet) -> ScoreHead:
+        if probe_set.kind == "long_document":
+            return self.similarity_head(probe_set)
         associations = probe_set.associations
         anchors = [(self.embed_texts(list(a.a)), self.embed_texts(list(a.b))) for a in associations]
         outputs = [f"assoc:{a.name}" for a in associations]
@@ -79,3 +90,33 @@ class EmbeddingTarget(Target):
             return outputs[int(np.ptp(scores, axis=0).argmax())]
 
         return ScoreHead(outputs, forward, predict_labels, attribution_output)
+
+    def similarity_head(self, probe_set: ProbeSet) -> ScoreHead:
+        """Long documents: each output is the cosine similarity to one key's query ("sim:<key id>")."""
+        queries: dict[str, str] = {}
+        for instance in probe_set.instances:
+            if instance.query:
+                queries.setdefault(key_id(instance), instance.query)
+        outputs = [f"sim:{name}" for name in queries]
+        anchors = self.embed_texts(list(queries.values()))
+
+        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.embed(input_ids, attention_mask) @ anchors.T
+
+        def predict_labels(scores: np.ndarray) -> list[str | None]:
+            return [None] * len(scores)
+
+        def attribution_output(expected: list[str | None], scores: np.ndarray) -> str:
+            return outputs[int(scores.mean(axis=0).argmax())]
+
+        def key_outputs(instance: Instance) -> list[str]:
+            return [f"sim:{key_id(instance)}"]
+
+        return ScoreHead(outputs, forward, predict_labels, attribution_output, key_outputs=key_outputs)
+
+
+def key_id(instance: Instance) -> str:
+    """The key (or swap) sentence an instance of a long-document set was built from: its id
+    without the "-<length>" suffix."""
+    base, _, length = instance.instance_id.rpartition("-")
+    return base if base and length.isdigit() else instance.instance_id

@@ -1,0 +1,209 @@
+"""Inputs longer than the model's maximum, as sliding windows, and how window results combine.
+
+Strategy "truncate" (the default) cuts a text to the model's maximum length and flags it
+(``examples.truncated``). Strategy "window" never drops text: the text's content tokens are cut
+into windows of at most ``max_length`` tokens (each with the model's own special tokens around
+it), starting every ``stride`` tokens, the last one ending at the text's end. Each window is one
+model input; a text's score is the mean or the max of its windows' scores.
+
+Everything computed per window combines back into one value per text here:
+
+- scores: mean or max over the windows, per output;
+- token attributions: attribution methods are linear in the function they explain, so the
+  attribution of a token for the mean of window scores is the sum of its attributions in the
+  windows that contain it divided by the number of windows; for the max, the attributions of the
+  window that gives the max;
+- attention statistics: means over a window's query tokens, so the text's value is the mean over
+  windows weighted by their token counts (focus mass: over the windows that hold focus tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from audit.batching import Encoded, encode_texts
+from audit.errors import UserError
+
+Strategy = Literal["truncate", "window"]
+Aggregate = Literal["mean", "max"]
+
+WINDOW_SEPARATOR = "#w"
+"""A window's id is its text's example id + WINDOW_SEPARATOR + the window number."""
+
+
+@dataclass(frozen=True)
+class LongInputPolicy:
+    """What happens to inputs longer than the model's maximum; recorded in the manifest."""
+
+    strategy: Strategy = "truncate"
+    stride: int | None = None
+    """Window strategy: tokens between window starts (default: half a window)."""
+    aggregate: Aggregate = "mean"
+
+    def describe(self, max_length: int) -> dict[str, Any]:
+        described: dict[str, Any] = {"strategy": self.strategy, "max_length": max_length}
+        if self.strategy == "window":
+            described.update(stride=self.stride, aggregate=self.aggregate)
+        return described
+
+
+@dataclass(frozen=True)
+class EncodedText:
+    """One text as the model sees it: one input (possibly truncated) or several windows."""
+
+    windows: tuple[Encoded, ...]
+    n_tokens: int
+    """Tokens of the whole text with special tokens (what one input would need)."""
+    truncated: bool
+
+    @property
+    def first(self) -> Encoded:
+        return self.windows[0]
+
+
+def encode_long(
+    tokenizer: Any, texts: Sequence[str], max_length: int, policy: LongInputPolicy
+) -> list[EncodedText]:
+    """Every text as model inputs under the policy (one input per text when it fits)."""
+    if policy.strategy == "truncate":
+        encoded = encode_texts(tokenizer, texts, max_length)
+        full = (
+            tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+            if texts
+            else []
+        )
+        return [EncodedText((e,), len(ids), e.truncated) for e, ids in zip(encoded, full, strict=True)]
+    return [window_text(tokenizer, text, max_length, policy.stride) for text in texts]
+
+
+def window_text(tokenizer: Any, text: str, max_length: int, stride: int | None) -> EncodedText:
+    """Sliding windows over one text; each keeps the text's leading and trailing special tokens."""
+    full = tokenizer(
+        text,
+        add_special_tokens=True,
+        truncation=False,
+        verbose=False,  # windows are the point: no "longer than the maximum" warning
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
+    ids = list(full["input_ids"])
+    offsets = [(int(s), int(e)) for s, e in full["offset_mapping"]]
+    special = [bool(m) for m in full["special_tokens_mask"]]
+    lead = 0
+    while lead < len(ids) and special[lead]:
+        lead += 1
+    trail = len(ids)
+    while trail > lead and special[trail - 1]:
+        trail -= 1
+    capacity = max_length - lead - (len(ids) - trail)
+    if capacity < 1:
+        raise UserError(f"a window of {max_length} tokens has no room left beside the special tokens")
+    step = stride if stride is not None else max(1, capacity // 2)
+    if step > capacity:
+        raise UserError(
+            f"--window-stride {step} is longer than a window's {capacity} content tokens, so text between "
+            f"windows would be skipped; use a stride of at most {capacity}"
+        )
+    n_content = trail - lead
+    if n_content <= capacity:
+        whole = Encoded(ids, offsets, special, len(ids), False)
+        return EncodedText((whole,), len(ids), False)
+    windows = []
+    start = 0
+    while True:
+        stop = min(start + capacity, n_content)
+        keep = [*range(lead), *range(lead + start, lead + stop), *range(trail, len(ids))]
+        windows.append(
+            Encoded(
+                [ids[i] for i in keep],
+                [offsets[i] for i in keep],
+                [special[i] for i in keep],
+                len(keep),
+                False,
+            )
+        )
+        if stop == n_content:
+            break
+        start += step
+    return EncodedText(tuple(windows), len(ids), False)
+
+
+def window_id(example_id: str, window: int) -> str:
+    return f"{example_id}{WINDOW_SEPARATOR}{window}"
+
+
+def combine_scores(window_scores: list[np.ndarray], aggregate: Aggregate) -> np.ndarray:
+    """Per text, its (windows, outputs) scores -> (texts, outputs)."""
+    reduce = np.mean if aggregate == "mean" else np.max
+    return np.stack([reduce(scores, axis=0) for scores in window_scores])
+
+
+def combine_token_attributions(
+    frame: pd.DataFrame,
+    texts: Sequence[EncodedText],
+    example_ids: Sequence[str],
+    aggregate: Aggregate,
+    window_scores: Sequence[np.ndarray] | None = None,
+    output_index: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Token rows of windows (example ids made by ``window_id``) -> token rows of their texts.
+
+    Mean: a token's attribution is the sum over the windows holding it divided by the number of
+    windows. Max: the rows of the window whose score (column ``output_index[i]``) is the largest.
+    """
+    if frame.empty:
+        return frame
+    frame = frame.copy()
+    parts = frame["example_id"].str.rsplit(WINDOW_SEPARATOR, n=1, expand=True)
+    frame["example_id"], frame["window"] = parts[0], parts[1].astype(int)
+    n_windows = {eid: len(t.windows) for eid, t in zip(example_ids, texts, strict=True)}
+    if aggregate == "max":
+        if window_scores is None or output_index is None:
+            raise ValueError("max aggregation needs the window scores and the explained output")
+        best = {
+            eid: int(np.argmax(scores[:, column]))
+            for eid, scores, column in zip(example_ids, window_scores, output_index, strict=True)
+        }
+        chosen = frame[frame["window"] == frame["example_id"].map(best)]
+        return chosen.drop(columns="window").reset_index(drop=True)
+    keys = ["example_id", "method", "output", "char_start", "char_end", "token", "is_focus"]
+    special = frame["char_start"].eq(0) & frame["char_end"].eq(0)
+    # special tokens repeat in every window: keep them apart per window position (first and last)
+    frame.loc[special, "char_start"] = -1 - frame.loc[special, "token_index"].clip(upper=1)
+    combined = (
+        frame.groupby(keys, sort=False, dropna=False)
+        .agg(attribution=("attribution", "sum"), convergence_delta=("convergence_delta", "sum"))
+        .reset_index()
+    )
+    windows = combined["example_id"].map(n_windows).astype(float)
+    combined["attribution"] = combined["attribution"] / windows
+    combined["convergence_delta"] = combined["convergence_delta"] / windows
+    combined["order"] = combined["char_start"].where(combined["char_start"] >= 0, np.inf)
+    combined.loc[combined["char_start"] == -1, "order"] = -np.inf
+    combined = combined.sort_values(["example_id", "method", "output", "order"], kind="stable")
+    combined["token_index"] = combined.groupby(["example_id", "method", "output"]).cumcount()
+    combined.loc[combined["char_start"] < 0, "char_start"] = 0
+    return combined.drop(columns="order")[list(frame.columns.drop("window"))].reset_index(drop=True)
+
+
+def combine_attention(frame: pd.DataFrame, token_counts: dict[str, int]) -> pd.DataFrame:
+    """Attention rows of windows -> rows of their texts: means weighted by each window's tokens
+    (NaN values, e.g. focus mass of a window without focus tokens, are left out)."""
+    if frame.empty or not frame["example_id"].str.contains(WINDOW_SEPARATOR, regex=False).any():
+        return frame
+    frame = frame.copy()
+    frame["weight"] = frame["example_id"].map(token_counts).astype(float)
+    frame["example_id"] = frame["example_id"].str.rsplit(WINDOW_SEPARATOR, n=1).str[0]
+    frame["weight"] = frame["weight"].where(frame["value"].notna(), 0.0)
+    frame["weighted"] = frame["value"].fillna(0.0) * frame["weight"]
+    grouped = frame.groupby(["example_id", "layer", "head", "stat"], sort=False)[["weighted", "weight"]].sum()
+    grouped["value"] = (grouped["weighted"] / grouped["weight"]).where(grouped["weight"] > 0)
+    result = grouped.reset_index()
+    return result[["example_id", "layer", "head", "stat", "value"]].astype(
+        {"example_id": "string", "stat": "string", "layer": "int64", "head": "int64", "value": "float64"}
+    )
