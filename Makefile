@@ -1,4 +1,5 @@
-# make demo: set up, then audit the bundled real models with every built-in probe set.
+# make demo: set up, then audit the bundled real models with every built-in counterfactual probe set,
+# and the sentiment model with the long-document set.
 # make test: set up, then lint, type checks and the whole test suite.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -25,6 +26,8 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(VENV)/bin/audit run
+	# long documents: 6 keys and 6 swaps of the built-in set, at 128 tokens, the limit, and 2048 (cut and flagged)
+	$(VENV)/bin/audit run --model minilm-sentiment --probes long-context --max-instances 6
 
 # Debian's Chromium for the browser tests (root on the CI machine; skipped where apt is absent).
 browser:

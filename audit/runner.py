@@ -116,6 +116,8 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
     """Every probe set the run needs, fully validated before any model is loaded.
 
     Column mapping, defaults and split apply to probe files and datasets, not to built-in sets.
+    With no probes named, every built-in counterfactual set; the long-document set is asked for by
+    name (it reads documents up to the model's limit and past it: minutes, not seconds, on a CPU).
     """
     file_options: dict[str, Any] = {
         "mapping": config.probe_mapping or None,
@@ -124,7 +126,7 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
     }
     sets = [
         load_probe_set(spec, **file_options) if Path(spec).exists() else load_probe_set(spec)
-        for spec in config.probes or list_builtin()
+        for spec in config.probes or list_builtin(kind="counterfactual")
     ]
     if config.associations:
         extra = tuple(a for spec in config.associations for a in load_associations(spec))
@@ -760,13 +762,22 @@ def focus_attribution_pairs(
     return merged[TABLES["attribution_pairs"]]
 
 
+def attention_variants(item: ProbeInputs) -> list[int]:
+    """Variants whose attention is measured: all of them; for long-document sets the key-sentence
+    documents (where the key sentence's attention mass is the question), not the identity swaps."""
+    if not item.is_long_document:
+        return list(range(len(item.texts)))
+    keyed = {i.instance_id for i in item.probe_set.instances if i.role == "key_sentence"}
+    return [index for index, v in enumerate(item.probe_set.variants) if v.instance_id in keyed]
+
+
 def attention_all(
     inputs: list[ProbeInputs], target: Target, config: AuditConfig, bars: Progress
 ) -> pd.DataFrame:
     """Attention statistics of every model input; a text's windows combine into its row (audit/windows.py)."""
     frames = []
     for item in inputs:
-        windows, ids, owners = item.windows(list(range(len(item.texts))))
+        windows, ids, owners = item.windows(attention_variants(item))
         variants = item.probe_set.variants
         task = bars.add_task(f"attention {item.probe_set.name}", total=len(windows))
         rows = attention_rows(

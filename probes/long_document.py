@@ -68,12 +68,15 @@ def auto_lengths(model_max: int, max_doc_tokens: int = 32768) -> tuple[int, ...]
     """The document lengths for a model whose inputs hold ``model_max`` tokens.
 
     The rule: every default length (128, 512, 2048, 8192, 32768) below ``model_max``; ``model_max``
-    itself (the limit); and the first default length above ``model_max``, when it is at most
-    ``max_doc_tokens``, so that at least one length lies past the limit (truncated or windowed).
+    itself (the limit); and the first default length at least twice ``model_max``, when it is at
+    most ``max_doc_tokens``, so that one length lies clearly past the limit (truncated or windowed):
+    a limit of 510 (512 minus [CLS] and [SEP]) gets 2048, not 512.
     Every length is capped at ``max_doc_tokens``; the result is sorted and without repeats.
 
     >>> auto_lengths(512)
     (128, 512, 2048)
+    >>> auto_lengths(510)
+    (128, 510, 2048)
     >>> auto_lengths(8192)
     (128, 512, 2048, 8192, 32768)
     >>> auto_lengths(131072)  # the cap: no length past a 128k limit is built
@@ -85,7 +88,7 @@ def auto_lengths(model_max: int, max_doc_tokens: int = 32768) -> tuple[int, ...]
         )
     lengths = {length for length in DEFAULT_LENGTHS if length < model_max}
     lengths.add(model_max)
-    beyond = next((length for length in DEFAULT_LENGTHS if length > model_max), None)
+    beyond = next((length for length in DEFAULT_LENGTHS if length >= 2 * model_max), None)
     if beyond is not None and beyond <= max_doc_tokens:
         lengths.add(beyond)
     return tuple(sorted({min(length, max_doc_tokens) for length in lengths}))

@@ -120,6 +120,7 @@ def byte_level_bpe(texts: Sequence[str]) -> PreTrainedTokenizerFast:
     ("model_max", "max_doc_tokens", "expected"),
     [
         (512, 32768, (128, 512, 2048)),  # BERT: two below the limit, the limit, one past it
+        (510, 32768, (128, 510, 2048)),  # BERT beside [CLS]/[SEP]: 512 is not "past" a 510 limit
         (514, 32768, (128, 512, 514, 2048)),  # RoBERTa-style limits are kept as they are
         (8192, 32768, (128, 512, 2048, 8192, 32768)),  # ModernBERT: every default
         (32768, 32768, (128, 512, 2048, 8192, 32768)),  # no default past 32k: none is added
