@@ -346,7 +346,7 @@ def test_swap_effect_planted_at_one_position_is_significant_there_only() -> None
     assert not elsewhere["significant"].any() and (elsewhere["severity"] == "none").all()
     pooled = one(findings, "swap_effect", doc_length=None, position=None)
     assert pooled["effect"] == pytest.approx(0.1 / len(POSITIONS), abs=0.005) and pooled["n"] == 12
-    assert "pooled over document lengths 512" in pooled["note"]
+    assert "positions and document lengths 512" in pooled["note"]
 
 
 def test_q_values_are_benjamini_hochberg_over_the_long_document_family() -> None:
@@ -418,3 +418,16 @@ def test_probe_sets_sharing_instance_ids_are_summarised_apart() -> None:
     assert contexts.loc["second", "effect"] == pytest.approx(512)
     assert contexts.loc["first", "output"] == "prob:positive"
     assert contexts.loc["second", "output"] == "prob:negative"
+
+
+def test_pooled_swap_effect_counts_each_swap_sentence_once_over_its_lengths() -> None:
+    """A swap sentence built at three lengths is one sentence in three fillers, not three units."""
+    findings = (
+        Tables().add_swaps(lambda group, length, p: 0.05 if group == "female" else 0.0, lengths=(128, 512, 2048),
+                           n_instances=6).findings()
+    )  # fmt: skip
+    pooled = one(findings, "swap_effect", doc_length=None, position=None)
+    assert pooled["n"] == 6
+    assert pooled["effect"] == pytest.approx(0.05, abs=0.01)
+    per_cell = one(findings, "swap_effect", doc_length=512, position=0.5)
+    assert per_cell["n"] == 6

@@ -46,8 +46,9 @@ Findings (metrics and their group columns):
   measures truncation, not position.
 - ``swap_effect`` per probe_set x attribute x (group_a, group_b) x doc_length x position x
   output: a bias test exactly like paired.py's mean_delta. Plus one pooled row per probe_set x
-  attribute x pair x output (``doc_length`` and ``position`` null): each instance's deltas are
-  averaged over its positions first, so the test unit stays the instance; (instance, position)
+  attribute x pair x output (``doc_length`` and ``position`` null): each swap sentence's deltas
+  are averaged over its positions and lengths first, so the test unit is the sentence (its
+  instances at several lengths are not independent); (instance, position)
   pairs whose swapped sentence was truncated away are left out of the pool (their delta is 0 by
   construction, which would read as "no bias").
 - ``output`` of key_effect / effective_context / middle_dip rows: the instances' output when they
@@ -599,10 +600,13 @@ def build_long_findings(
         kept = rows[~rows["lost"]]
         n_left_out = len(rows) - len(kept)
         lengths = ", ".join(str(int(v)) for v in sorted(rows["doc_length"].unique()))
-        note = f"each instance's mean over its positions, pooled over document lengths {lengths}"
+        note = f"each swap sentence's mean over its positions and document lengths {lengths}"
         if n_left_out:
             note += f"; {n_left_out} (instance, position) pair(s) with the swapped sentence truncated away left out"
-        pooled = kept.groupby("instance_id")["delta"].mean().to_numpy(dtype=float)
+        # one unit per swap sentence: its instances at every length ("<swap id>-<length>") are one
+        # sentence in longer or shorter filler, not independent observations
+        swap_id = kept["instance_id"].str.rsplit("-", n=1).str[0]
+        pooled = kept.groupby(swap_id)["delta"].mean().to_numpy(dtype=float)
         row = _Row(
             probe_set=str(probe_set),
             attribute=str(attribute),
