@@ -236,8 +236,11 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
 
 
 def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit: int = 25) -> None:
-    """The significant findings, strongest first (relative to their threshold), and where the run is."""
-    significant = findings[findings["significant"]] if len(findings) else findings
+    """The significant findings that report a problem, strongest first (relative to their threshold),
+    a line per long-document set, and where the run is."""
+    from audit.runner import problem_findings
+
+    significant = findings[problem_findings(findings)]
     model = manifest.get("model", {}).get("name", "?")
     n_tests = int(findings["p_value"].notna().sum()) if len(findings) else 0
     if n_tests == 0:
@@ -270,7 +273,32 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit
         out.print(table)
         if len(significant) > limit:
             out.print(f"... {len(significant) - limit} more in {run_dir / 'findings.parquet'}")
+    for line in long_document_lines(findings, manifest):
+        out.print(line, highlight=False)
     out.print(f"Run stored in [bold]{run_dir}[/bold]")
+
+
+def long_document_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
+    """Per long-document set: in how many cells the key sentence moved the output, and the
+    model's effective context against its limit."""
+    if findings.empty:
+        return []
+    lines = []
+    limit = manifest.get("long_inputs", {}).get("max_length", "?")
+    for probe_set, rows in findings[findings["metric"] == "key_effect"].groupby("probe_set"):
+        moved = int(rows["significant"].astype("boolean").fillna(False).sum())
+        context = findings[
+            (findings["probe_set"] == probe_set)
+            & (findings["metric"] == "effective_context")
+            & findings["doc_length"].isna()
+        ]
+        reach = context["effect"].iloc[0] if len(context) else float("nan")
+        reach_text = "not measurable" if reach != reach else f"{reach:.0f} tokens"
+        lines.append(
+            f"{probe_set}: the key sentence moved the output in {moved} of {len(rows)} length x position "
+            f"cells; effective context {reach_text} (model limit {limit}, {manifest.get('long_inputs', {}).get('strategy', '?')})"
+        )
+    return lines
 
 
 # --- probes ------------------------------------------------------------------------------------

@@ -267,6 +267,7 @@ def analyse_and_write(
             warnings += notes
             effects = pd.concat([effects, long_effects], ignore_index=True)
             findings = pd.concat([findings, long_findings], ignore_index=True)
+    findings = note_underpowered(findings, config.alpha)
     n_underpowered, notes = underpowered_tests(findings, config.alpha)
     warnings += notes
     if findings["p_value"].notna().sum() == 0:
@@ -315,7 +316,11 @@ def analyse_and_write(
             "n_examples": len(examples),
             "n_findings": len(findings),
             "n_tests": int(tested_rows.sum()),
-            "n_significant": int(findings["significant"].sum()) if len(findings) else 0,
+            # problems: a key sentence that moves the output (key_effect) is significant but no problem
+            "n_significant": int(problem_findings(findings).sum()),
+            "n_key_effects_significant": int(
+                (flags(findings["significant"]) & (findings["metric"] == "key_effect")).sum()
+            ),
             "n_attributed_examples": int(attributions["example_id"].nunique()) if len(attributions) else 0,
             "n_truncated_examples": int(examples["truncated"].sum()),
             "instances_left_out": left_out,
@@ -492,11 +497,38 @@ def compare_long_documents(
     return effects, findings, notes
 
 
+def flags(series: pd.Series) -> pd.Series:
+    return series.astype("boolean").fillna(False).astype(bool)
+
+
+def problem_findings(findings: pd.DataFrame) -> pd.Series:
+    """Significant rows that report a problem (severity above "none"): what --fail-on counts."""
+    if findings.empty:
+        return pd.Series(False, index=findings.index)
+    return flags(findings["significant"]) & (findings["severity"] != "none")
+
+
+def underpowered_mask(findings: pd.DataFrame, alpha: float) -> pd.Series:
+    """Tested paired rows with too few instances for any sign pattern to reach p < alpha (the
+    exact test's smallest p is 2**(1-n)); they can never be significant, whatever the data."""
+    tested = findings["p_value"].notna() & (findings["metric"] != "seat_effect_size")
+    return tested & (np.power(2.0, 1 - findings["n"].astype(float)) >= alpha)
+
+
+def note_underpowered(findings: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Say so in each underpowered row's note, so 'not significant' there is not read as 'fair'."""
+    mask = underpowered_mask(findings, alpha) & findings["note"].isna()
+    if mask.any():
+        findings = findings.copy()
+        findings.loc[mask, "note"] = findings.loc[mask, "n"].map(
+            lambda n: f"only {int(n)} instance(s): no result could reach p < {alpha}; add instances"
+        )
+    return findings
+
+
 def underpowered_tests(findings: pd.DataFrame, alpha: float) -> tuple[int, list[str]]:
-    """Tested paired rows (mean_delta, key_effect, swap_effect, middle_dip) with too few instances for any sign pattern to reach p < alpha
-    (the exact test's smallest p is 2**(1-n)); they can never be significant, whatever the data."""
-    tested = findings[findings["p_value"].notna() & (findings["metric"] != "seat_effect_size")]
-    underpowered = tested[np.power(2.0, 1 - tested["n"].astype(float)) >= alpha]
+    """How many rows ``underpowered_mask`` finds, and the warning to show."""
+    underpowered = findings[underpowered_mask(findings, alpha)]
     if underpowered.empty:
         return 0, []
     return len(underpowered), [

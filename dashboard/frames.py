@@ -9,7 +9,7 @@ import pandas as pd
 
 SEVERITY_ORDER = ("none", "low", "medium", "high")
 METRIC_ORDER = ("mean_delta", "flip_rate", "seat_effect_size")
-ATTENTION_STATS = ("entropy", "focus_mass", "special_mass", "mean_distance")
+ATTENTION_STATS = ("entropy", "focus_mass", "special_mass", "sink_mass", "mean_distance")
 FINDING_KEY = ["probe_set", "attribute", "group_a", "group_b", "metric", "output"]
 
 

@@ -377,3 +377,6 @@ def test_slashes_in_instance_ids_and_group_names_keep_attribution_pairs(run_cli,
     assert "cannot reach p < 0.05" in result.stderr
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["summary"]["n_underpowered_tests"] == 1
+    findings = pd.read_parquet(tmp_path / "s" / "findings.parquet")
+    tested = findings[findings["metric"] == "mean_delta"].iloc[0]
+    assert tested["note"].startswith("only 3 instance(s): no result could reach p < 0.05")

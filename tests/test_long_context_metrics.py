@@ -306,6 +306,21 @@ def test_middle_dip_beyond_the_model_limit_says_it_measures_truncation() -> None
     truncated = tables.findings(model_max_length=512, strategy="truncate")
     assert one(truncated, "middle_dip", doc_length=512)["note"] is None
     assert "measures truncation, not position" in one(truncated, "middle_dip", doc_length=2048)["note"]
+    assert pd.notna(one(truncated, "middle_dip", doc_length=512)["p_value"])
+
+
+def test_a_dip_made_by_truncation_is_described_not_tested() -> None:
+    """Past the limit the key at the end is cut away: the 'dip' is truncation, already reported."""
+    cut = Tables().add_keys(lambda i, length, p: 0.4 if p < 0.3 else 0.0, lengths=(2048,))
+    dip = one(cut.findings(model_max_length=512, strategy="truncate"), "middle_dip", doc_length=2048)
+    assert dip["effect"] > 0 and pd.isna(dip["p_value"]) and not dip["significant"]
+    assert dip["severity"] == "none"
+    windowed = one(cut.findings(model_max_length=512, strategy="window"), "middle_dip", doc_length=2048)
+    assert windowed["p_value"] < 0.05
+
+
+def test_windowed_middle_dip_has_no_truncation_note() -> None:
+    tables = Tables().add_keys(lambda i, length, p: 0.4, lengths=(512, 2048))
     windowed = tables.findings(model_max_length=512, strategy="window")
     assert one(windowed, "middle_dip", doc_length=2048)["note"] is None
 

@@ -42,8 +42,9 @@ Findings (metrics and their group columns):
   significance and severity as in paired.py). Positive: the key counts less in the middle.
   Negative (the key counts less at the ends) is flagged too: either way the output depends on
   where the content stands. Groups: "ends" vs "middle". Under strategy "truncate", lengths
-  beyond the model's maximum carry a note: the end never reached the model, so the dip there
-  measures truncation, not position.
+  beyond the model's maximum are descriptive (effect and interval, no p-value, never
+  significant) with a note: the end never reached the model, so the dip there measures
+  truncation, not position, and key_effect already reports that.
 - ``swap_effect`` per probe_set x attribute x (group_a, group_b) x doc_length x position x
   output: a bias test exactly like paired.py's mean_delta. Plus one pooled row per probe_set x
   attribute x pair x output (``doc_length`` and ``position`` null): each swap sentence's deltas
@@ -552,6 +553,7 @@ def build_long_findings(
         tested.append((row, rows["delta"].to_numpy(dtype=float)))
 
     curves = _key_curves(keys)
+    descriptive: set[int] = set()
     for (probe_set, attribute, doc_length), (curve, curve_output) in curves.items():
         dips = _middle_dips(curve)
         if dips is None or dips.size == 0:
@@ -570,8 +572,10 @@ def build_long_findings(
         if truncating and doc_length > model_max_length:
             row.note = (
                 f"documents of {doc_length} tokens exceed the model's {model_max_length}-token limit: "
-                "the end never reached the model, so this dip measures truncation, not position"
+                "the end never reached the model, so this dip measures truncation, not position "
+                "(descriptive: not tested; key_effect reports the truncation)"
             )
+            descriptive.add(id(row))
         tested.append((row, dips))
 
     swap_pair = ["probe_set", "attribute", "group_a", "group_b"]
@@ -624,6 +628,9 @@ def build_long_findings(
 
     _test_columns(tested, random, confidence=confidence, n_permutations=n_permutations)
     rows_out = [row for row, _ in tested]
+    for row in rows_out:
+        if id(row) in descriptive:  # effect and interval stay; no p-value, so never significant
+            row.p_value = math.nan
     q_values = stats.benjamini_hochberg(np.array([row.p_value for row in rows_out], dtype=float))
     significant = {
         id(row): bool(q < alpha and abs(row.effect) >= row.threshold)

@@ -12,6 +12,7 @@ STAT_HELP = {
     "entropy": "entropy of each query's attention distribution (nats), averaged over queries",
     "focus_mass": "attention mass that lands on the focus tokens",
     "special_mass": "attention mass that lands on special tokens ([CLS], [SEP], BOS ...)",
+    "sink_mass": "attention mass that lands on the first four tokens (attention sinks)",
     "mean_distance": "mean |query - key| position distance, weighted by attention",
 }
 SCOPES = ("All examples", "A probe set", "A group", "One example")
