@@ -47,8 +47,17 @@ def test_key_sentence_beyond_the_model_limit_has_no_effect_under_truncation(
     run_cli, tmp_path: Path, key_reader: Path, long_probes: Path
 ) -> None:
     run_dir, manifest = _run(
-        run_cli, tmp_path, key_reader, long_probes, "--no-attention", "--no-attributions"
+        run_cli,
+        tmp_path,
+        key_reader,
+        long_probes,
+        "--no-attention",
+        "--no-attributions",
+        "--fail-on",
+        "significant",
     )
+    # key sentences that work are significant but no problem: --fail-on significant stayed 0
+    assert manifest["summary"]["n_significant"] == 0 and manifest["summary"]["n_key_effects_significant"] > 5
     effects = _key_effects(run_dir)
 
     # inside the window (every position of a 128-token document, the start of a 2048-token one)
