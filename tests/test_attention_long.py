@@ -297,3 +297,12 @@ def test_uniform_causal_attention_with_left_padding_sinks_on_the_first_real_toke
     }
     for stat, value in expected.items():
         np.testing.assert_allclose(statistics[..., stat], value, rtol=1e-5, err_msg=STATISTICS[stat])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared small CPU, two spinning threads cost far more than they give."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
