@@ -86,11 +86,16 @@ def run(
         bool, typer.Option(help="Allow pickle (.bin) weights; unsafe for untrusted models.")
     ] = False,
     max_length: Annotated[
-        int | None, typer.Option(help="Cap tokens per input (longer inputs are flagged).")
+        int | None,
+        typer.Option(help="Cap tokens per model input (longer texts are cut and flagged, or windowed)."),
     ] = None,
     batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch. [default: 8192]")] = None,
     max_instances: Annotated[
-        int | None, typer.Option(help="Use N instances of each set, spread evenly over it (a quick look).")
+        int | None,
+        typer.Option(
+            help="Use N instances of each set, spread evenly over it (a quick look); for long-document sets, "
+            "N keys and N swaps, each built at every length."
+        ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
     alpha: Annotated[
@@ -217,7 +222,9 @@ def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[str, Any]:
-    significant = findings[findings["significant"]] if len(findings) else findings
+    from audit.runner import problem_findings
+
+    significant = findings[problem_findings(findings)]  # problems; key sentences that work are counted apart
     return {
         "run_dir": str(run_dir),
         "run_id": manifest["run_id"],
@@ -232,6 +239,7 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
         "warnings": manifest.get("warnings", []),
         "timings": manifest["timings"],
         "significant_findings": json.loads(significant.to_json(orient="records")) if len(significant) else [],
+        "n_key_effects_significant": manifest["summary"].get("n_key_effects_significant", 0),
     }
 
 

@@ -72,8 +72,10 @@ class AuditConfig(BaseModel):
     window_aggregate: Literal["mean", "max"] = Field(
         default="mean", description="window strategy: how window scores combine into the text's score"
     )
-    max_doc_tokens: int = Field(
-        default=32768, ge=16, description="long-document sets: the longest document built ('auto' lengths)"
+    max_doc_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        description="long-document sets: the longest document built (default: the set's, 32768)",
     )
     long_attribute_top: int = Field(
         default=3, ge=0, description="long-document sets: instances given segment attributions"

@@ -237,6 +237,17 @@ def load_model(
             raise
     if folder is None:  # a hub snapshot holds the tokenizer files transformers just fetched
         _check_tokenizer_files(files.folder, name)
+    if tokenizer.pad_token_id is None:  # many decoders (Llama, GPT-2) ship without one
+        if tokenizer.eos_token is None:
+            raise UserError(
+                f"{name}: the tokenizer has neither a padding nor an end-of-sequence token, so inputs cannot be "
+                "batched; add a pad_token to its tokenizer_config.json"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+        warnings.append(f"{name}: the tokenizer has no padding token; its end-of-sequence token pads instead")
+    model_config: Any = model.config
+    if getattr(model_config, "pad_token_id", None) is None:  # decoder classifiers find the last token by it
+        model_config.pad_token_id = tokenizer.pad_token_id
     vocabulary_warning = _check_vocabulary_size(tokenizer, config, name)
     if vocabulary_warning:
         warnings.append(vocabulary_warning)

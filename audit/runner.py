@@ -45,13 +45,14 @@ from audit.windows import (
     combine_attention,
     combine_scores,
     combine_token_attributions,
+    default_stride,
     encode_long,
     window_id,
 )
 from probes import list_builtin, load_probe_set
 from probes.associations import load_associations
 from probes.long_document import materialize
-from probes.schema import ProbeSet
+from probes.schema import ProbeSet, Span
 
 T = TypeVar("T")
 
@@ -210,7 +211,7 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     problems = [p for s in probe_sets for p in probe_set_problems(s, target)]
     if problems:
         raise UserError("\n".join(problems))
-    policy = long_input_policy(config)
+    policy = long_input_policy(config, target)
     with timer.stage("encode"):
         inputs = [encode_probe_set(s, target, policy) for s in probe_sets]
         examples = examples_table(inputs)
@@ -345,8 +346,17 @@ def probe_set_problems(probe_set: ProbeSet, target: Target) -> list[str]:
     return problems + target.check_probe_set(probe_set)
 
 
-def long_input_policy(config: AuditConfig) -> LongInputPolicy:
-    return LongInputPolicy(config.long_inputs, config.window_stride, config.window_aggregate)
+def long_input_policy(config: AuditConfig, target: Target) -> LongInputPolicy:
+    """The strategy for texts longer than the model's maximum, with the stride it will really use."""
+    if config.long_inputs == "truncate":
+        if config.window_stride is not None:
+            raise UserError(
+                "--window-stride applies to --long-inputs window; add that, or leave the stride out"
+            )
+        return LongInputPolicy("truncate")
+    capacity = target.max_length - target.tokenizer.num_special_tokens_to_add(pair=False)
+    stride = config.window_stride if config.window_stride is not None else default_stride(capacity)
+    return LongInputPolicy("window", stride, config.window_aggregate)
 
 
 def build_long_documents(probe_set: ProbeSet, target: Target, config: AuditConfig) -> ProbeSet:
@@ -657,7 +667,11 @@ def token_attributions(
 ) -> pd.DataFrame:
     """Token attributions of these variants (``output_names[i]`` explained for ``selected[i]``);
     a text scored as several windows is attributed window by window and combined (audit/windows.py)."""
-    windows, ids, owners = item.windows(selected)
+    windows, _, owners = item.windows(selected)
+    if len(windows) == len(selected):  # one input per text: the rows are the text's
+        window_ids = [item.example_ids[i] for i in selected]
+    else:  # windows are named by their position, then combined into their texts
+        window_ids = [str(k) for k in range(len(windows))]
     position = {variant: k for k, variant in enumerate(selected)}
     variants = item.probe_set.variants
     task = bars.add_task(
@@ -667,7 +681,7 @@ def token_attributions(
         forward=item.head.forward,
         embedding_layer=target.embedding_layer(),
         examples=windows,
-        example_ids=ids,
+        example_ids=window_ids,
         texts=[variants[i].text for i in owners],
         focus=[[(s.start, s.end) for s in variants[i].focus] for i in owners],
         outputs=[output_names[position[i]] for i in owners],
@@ -683,7 +697,8 @@ def token_attributions(
         return tokens
     return combine_token_attributions(
         tokens,
-        [item.texts[i] for i in selected],
+        windows,
+        [position[i] for i in owners],
         [item.example_ids[i] for i in selected],
         config.window_aggregate,
         [item.window_scores[i] for i in selected],
@@ -708,6 +723,15 @@ def long_document_variants(item: ProbeInputs, effects: pd.DataFrame, top: int) -
     ]
 
 
+def seen_text(text: str, encoded: EncodedText, focus: Sequence[Span]) -> tuple[str, list[tuple[int, int]]]:
+    """The part of a text the model saw, and the key spans inside it: a truncated document is
+    segmented where it was read, not over characters that never reached the model."""
+    if not encoded.truncated:
+        return text, [(s.start, s.end) for s in focus]
+    reach = max(end for window in encoded.windows for _, end in window.offsets)
+    return text[:reach], [(s.start, min(s.end, reach)) for s in focus if s.start < reach]
+
+
 def attribute_long_documents(
     inputs: list[ProbeInputs], effects: pd.DataFrame, target: Target, config: AuditConfig, bars: Progress
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -721,14 +745,18 @@ def attribute_long_documents(
         instances = {i.instance_id: i for i in item.probe_set.instances}
         variants = item.probe_set.variants
         output_names = [item.head.outputs_of(instances[variants[i].instance_id])[0] for i in selected]
-        task = bars.add_task(f"segments {item.probe_set.name}", total=len(selected))
+        n_windows = sum(len(item.texts[i].windows) for i in selected)
+        task = bars.add_task(
+            f"segments {item.probe_set.name}", total=n_windows * len(LONG_ATTRIBUTION_METHODS)
+        )
+        seen = [seen_text(variants[i].text, item.texts[i], variants[i].focus) for i in selected]
         segment_frames.append(
             segment_attribution_rows(
                 forward=item.head.forward,
                 windows=[list(item.texts[i].windows) for i in selected],
                 example_ids=[item.example_ids[i] for i in selected],
-                texts=[variants[i].text for i in selected],
-                key_spans=[[(s.start, s.end) for s in variants[i].focus] for i in selected],
+                texts=[text for text, _ in seen],
+                key_spans=[spans for _, spans in seen],
                 output_indices=[item.head.outputs.index(name) for name in output_names],
                 output_names=item.head.outputs,
                 methods=LONG_ATTRIBUTION_METHODS,

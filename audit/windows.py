@@ -2,8 +2,9 @@
 
 Strategy "truncate" (the default) cuts a text to the model's maximum length and flags it
 (``examples.truncated``). Strategy "window" never drops text: the text's content tokens are cut
-into windows of at most ``max_length`` tokens (each with the model's own special tokens around
-it), starting every ``stride`` tokens, the last one ending at the text's end. Each window is one
+into windows of ``max_length`` tokens (each with the model's own special tokens around it),
+starting every ``stride`` tokens (default: half a window), the last one moved back so that it
+ends at the text's end and is full. Each window is one
 model input; a text's score is the mean or the max of its windows' scores.
 
 Everything computed per window combines back into one value per text here:
@@ -103,7 +104,9 @@ def window_text(tokenizer: Any, text: str, max_length: int, stride: int | None) 
     capacity = max_length - lead - (len(ids) - trail)
     if capacity < 1:
         raise UserError(f"a window of {max_length} tokens has no room left beside the special tokens")
-    step = stride if stride is not None else max(1, capacity // 2)
+    step = stride if stride is not None else default_stride(capacity)
+    if step < 1:
+        raise UserError(f"--window-stride must be at least 1 token, not {step}")
     if step > capacity:
         raise UserError(
             f"--window-stride {step} is longer than a window's {capacity} content tokens, so text between "
@@ -129,8 +132,15 @@ def window_text(tokenizer: Any, text: str, max_length: int, stride: int | None) 
         )
         if stop == n_content:
             break
-        start += step
+        # the last window ends at the text's end and is full, never a few tokens that would weigh
+        # as much as a whole window in the mean (or win the max)
+        start = min(start + step, n_content - capacity)
     return EncodedText(tuple(windows), len(ids), False)
+
+
+def default_stride(capacity: int) -> int:
+    """Half a window's content tokens."""
+    return max(1, capacity // 2)
 
 
 def window_id(example_id: str, window: int) -> str:
@@ -145,50 +155,75 @@ def combine_scores(window_scores: list[np.ndarray], aggregate: Aggregate) -> np.
 
 def combine_token_attributions(
     frame: pd.DataFrame,
-    texts: Sequence[EncodedText],
+    windows: Sequence[Encoded],
+    owners: Sequence[int],
     example_ids: Sequence[str],
     aggregate: Aggregate,
     window_scores: Sequence[np.ndarray] | None = None,
     output_index: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Token rows of windows (example ids made by ``window_id``) -> token rows of their texts.
+    """Token rows of windows -> token rows of their texts.
 
-    Mean: a token's attribution is the sum over the windows holding it divided by the number of
-    windows. Max: the rows of the window whose score (column ``output_index[i]``) is the largest.
+    ``frame`` holds rows whose ``example_id`` is the position of a window in ``windows`` (as a
+    string); ``owners[k]`` is the text (index into ``example_ids``) window k belongs to. Mean: a
+    token's attribution is the sum over the windows holding it divided by the text's number of
+    windows; special tokens add up by their place (the k-th leading or k-th trailing special
+    token of a window). Max: the rows of the window whose score (column ``output_index[text]``)
+    is the largest. A text's convergence delta is the mean of its windows' deltas (null for
+    gradient methods).
     """
     if frame.empty:
         return frame
+    columns = list(frame.columns)
     frame = frame.copy()
-    parts = frame["example_id"].str.rsplit(WINDOW_SEPARATOR, n=1, expand=True)
-    frame["example_id"], frame["window"] = parts[0], parts[1].astype(int)
-    n_windows = {eid: len(t.windows) for eid, t in zip(example_ids, texts, strict=True)}
+    window = frame["example_id"].astype(int).to_numpy()
+    owner = np.asarray(owners)[window]
+    frame["text"] = owner
+    frame["example_id"] = np.asarray(example_ids, dtype=object)[owner]
+    n_windows = np.bincount(np.asarray(owners), minlength=len(example_ids))
     if aggregate == "max":
         if window_scores is None or output_index is None:
             raise ValueError("max aggregation needs the window scores and the explained output")
+        first = {text: k for k, text in reversed(list(enumerate(owners)))}
         best = {
-            eid: int(np.argmax(scores[:, column]))
-            for eid, scores, column in zip(example_ids, window_scores, output_index, strict=True)
+            text: first[text] + int(np.argmax(scores[:, output_index[text]]))
+            for text, scores in enumerate(window_scores)
         }
-        chosen = frame[frame["window"] == frame["example_id"].map(best)]
-        return chosen.drop(columns="window").reset_index(drop=True)
-    keys = ["example_id", "method", "output", "char_start", "char_end", "token", "is_focus"]
-    special = frame["char_start"].eq(0) & frame["char_end"].eq(0)
-    # special tokens repeat in every window: keep them apart per window position (first and last)
-    frame.loc[special, "char_start"] = -1 - frame.loc[special, "token_index"].clip(upper=1)
-    combined = (
-        frame.groupby(keys, sort=False, dropna=False)
-        .agg(attribution=("attribution", "sum"), convergence_delta=("convergence_delta", "sum"))
-        .reset_index()
+        chosen = frame[window == frame["text"].map(best).to_numpy()]
+        return chosen[columns].reset_index(drop=True)
+    # where each row sits: a real token by its characters; a special token by its place in the window
+    place = []
+    for k, index in zip(window, frame["token_index"], strict=True):
+        special = windows[int(k)].special
+        if not special[index]:
+            place.append("text")
+        elif not any(special[i] is False for i in range(index)):
+            place.append(f"lead{index}")
+        else:
+            place.append(f"trail{len(special) - index}")
+    frame["place"] = place
+    keys = ["example_id", "text", "method", "output", "place", "char_start", "char_end", "token", "is_focus"]
+    frame["window_number"] = window
+    per_window = frame.drop_duplicates(["text", "method", "output", "window_number"])
+    delta = (
+        per_window.assign(convergence_delta=pd.to_numeric(per_window["convergence_delta"], errors="coerce"))
+        .groupby(["text", "method", "output"])["convergence_delta"]
+        .mean()
     )
-    windows = combined["example_id"].map(n_windows).astype(float)
-    combined["attribution"] = combined["attribution"] / windows
-    combined["convergence_delta"] = combined["convergence_delta"] / windows
-    combined["order"] = combined["char_start"].where(combined["char_start"] >= 0, np.inf)
-    combined.loc[combined["char_start"] == -1, "order"] = -np.inf
-    combined = combined.sort_values(["example_id", "method", "output", "order"], kind="stable")
-    combined["token_index"] = combined.groupby(["example_id", "method", "output"]).cumcount()
-    combined.loc[combined["char_start"] < 0, "char_start"] = 0
-    return combined.drop(columns="order")[list(frame.columns.drop("window"))].reset_index(drop=True)
+    combined = frame.groupby(keys, sort=False, dropna=False)["attribution"].sum().reset_index()
+    combined["attribution"] = combined["attribution"] / n_windows[combined["text"].to_numpy()]
+    combined["convergence_delta"] = [
+        delta.get((t, m, o), np.nan)
+        for t, m, o in zip(combined["text"], combined["method"], combined["output"], strict=True)
+    ]
+    order = np.where(
+        combined["place"].str.startswith("lead"),
+        -1.0,
+        np.where(combined["place"].str.startswith("trail"), np.inf, combined["char_start"].astype(float)),
+    )
+    combined = combined.assign(order=order).sort_values(["text", "method", "output", "order"], kind="stable")
+    combined["token_index"] = combined.groupby(["text", "method", "output"]).cumcount()
+    return combined[columns].reset_index(drop=True)
 
 
 def combine_attention(frame: pd.DataFrame, token_counts: dict[str, int]) -> pd.DataFrame:

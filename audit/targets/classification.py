@@ -64,6 +64,8 @@ class ClassificationTarget(Target):
             stated = {v.label for v in instance.variants if v.label is not None}
             if instance.role == "key_sentence" and len(stated) == 1:
                 return [f"prob:{stated.pop()}"]
+            if instance.role == "identity_swap" and len(stated) == 1 and len(compared) > 1:
+                return [f"prob:{stated.pop()}"]  # a multi-class model: the label the swap sentence states
             return compared
 
         return ScoreHead(
