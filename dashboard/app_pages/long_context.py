@@ -52,7 +52,7 @@ NUMBER_FORMATS = {
     "q_value": st.column_config.NumberColumn(format="%.3g"),
     "effect_size": st.column_config.NumberColumn(format="%+.3f"),
 }
-STAT_ORDER = ("focus_mass", "sink_mass", *ATTENTION_STATS)
+STAT_ORDER = tuple(dict.fromkeys(("focus_mass", "sink_mass", *ATTENTION_STATS)))
 
 
 def _tokens(value: object) -> str:
