@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(VENV)/bin/audit run
-	# long documents: 6 keys and 6 swaps of the built-in set, at 128 tokens, the limit, and 2048 (cut and flagged)
-	$(VENV)/bin/audit run --model minilm-sentiment --probes long-context --max-instances 6
+	# long documents: 8 keys and all 8 swaps of the built-in set, at 128 tokens, the limit, and 2048 (cut and flagged)
+	$(VENV)/bin/audit run --model minilm-sentiment --probes long-context --max-instances 8
 
 # Debian's Chromium for the browser tests (root on the CI machine; skipped where apt is absent).
 browser:
