@@ -104,8 +104,9 @@ def text_html(
         chips = " ".join(_segment(t.token, t, False, scale, chip=True) for t in special)
         extra = f'<div style="margin-top:0.3em;font-size:0.8em;color:#555">special tokens: {chips}</div>'
     return (
-        '<div class="probelens-text" style="line-height:2;font-size:1.05em;white-space:pre-wrap">'
-        f"{''.join(pieces)}</div>{extra}"
+        # dir="auto": Arabic or Hebrew text runs right to left, as the browser's bidi algorithm decides
+        '<div class="probelens-text" dir="auto" style="line-height:2;font-size:1.05em;white-space:pre-wrap;'
+        f'unicode-bidi:plaintext">{"".join(pieces)}</div>{extra}'
     )
 
 
