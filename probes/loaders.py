@@ -540,6 +540,10 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
         return None
     if kind == "long_document":
         return _parse_long_document(path, top, options, problems)
+    if kind == "parallel":
+        from probes.parallel import parallel_from_yaml  # it imports this module's helpers
+
+        return parallel_from_yaml(path, top, options, problems)
     _unknown_keys(top, _TOP_KEYS, "the file", problems)
     for key in ("attribute", "groups", "templates"):
         if key not in top:
@@ -999,7 +1003,7 @@ def _parse_associations(node: yaml.Node, problems: _Problems) -> list[Associatio
 
 # ------------------------------------------------------------------------------ long-document sets
 
-PROBE_KINDS: tuple[ProbeKind, ...] = ("counterfactual", "long_document")
+PROBE_KINDS: tuple[ProbeKind, ...] = ("counterfactual", "long_document", "parallel")
 _LONG_TOP_KEYS = (
     "name",
     "kind",
@@ -1697,7 +1701,11 @@ def _plain_values(record: Mapping[str, Any], where: int, problems: _Problems) ->
 def _rows_to_probe_set(
     table: _Table, stem: str, source: str, options: _Options, problems: _Problems
 ) -> ProbeSet | None:
-    """Build a probe set from rows in the pairs or the variants layout."""
+    """Build a probe set from rows in the pairs or the variants layout (or the parallel one)."""
+    from probes.parallel import is_parallel_layout, parallel_from_rows  # it imports this module
+
+    if not options.mapping and is_parallel_layout(table.columns):
+        return parallel_from_rows(table, stem, source, options, problems)
     mapping = dict(options.mapping or {})
     defaults = dict(options.defaults or {})
     known_before = len(problems.items)

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ProbeKind = Literal["counterfactual", "long_document"]
+ProbeKind = Literal["counterfactual", "long_document", "parallel"]
 InstanceRole = Literal["counterfactual", "key_sentence", "identity_swap"]
 
 
@@ -184,6 +184,9 @@ class ProbeSet(BaseModel):
     long_document: LongDocumentSpec | None = Field(
         default=None, description="kind long_document: the spec its instances are built from, per model"
     )
+    reference_lang: str | None = Field(
+        default=None, description="kind parallel: the language (BCP-47) every other language is compared with"
+    )
 
     @model_validator(mode="after")
     def _unique_instances(self) -> ProbeSet:
@@ -196,7 +199,19 @@ class ProbeSet(BaseModel):
             raise ValueError(f"probe set {self.name!r}: kind long_document goes with a long_document spec")
         if not self.instances and self.long_document is None:
             raise ValueError(f"probe set {self.name!r} has no instances")
+        self._check_parallel()
         return self
+
+    def _check_parallel(self) -> None:
+        """A parallel set names its reference language, and every instance has a text in it."""
+        if (self.kind == "parallel") != (self.reference_lang is not None):
+            raise ValueError(f"probe set {self.name!r}: kind parallel goes with a reference_lang")
+        for instance in self.instances if self.reference_lang is not None else ():
+            if not any(v.lang == self.reference_lang for v in instance.variants):
+                raise ValueError(
+                    f"instance {instance.instance_id!r} has no text in the reference language "
+                    f"{self.reference_lang!r}"
+                )
 
     @property
     def materialized(self) -> bool:
@@ -216,5 +231,7 @@ class ProbeSet(BaseModel):
         # a long-document set's instances follow from its spec and the model's tokenizer (recorded
         # apart); hashing the spec avoids serialising ~80 MB of built documents
         exclude = {"source", "instances"} if self.long_document is not None else {"source"}
+        if self.reference_lang is None:
+            exclude.add("reference_lang")  # sets of other kinds hash as before the field existed
         payload = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

@@ -24,7 +24,8 @@ MINIMUM_GROUPS = {"gender": 2, "race": 4, "religion": 5, "nationality": 6, "age"
 def test_the_six_sets_are_listed() -> None:
     assert list_builtin(kind="counterfactual") == sorted(MINIMUM_INSTANCES)
     assert list_builtin(kind="long_document") == ["long-context"]
-    assert list_builtin() == sorted([*MINIMUM_INSTANCES, "long-context"])
+    assert list_builtin(kind="parallel") == ["multilingual"]
+    assert list_builtin() == sorted([*MINIMUM_INSTANCES, "long-context", "multilingual"])
 
 
 @pytest.mark.parametrize("name", sorted(MINIMUM_INSTANCES))

@@ -104,7 +104,8 @@ def test_unknown_extension_and_missing_file() -> None:
     missing = DATA / "nope.csv"
     assert messages(missing) == [f"{missing}: no such file or folder; check the path"]
     assert [str(p) for p in validate_file("nope")] == [
-        "nope: no such file, nor a built-in probe set (age, disability, gender, long-context, nationality, race, religion)"
+        "nope: no such file, nor a built-in probe set (age, disability, gender, long-context, multilingual, nationality, race, "
+        "religion)"
     ]
 
 

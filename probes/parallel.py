@@ -1,0 +1,786 @@
+"""Parallel (multilingual) probe sets: the same meaning written once per language.
+
+A parallel set (``kind: parallel``) holds one instance per meaning and one variant per language:
+``variant`` and ``lang`` are the language's BCP-47 code, ``attribute`` is ``language``, and the
+``reference`` language is what every other language is compared with. Texts are stripped and put
+in Unicode NFC when loaded. Parallel variants carry no focus spans: the whole text differs.
+
+Three ways to write one (docs/probes.md, "Parallel (multilingual) sets"):
+
+- YAML: ``kind: parallel``, ``reference``, ``languages`` and ``instances`` of ``{id, label, texts}``;
+- wide rows (CSV/JSONL): ``id,label,en,de,...``: one row per instance, one column per language;
+- long rows (CSV/JSONL): ``id,lang,text,label``: one row per instance and language.
+
+The loaders in ``probes.loaders`` send ``kind: parallel`` YAML files and rows with an ``id``
+column (and no ``instance_id``/``variant``/``text_a``) here; every problem is reported as
+``FILE:LINE: message``, all at once.
+
+The script helpers (``script_of``, ``scripts_in``, ``expected_scripts``) tell which writing system
+a text or language uses, from Unicode character names: enough to tell Latin, Cyrillic, Arabic,
+Devanagari, Han, Hiragana, Katakana, Hangul ... apart.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+
+from audit.errors import Problem
+from probes.long_document import ID_PATTERN
+from probes.schema import Instance, ProbeSet, Variant
+
+if TYPE_CHECKING:  # the loaders import this module lazily; these are only types
+    from probes.loaders import _Options, _Problems, _Table
+
+ATTRIBUTE = "language"
+"""The attribute of every instance of a parallel set."""
+
+PARALLEL_TOP_KEYS = (
+    "name",
+    "kind",
+    "description",
+    "card",
+    "card_file",
+    "tasks",
+    "reference",
+    "languages",
+    "instances",
+)
+INSTANCE_KEYS = ("id", "label", "texts")
+WIDE_FIXED_COLUMNS = ("id", "label")
+LONG_COLUMNS = ("id", "lang", "text")
+LONG_OPTIONAL_COLUMNS = ("label",)
+DEFAULT_REFERENCE = "en"
+
+# ------------------------------------------------------------------------------ language codes
+
+_BCP47 = re.compile(
+    r"(?P<language>[A-Za-z]{2,3})"
+    r"(?:-(?P<script>[A-Za-z]{4}))?"
+    r"(?:-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
+    r"(?P<variants>(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*)\Z"
+)
+
+
+def canonical_language(code: str) -> str | None:
+    """The BCP-47 code in its usual case (``zh-hant-tw`` -> ``zh-Hant-TW``), or None when ``code``
+    does not have the shape language[-Script][-REGION][-variant...] (``en``, ``de-CH``, ``sr-Latn``)."""
+    match = _BCP47.match(code.strip())
+    if match is None:
+        return None
+    parts = [match["language"].lower()]
+    if match["script"]:
+        parts.append(match["script"].title())
+    if match["region"]:
+        parts.append(match["region"].upper())
+    parts.extend(v.lower() for v in match["variants"].split("-") if v)
+    return "-".join(parts)
+
+
+def _language_problem(code: str) -> str:
+    hint = " (BCP-47 codes join their parts with '-', not '_')" if "_" in code else ""
+    return f"{code!r} is not a BCP-47 language code{hint}; write a code such as en, de, zh-Hant or pt-BR"
+
+
+# ------------------------------------------------------------------------------------- scripts
+
+_NAMED_SCRIPTS = (
+    "LATIN",
+    "CYRILLIC",
+    "GREEK",
+    "ARMENIAN",
+    "GEORGIAN",
+    "HEBREW",
+    "ARABIC",
+    "SYRIAC",
+    "THAANA",
+    "DEVANAGARI",
+    "BENGALI",
+    "GURMUKHI",
+    "GUJARATI",
+    "ORIYA",
+    "TAMIL",
+    "TELUGU",
+    "KANNADA",
+    "MALAYALAM",
+    "SINHALA",
+    "THAI",
+    "LAO",
+    "TIBETAN",
+    "MYANMAR",
+    "KHMER",
+    "ETHIOPIC",
+    "HIRAGANA",
+    "KATAKANA",
+    "HANGUL",
+)
+_PREFIX_SCRIPTS = (
+    ("CJK UNIFIED IDEOGRAPH", "Han"),
+    ("CJK COMPATIBILITY IDEOGRAPH", "Han"),
+    ("IDEOGRAPHIC ITERATION MARK", "Han"),
+    ("FULLWIDTH LATIN", "Latin"),
+    ("HALFWIDTH KATAKANA", "Katakana"),
+    ("HALFWIDTH HANGUL", "Hangul"),
+)
+
+LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(
+        [
+            "en",
+            "de",
+            "fr",
+            "es",
+            "it",
+            "pt",
+            "nl",
+            "tr",
+            "sw",
+            "pl",
+            "cs",
+            "sk",
+            "sl",
+            "hr",
+            "bs",
+            "sv",
+            "da",
+            "no",
+            "nb",
+            "nn",
+            "fi",
+            "et",
+            "lv",
+            "lt",
+            "is",
+            "ga",
+            "cy",
+            "id",
+            "ms",
+            "vi",
+            "ro",
+            "hu",
+            "ca",
+            "eu",
+            "gl",
+            "af",
+            "sq",
+            "az",
+            "uz",
+            "tl",
+            "yo",
+            "ig",
+            "ha",
+            "zu",
+            "xh",
+            "so",
+            "mt",
+            "lb",
+            "eo",
+        ],
+        frozenset({"Latin"}),
+    ),
+    **dict.fromkeys(["ru", "uk", "be", "bg", "mk", "kk", "ky", "tg", "mn"], frozenset({"Cyrillic"})),
+    "sr": frozenset({"Cyrillic", "Latin"}),
+    **dict.fromkeys(["ar", "fa", "ur", "ps", "ug"], frozenset({"Arabic"})),
+    **dict.fromkeys(["hi", "mr", "ne", "sa"], frozenset({"Devanagari"})),
+    "he": frozenset({"Hebrew"}),
+    "yi": frozenset({"Hebrew"}),
+    "el": frozenset({"Greek"}),
+    "hy": frozenset({"Armenian"}),
+    "ka": frozenset({"Georgian"}),
+    "bn": frozenset({"Bengali"}),
+    "pa": frozenset({"Gurmukhi", "Arabic"}),
+    "gu": frozenset({"Gujarati"}),
+    "or": frozenset({"Oriya"}),
+    "ta": frozenset({"Tamil"}),
+    "te": frozenset({"Telugu"}),
+    "kn": frozenset({"Kannada"}),
+    "ml": frozenset({"Malayalam"}),
+    "si": frozenset({"Sinhala"}),
+    "th": frozenset({"Thai"}),
+    "lo": frozenset({"Lao"}),
+    "my": frozenset({"Myanmar"}),
+    "km": frozenset({"Khmer"}),
+    "am": frozenset({"Ethiopic"}),
+    "ti": frozenset({"Ethiopic"}),
+    "zh": frozenset({"Han"}),
+    "yue": frozenset({"Han"}),
+    "ja": frozenset({"Han", "Hiragana", "Katakana"}),
+    "ko": frozenset({"Hangul", "Han"}),
+}
+"""The scripts each language is usually written in (a script subtag such as ``sr-Latn`` overrides)."""
+
+_SUBTAG_SCRIPTS: dict[str, frozenset[str]] = {
+    "Latn": frozenset({"Latin"}),
+    "Cyrl": frozenset({"Cyrillic"}),
+    "Arab": frozenset({"Arabic"}),
+    "Deva": frozenset({"Devanagari"}),
+    "Grek": frozenset({"Greek"}),
+    "Hebr": frozenset({"Hebrew"}),
+    "Hans": frozenset({"Han"}),
+    "Hant": frozenset({"Han"}),
+    "Hani": frozenset({"Han"}),
+    "Jpan": frozenset({"Han", "Hiragana", "Katakana"}),
+    "Hira": frozenset({"Hiragana"}),
+    "Kana": frozenset({"Katakana"}),
+    "Kore": frozenset({"Hangul", "Han"}),
+    "Hang": frozenset({"Hangul"}),
+    "Thai": frozenset({"Thai"}),
+}
+
+
+def script_of(char: str) -> str | None:
+    """The script of one letter or combining mark (``"Latin"``, ``"Cyrillic"``, ``"Han"``,
+    ``"Hiragana"`` ...; ``"Other"`` for scripts not named here); None for digits, punctuation,
+    spaces and symbols. Read from the character's Unicode name."""
+    if unicodedata.category(char)[0] not in "LM":
+        return None
+    name = unicodedata.name(char, "")
+    for prefix, script in _PREFIX_SCRIPTS:
+        if name.startswith(prefix):
+            return script
+    first = name.split(" ", 1)[0].split("-", 1)[0]
+    if first in _NAMED_SCRIPTS:
+        return first.title()
+    return "Other" if unicodedata.category(char)[0] == "L" else None  # generic combining marks: None
+
+
+def scripts_in(text: str) -> Counter[str]:
+    """How many letters (and combining marks) of each script ``text`` has."""
+    return Counter(s for s in map(script_of, text) if s is not None)
+
+
+def expected_scripts(language: str) -> frozenset[str] | None:
+    """The scripts a BCP-47 language is written in (its script subtag first), or None when unknown."""
+    canonical = canonical_language(language)
+    if canonical is None:
+        return None
+    parts = canonical.split("-")
+    if len(parts) > 1 and len(parts[1]) == 4 and parts[1] in _SUBTAG_SCRIPTS:
+        return _SUBTAG_SCRIPTS[parts[1]]
+    return LANGUAGE_SCRIPTS.get(parts[0])
+
+
+# ------------------------------------------------------------------------- the shared builder
+
+
+@dataclass
+class _Text:
+    lang: str  # as written
+    text: str | None  # None: empty or missing
+    file: str
+    line: int | None
+
+
+@dataclass
+class _Record:
+    """One instance as read from any format: its id, label and texts, with where each was written."""
+
+    instance_id: str
+    label: str | None
+    file: str
+    line: int | None
+    texts: list[_Text] = field(default_factory=list)
+
+
+@dataclass
+class _Languages:
+    codes: list[str]  # canonical, in order
+    reference: str
+
+
+def _add(problems: _Problems, file: str, line: int | None, message: str) -> None:
+    problems.items.append(Problem(file, line, message))
+
+
+def _where(file: str, line: int | None, here: str, place: str) -> str:
+    if line is None:
+        return "elsewhere"
+    return f"{place} {line}" if file == here else f"{file}:{line}"
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text.strip())
+
+
+def _same_text_key(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split()).casefold()
+
+
+def _build_instances(
+    records: list[_Record], languages: _Languages, problems: _Problems, place: str = "line"
+) -> list[Instance]:
+    """Check every record against the languages (every problem reported) and build the instances."""
+    instances: list[Instance] = []
+    first_id: dict[str, _Record] = {}
+    first_reference: dict[str, _Record] = {}
+    reference_scripts = expected_scripts(languages.reference)
+    for record in records:
+        ok = True
+        if not ID_PATTERN.match(record.instance_id):
+            _add(
+                problems,
+                record.file,
+                record.line,
+                f"instance id {record.instance_id!r} must be letters, digits, _ . - only (it becomes part "
+                "of example ids, so no '/' or spaces)",
+            )
+            ok = False
+        if record.instance_id in first_id:
+            earlier = first_id[record.instance_id]
+            _add(
+                problems,
+                record.file,
+                record.line,
+                f"instance id {record.instance_id!r} is already used on "
+                f"{_where(earlier.file, earlier.line, record.file, place)}; ids must be unique",
+            )
+            ok = False
+        else:
+            first_id[record.instance_id] = record
+        texts: dict[str, _Text] = {}
+        for item in record.texts:
+            code = canonical_language(item.lang)
+            if code is None:
+                _add(problems, item.file, item.line, f"language {_language_problem(item.lang)}")
+                ok = False
+                continue
+            if code not in languages.codes:
+                _add(
+                    problems,
+                    item.file,
+                    item.line,
+                    f"instance {record.instance_id!r} has a text in {code}, which is not among the set's "
+                    f"languages ({', '.join(languages.codes)}); add it to languages or remove the text",
+                )
+                ok = False
+                continue
+            if code in texts:
+                _add(
+                    problems,
+                    item.file,
+                    item.line,
+                    f"instance {record.instance_id!r} already has a {code} text "
+                    f"({_where(texts[code].file, texts[code].line, item.file, place)}); give each language once",
+                )
+                ok = False
+                continue
+            texts[code] = item
+            if item.text is None or not item.text.strip():
+                _add(
+                    problems,
+                    item.file,
+                    item.line,
+                    f"the {code} text of instance {record.instance_id!r} is empty; write the translation",
+                )
+                ok = False
+        missing = [code for code in languages.codes if code not in texts]
+        if missing:
+            _add(
+                problems,
+                record.file,
+                record.line,
+                f"instance {record.instance_id!r} has no text in {', '.join(missing)}; every instance needs "
+                f"a text in each of the set's languages ({', '.join(languages.codes)})",
+            )
+            ok = False
+        filled = {code: _nfc(item.text) for code, item in texts.items() if item.text and item.text.strip()}
+        if languages.reference not in filled:
+            continue  # reported above: nothing to compare the other texts with
+        ref_key = _same_text_key(filled[languages.reference])
+        if ref_key in first_reference:
+            earlier = first_reference[ref_key]
+            _add(
+                problems,
+                texts[languages.reference].file,
+                texts[languages.reference].line,
+                f"the {languages.reference} (reference) text of instance {record.instance_id!r} is the same "
+                f"as that of instance {earlier.instance_id!r} ({_where(earlier.file, earlier.line, record.file, place)}); "
+                "each instance is a different sentence",
+            )
+            ok = False
+        else:
+            first_reference[ref_key] = record
+        for code in languages.codes:
+            if code == languages.reference:
+                continue
+            scripts = expected_scripts(code)
+            if scripts is None or code not in filled:
+                continue
+            item, text = texts[code], filled[code]
+            written = scripts_in(text)
+            if (
+                reference_scripts is not None
+                and not scripts & reference_scripts
+                and _same_text_key(text) == ref_key
+            ):
+                _add(
+                    problems,
+                    item.file,
+                    item.line,
+                    f"the {code} text of instance {record.instance_id!r} is the same as the "
+                    f"{languages.reference} (reference) text; it looks untranslated",
+                )
+                ok = False
+            elif written and not set(written) & scripts:
+                _add(
+                    problems,
+                    item.file,
+                    item.line,
+                    f"the {code} text of instance {record.instance_id!r} has no {' or '.join(sorted(scripts))} "
+                    f"letters (it is written in {', '.join(sorted(written))}); it looks untranslated",
+                )
+                ok = False
+        if not ok:
+            continue
+        variants = tuple(
+            Variant(
+                instance_id=record.instance_id,
+                variant=code,
+                attribute=ATTRIBUTE,
+                text=filled[code],
+                label=record.label,
+                lang=code,
+            )
+            for code in languages.codes
+        )
+        instances.append(Instance(instance_id=record.instance_id, attribute=ATTRIBUTE, variants=variants))
+    return instances
+
+
+def _make_set(
+    problems: _Problems,
+    line: int | None,
+    *,
+    name: str,
+    source: str,
+    instances: list[Instance],
+    reference: str,
+    **extra: Any,
+) -> ProbeSet | None:
+    if problems.items:
+        return None
+    try:
+        return ProbeSet(
+            name=name,
+            kind="parallel",
+            source=source,
+            instances=tuple(instances),
+            reference_lang=reference,
+            **extra,
+        )
+    except ValidationError as error:
+        for e in error.errors():
+            problems.add(line, f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}")
+        return None
+
+
+def _languages_from(
+    codes: Sequence[tuple[str, int | None]],
+    reference: tuple[str, int | None] | None,
+    file: str,
+    problems: _Problems,
+    what: str,
+) -> _Languages | None:
+    """Checked languages (BCP-47 shape, each once, at least 2) and reference (one of them)."""
+    ok = True
+    canonical: list[str] = []
+    for code, line in codes:
+        value = canonical_language(code)
+        if value is None:
+            _add(problems, file, line, f"{what}: {_language_problem(code)}")
+            ok = False
+        elif value in canonical:
+            _add(problems, file, line, f"{what} lists {value} twice; list each language once")
+            ok = False
+        else:
+            canonical.append(value)
+    if ok and len(canonical) < 2:
+        _add(
+            problems,
+            file,
+            codes[0][1] if codes else None,
+            f"{what} gives {len(canonical)} language(s); a parallel set needs at least 2",
+        )
+        ok = False
+    if reference is None:
+        ref = DEFAULT_REFERENCE if DEFAULT_REFERENCE in canonical else (canonical[0] if canonical else None)
+        ref_line = None
+    else:
+        ref, ref_line = canonical_language(reference[0]), reference[1]
+        if ref is None:
+            _add(problems, file, ref_line, f"reference: {_language_problem(reference[0])}")
+            return None
+    if ref is None or not ok:
+        return None
+    if ref not in canonical:
+        _add(
+            problems,
+            file,
+            ref_line,
+            f"the reference language {ref} is not among the languages ({', '.join(canonical)}); "
+            "the reference must be one of them",
+        )
+        return None
+    return _Languages(canonical, ref)
+
+
+# ---------------------------------------------------------------------------------------- YAML
+
+
+def parallel_from_yaml(
+    path: Path, top: dict[str, tuple[yaml.Node, yaml.Node]], options: _Options, problems: _Problems
+) -> ProbeSet | None:
+    """A ``kind: parallel`` YAML file (its top-level mapping already read by the loaders)."""
+    from probes.loaders import _line, _read_card, _text, _text_list, _unknown_keys
+
+    _unknown_keys(top, PARALLEL_TOP_KEYS, "the file", problems)
+
+    def text_of(key: str) -> str | None:
+        return _text(top[key][1], key, problems) if key in top else None
+
+    set_name = options.name or text_of("name") or path.stem
+    description = text_of("description") or ""
+    card = _read_card(path, top, problems)
+    tasks = _text_list(top["tasks"][1], "tasks", problems) if "tasks" in top else None
+    for key in ("languages", "instances"):
+        if key not in top:
+            problems.add(
+                1,
+                f"missing required key {key!r}; a parallel set needs languages (BCP-47 codes) and instances "
+                "({id, label, texts: {language: text}})",
+            )
+    reference: tuple[str, int | None] | None = None
+    if "reference" in top:
+        value = text_of("reference")
+        if value is None:
+            return None
+        reference = (value, _line(top["reference"][1]))
+    languages: _Languages | None = None
+    if "languages" in top:
+        node = top["languages"][1]
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            problems.add(_line(node), "languages must be a list of BCP-47 codes such as [en, de, fr]")
+        else:
+            codes = []
+            for item in node.value:
+                code = _text(item, "an item of languages", problems)
+                if code is not None:
+                    codes.append((code, _line(item)))
+            if (
+                reference is None
+                and codes
+                and DEFAULT_REFERENCE not in {canonical_language(c) for c, _ in codes}
+            ):
+                problems.add(
+                    _line(top["languages"][0]),
+                    f"no reference language: the languages lack {DEFAULT_REFERENCE}, so name the one the "
+                    "others are compared with (reference: CODE)",
+                )
+            else:
+                languages = _languages_from(codes, reference, problems.file, problems, "languages")
+    records: list[_Record] = []
+    if "instances" in top:
+        node = top["instances"][1]
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            problems.add(_line(node), "instances must be a non-empty list of {id, label, texts} mappings")
+        else:
+            for number, item in enumerate(node.value, start=1):
+                record = _yaml_record(item, number, problems)
+                if record is not None:
+                    records.append(record)
+    if languages is None or card is None:
+        return None
+    instances = _build_instances(records, languages, problems)
+    extra: dict[str, Any] = {"tasks": tuple(tasks)} if tasks else {}
+    return _make_set(
+        problems,
+        1,
+        name=set_name,
+        source=str(path),
+        instances=instances,
+        reference=languages.reference,
+        description=description,
+        card=card,
+        **extra,
+    )
+
+
+def _yaml_record(item: yaml.Node, number: int, problems: _Problems) -> _Record | None:
+    from probes.loaders import _line, _mapping, _text, _unknown_keys
+
+    what = f"instance {number}"
+    entries = _mapping(item, what, problems)
+    if entries is None:
+        return None
+    _unknown_keys(entries, INSTANCE_KEYS, what, problems)
+    missing = [key for key in ("id", "texts") if key not in entries]
+    if missing:
+        problems.add(
+            _line(item), f"{what} misses {', '.join(missing)} (needs id and texts; label is optional)"
+        )
+        return None
+    instance_id = _text(entries["id"][1], f"id of {what}", problems)
+    label = None
+    if "label" in entries:
+        label_node = entries["label"][1]
+        is_null = isinstance(label_node, yaml.ScalarNode) and label_node.tag == "tag:yaml.org,2002:null"
+        if not is_null:
+            label = _text(label_node, f"label of {what}", problems)
+            if label is None:
+                return None
+            label = label.strip()
+    texts = _mapping(entries["texts"][1], f"texts of {what}", problems)
+    if instance_id is None or texts is None:
+        return None
+    record = _Record(instance_id.strip(), label, problems.file, _line(item))
+    for lang, (key_node, value_node) in texts.items():
+        if isinstance(value_node, yaml.ScalarNode) and (
+            value_node.tag == "tag:yaml.org,2002:null" or not value_node.value.strip()
+        ):
+            text = None  # reported as empty, with the language, by the builder
+        else:
+            text = _text(value_node, f"the {lang} text of {what}", problems)
+            if text is None:
+                return None
+        record.texts.append(_Text(lang, text, problems.file, _line(key_node)))
+    return record
+
+
+# ---------------------------------------------------------------------------------------- rows
+
+
+def is_parallel_layout(columns: Iterable[str]) -> bool:
+    """Whether rows with these columns are a parallel set: an ``id`` column, and none of the pairs
+    or variants columns (``instance_id``, ``variant``, ``text_a``, ``text_b``)."""
+    names = set(columns)
+    return "id" in names and not names & {"instance_id", "variant", "text_a", "text_b"}
+
+
+def parallel_from_rows(
+    table: _Table, stem: str, source: str, options: _Options, problems: _Problems
+) -> ProbeSet | None:
+    """Rows in the wide (``id,label,en,de,...``) or long (``id,lang,text,label``) parallel layout.
+
+    The reference language is ``en`` when the rows have it, otherwise the first language (wide: the
+    first language column; long: the first ``lang`` value)."""
+    if options.mapping or options.defaults:
+        problems.add(
+            None,
+            "--probe-map and --probe-default (Python: mapping=, defaults=) apply to pairs and variants rows, "
+            "not to parallel rows (id plus one column per language, or id,lang,text); leave them out",
+        )
+        return None
+    columns = list(table.columns)
+    long_layout = bool({"lang", "text"} & set(columns))
+    if long_layout:
+        records, languages = _long_records(table, columns, problems)
+    else:
+        records, languages = _wide_records(table, columns, problems)
+    if languages is None:
+        return None
+    instances = _build_instances(records, languages, problems, table.place)
+    return _make_set(
+        problems,
+        table.header_line,
+        name=options.name or stem,
+        source=source,
+        instances=instances,
+        reference=languages.reference,
+    )
+
+
+def _cell(raw: dict[str, str | None], column: str) -> str | None:
+    value = raw.get(column)
+    return value if value is not None and value.strip() else None
+
+
+def _wide_records(
+    table: _Table, columns: list[str], problems: _Problems
+) -> tuple[list[_Record], _Languages | None]:
+    language_columns = [c for c in columns if c not in WIDE_FIXED_COLUMNS]
+    bad = [c for c in language_columns if canonical_language(c) is None]
+    for column in bad:
+        problems.add(
+            table.header_line,
+            f"column {column!r} is not a BCP-47 language code; parallel rows have the columns id, optional "
+            "label and one column per language (en, de, zh-Hant ...), or id,lang,text and optional label",
+        )
+    if bad:
+        return [], None
+    languages = _languages_from(
+        [(c, table.header_line) for c in language_columns], None, problems.file, problems, "the columns"
+    )
+    records: list[_Record] = []
+    for where, raw in table.rows:
+        instance_id = _cell(raw, "id")
+        if instance_id is None:
+            problems.add(where, "column id is empty; every parallel row needs an id")
+            continue
+        record = _Record(
+            instance_id.strip(), (_cell(raw, "label") or "").strip() or None, problems.file, where
+        )
+        for column in language_columns:
+            if column in raw or table.column_everywhere:
+                record.texts.append(_Text(column, _cell(raw, column), problems.file, where))
+        records.append(record)
+    return records, languages
+
+
+def _long_records(
+    table: _Table, columns: list[str], problems: _Problems
+) -> tuple[list[_Record], _Languages | None]:
+    unknown = [c for c in columns if c not in LONG_COLUMNS + LONG_OPTIONAL_COLUMNS]
+    for column in unknown:
+        problems.add(
+            table.header_line,
+            f"unknown column {column!r}; long parallel rows have the columns {','.join(LONG_COLUMNS)} and "
+            f"optional {','.join(LONG_OPTIONAL_COLUMNS)} (or write one column per language: id,label,en,de,...)",
+        )
+    absent = [c for c in LONG_COLUMNS if c not in columns]
+    if absent:
+        problems.add(
+            table.header_line,
+            f"missing column(s) {', '.join(absent)}; long parallel rows need {','.join(LONG_COLUMNS)}",
+        )
+    if unknown or absent:
+        return [], None
+    by_id: dict[str, _Record] = {}
+    codes: list[tuple[str, int | None]] = []
+    seen_codes: set[str] = set()
+    for where, raw in table.rows:
+        empty = [c for c in ("id", "lang") if _cell(raw, c) is None]
+        if empty:
+            problems.add(
+                where, f"column(s) {', '.join(empty)} empty; every long parallel row needs id,lang,text"
+            )
+            continue
+        instance_id, lang = (raw["id"] or "").strip(), (raw["lang"] or "").strip()
+        label = (_cell(raw, "label") or "").strip() or None
+        record = by_id.get(instance_id)
+        if record is None:
+            record = by_id[instance_id] = _Record(instance_id, label, problems.file, where)
+        elif label is not None and record.label is not None and label != record.label:
+            problems.add(
+                where,
+                f"instance {instance_id!r} has label {label!r} here but {record.label!r} on "
+                f"{table.place} {record.line}; one instance has one label",
+            )
+        elif label is not None:
+            record.label = label
+        record.texts.append(_Text(lang, _cell(raw, "text"), problems.file, where))
+        code = canonical_language(lang)
+        if code is not None and code not in seen_codes:
+            seen_codes.add(code)
+            codes.append((lang, where))
+    if not codes:
+        return list(by_id.values()), None
+    languages = _languages_from(codes, None, problems.file, problems, "the lang column")
+    return list(by_id.values()), languages
