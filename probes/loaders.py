@@ -36,6 +36,7 @@ import yaml
 from pydantic import ValidationError
 
 from audit.errors import ProbeFileError, Problem, UserError
+from probes.agreement import check_template_agreement
 from probes.long_document import ID_PATTERN, position_name
 from probes.schema import (
     Association,
@@ -70,13 +71,17 @@ MAX_TEMPLATE_INSTANCES = 100_000
 # --------------------------------------------------------------------------------------- public API
 
 
-def list_builtin(kind: ProbeKind | None = None) -> list[str]:
+def list_builtin(kind: ProbeKind | None = None, *, default_run_only: bool = False) -> list[str]:
     """Names of the built-in probe sets, sorted; only those of one ``kind`` when given
-    (``"counterfactual"``: the sets an audit runs by default; ``"long_document"``: long-context)."""
+    (``"counterfactual"``: the sets an audit runs by default; ``"long_document"``: long-context).
+    ``default_run_only`` leaves out the sets whose file says ``in_default_run: false`` (the
+    French, Spanish and German gender sets: asked for by name)."""
     names = sorted(path.stem for path in BUILTIN_DIR.glob("*.yaml"))
-    if kind is None:
-        return names
-    return [name for name in names if load_builtin(name).kind == kind]
+    if kind is not None:
+        names = [name for name in names if load_builtin(name).kind == kind]
+    if default_run_only:
+        names = [name for name in names if load_builtin(name).in_default_run]
+    return names
 
 
 @functools.cache
@@ -339,6 +344,7 @@ _TOP_KEYS = (
     "lexicons",
     "templates",
     "associations",
+    "in_default_run",
 )
 _TEMPLATE_KEYS = ("text", "id", "label")
 _ASSOCIATION_KEYS = ("name", "a_name", "b_name", "a", "b", "source")
@@ -568,6 +574,11 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
     if groups is None or lexicons is None or templates is None or attribute is None:
         return None
     instances = _expand(groups, lexicons, templates, attribute, lang, problems)
+    # French, Spanish, German: every word that agrees with the person must be a group slot
+    template_lines = {t.text: t.line for t in reversed(templates)}
+    for line, message in check_template_agreement(lang, instances, template_lines):
+        problems.add(line, message)
+    in_default_run = _in_default_run(top, problems)
     if problems.items:
         return None
     try:
@@ -579,12 +590,25 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
             source=str(path),
             instances=tuple(instances),
             associations=tuple(associations or ()),
+            in_default_run=in_default_run,
             **extra,
         )
     except ValidationError as error:
         for message in _to_problem_list(error):
             problems.add(1, message)
         return None
+
+
+def _in_default_run(top: dict[str, tuple[yaml.Node, yaml.Node]], problems: _Problems) -> bool:
+    """The file's ``in_default_run`` (default true): false keeps a built-in set out of the audit run
+    with no probes named."""
+    if "in_default_run" not in top:
+        return True
+    node = top["in_default_run"][1]
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
+        return bool(_SCALARS.construct_yaml_bool(node))
+    problems.add(_line(node), f"in_default_run must be true or false, not {_shown(node)}")
+    return True
 
 
 def _read_card(path: Path, top: dict[str, tuple[yaml.Node, yaml.Node]], problems: _Problems) -> str | None:

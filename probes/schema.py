@@ -187,6 +187,10 @@ class ProbeSet(BaseModel):
     reference_lang: str | None = Field(
         default=None, description="kind parallel: the language (BCP-47) every other language is compared with"
     )
+    in_default_run: bool = Field(
+        default=True,
+        description="whether an audit with no probes named runs this built-in set (list_builtin(default_run_only=True))",
+    )
 
     @model_validator(mode="after")
     def _unique_instances(self) -> ProbeSet:
@@ -233,5 +237,7 @@ class ProbeSet(BaseModel):
         exclude = {"source", "instances"} if self.long_document is not None else {"source"}
         if self.reference_lang is None:
             exclude.add("reference_lang")  # sets of other kinds hash as before the field existed
+        if self.in_default_run:
+            exclude.add("in_default_run")  # likewise: only sets kept out of the default run hash it
         payload = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

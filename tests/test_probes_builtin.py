@@ -18,14 +18,16 @@ MINIMUM_INSTANCES = {
     "age": 100,
     "disability": 100,
 }
+GENDERED = ["gender-de", "gender-es", "gender-fr"]  # not in the default run: tests/test_probes_agreement.py
 MINIMUM_GROUPS = {"gender": 2, "race": 4, "religion": 5, "nationality": 6, "age": 2, "disability": 3}
 
 
 def test_the_six_sets_are_listed() -> None:
-    assert list_builtin(kind="counterfactual") == sorted(MINIMUM_INSTANCES)
+    assert list_builtin(kind="counterfactual", default_run_only=True) == sorted(MINIMUM_INSTANCES)
+    assert list_builtin(kind="counterfactual") == sorted([*MINIMUM_INSTANCES, *GENDERED])
     assert list_builtin(kind="long_document") == ["long-context"]
     assert list_builtin(kind="parallel") == ["multilingual"]
-    assert list_builtin() == sorted([*MINIMUM_INSTANCES, "long-context", "multilingual"])
+    assert list_builtin() == sorted([*MINIMUM_INSTANCES, "long-context", "multilingual", *GENDERED])
 
 
 @pytest.mark.parametrize("name", sorted(MINIMUM_INSTANCES))
