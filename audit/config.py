@@ -69,8 +69,9 @@ class AuditConfig(BaseModel):
     window_stride: int | None = Field(
         default=None, ge=1, description="window strategy: tokens between window starts; default half a window"
     )
-    window_aggregate: Literal["mean", "max"] = Field(
-        default="mean", description="window strategy: how window scores combine into the text's score"
+    window_aggregate: Literal["mean", "max"] | None = Field(
+        default=None,
+        description="window strategy: how window scores combine into the text's score (default mean)",
     )
     max_doc_tokens: int | None = Field(
         default=None,
@@ -88,6 +89,11 @@ class AuditConfig(BaseModel):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @property
+    def aggregate(self) -> Literal["mean", "max"]:
+        """How window scores combine (a text with one input is the same either way)."""
+        return self.window_aggregate or "mean"
 
     @field_validator("name")
     @classmethod

@@ -75,6 +75,8 @@ class ProbeInputs:
     """Per variant: it has focus spans, but truncation cut every focus token off."""
     inputs_identical: list[bool]
     """Per variant: every variant of its instance has the same input ids."""
+    focus_partly_lost: list[bool]
+    """Per variant: truncation cut off part of its focus span (some of it reached the model)."""
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     window_scores: list[np.ndarray] = field(default_factory=list)
     """Per variant: (windows, outputs) scores before they were combined."""
@@ -127,7 +129,7 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
     }
     sets = [
         load_probe_set(spec, **file_options) if Path(spec).exists() else load_probe_set(spec)
-        for spec in config.probes or list_builtin(kind="counterfactual")
+        for spec in config.probes or list_builtin(kind="counterfactual", default_run_only=True)
     ]
     if config.associations:
         extra = tuple(a for spec in config.associations for a in load_associations(spec))
@@ -323,6 +325,7 @@ def analyse_and_write(
                 (flags(findings["significant"]) & (findings["metric"] == "key_effect")).sum()
             ),
             "n_attributed_examples": int(attributions["example_id"].nunique()) if len(attributions) else 0,
+            "n_segment_attributed_examples": int(segments["example_id"].nunique()) if len(segments) else 0,
             "n_truncated_examples": int(examples["truncated"].sum()),
             "instances_left_out": left_out,
             "n_underpowered_tests": n_underpowered,
@@ -338,6 +341,12 @@ def analyse_and_write(
 def probe_set_problems(probe_set: ProbeSet, target: Target) -> list[str]:
     """Why a probe set cannot run on this target (empty when it can)."""
     problems = []
+    if probe_set.kind == "parallel":
+        return [
+            f"probe set {probe_set.name!r} is a parallel (multilingual) set: it loads and validates, but its audit "
+            "(parity with the reference language, tokenization fertility and unknown-token rates) is not built "
+            "yet (issue 4)"
+        ]
     if target.task not in probe_set.tasks:
         problems.append(
             f"probe set {probe_set.name!r} is meant for {', '.join(probe_set.tasks)}, not {target.task}; "
@@ -356,7 +365,7 @@ def long_input_policy(config: AuditConfig, target: Target) -> LongInputPolicy:
         return LongInputPolicy("truncate")
     capacity = target.max_length - target.tokenizer.num_special_tokens_to_add(pair=False)
     stride = config.window_stride if config.window_stride is not None else default_stride(capacity)
-    return LongInputPolicy("window", stride, config.window_aggregate)
+    return LongInputPolicy("window", stride, config.aggregate)
 
 
 def build_long_documents(probe_set: ProbeSet, target: Target, config: AuditConfig) -> ProbeSet:
@@ -387,22 +396,27 @@ def encode_probe_set(probe_set: ProbeSet, target: Target, policy: LongInputPolic
         )
         for v, text in zip(variants, texts, strict=True)
     ]
+    partly_lost = [
+        not lost and text.truncated and any(s.end > seen_until(text) for s in v.focus)
+        for v, text, lost in zip(variants, texts, focus_lost, strict=True)
+    ]
     ids_by_instance: dict[str, set[tuple[tuple[int, ...], ...]]] = {}
     for v, text in zip(variants, texts, strict=True):
         ids_by_instance.setdefault(v.instance_id, set()).add(tuple(tuple(w.input_ids) for w in text.windows))
     identical = [len(ids_by_instance[v.instance_id]) == 1 for v in variants]
-    return ProbeInputs(probe_set, target.head(probe_set), ids, texts, focus_lost, identical)
+    return ProbeInputs(probe_set, target.head(probe_set), ids, texts, focus_lost, identical, partly_lost)
 
 
 def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     rows = []
     for item in inputs:
-        for example_id, variant, text, lost, identical in zip(
+        for example_id, variant, text, lost, identical, partly in zip(
             item.example_ids,
             item.probe_set.variants,
             item.texts,
             item.focus_lost,
             item.inputs_identical,
+            item.focus_partly_lost,
             strict=True,
         ):
             rows.append(
@@ -425,9 +439,12 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
                     "swap_group": variant.swap_group,
                     "focus_truncated": lost,
                     "inputs_identical": identical,
+                    "focus_partly_truncated": partly,
                 }
             )
-    frame = pd.DataFrame(rows, columns=[*TABLES["examples"], "focus_truncated", "inputs_identical"])
+    frame = pd.DataFrame(
+        rows, columns=[*TABLES["examples"], "focus_truncated", "inputs_identical", "focus_partly_truncated"]
+    )
     frame = frame.astype({"doc_length": "Int64", "position": "float64", "swap_group": "string"})
     duplicated = frame.loc[frame["example_id"].duplicated(), "example_id"]
     if not duplicated.empty:
@@ -494,6 +511,7 @@ def compare_long_documents(
         n_permutations=config.n_permutations,
         seed=config.seed,
     )
+    findings = note_partial_cuts(findings, rows)
     notes = []
     keyed = rows[rows["position"].notna()]
     for probe_set, group in keyed.groupby("probe_set"):
@@ -516,6 +534,22 @@ def problem_findings(findings: pd.DataFrame) -> pd.Series:
     if findings.empty:
         return pd.Series(False, index=findings.index)
     return flags(findings["significant"]) & (findings["severity"] != "none")
+
+
+def note_partial_cuts(findings: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
+    """key_effect / swap_effect cells where truncation cut the sentence in half say so: the model
+    read only part of it there, so the effect is neither the whole sentence's nor 0."""
+    partly = examples[examples["focus_partly_truncated"] & examples["position"].notna()]
+    if partly.empty or findings.empty:
+        return findings
+    counts = partly.groupby(["probe_set", "doc_length", "position"])["instance_id"].nunique()
+    findings = findings.copy()
+    for index, row in findings[findings["metric"].isin(["key_effect", "swap_effect"])].iterrows():
+        n = counts.get((row["probe_set"], row["doc_length"], row["position"]))
+        if n:
+            text = f"sentence partly cut off by truncation in {int(n)} instance(s): only its start reached the model"
+            findings.at[index, "note"] = text if pd.isna(row["note"]) else f"{row['note']}; {text}"
+    return findings
 
 
 def underpowered_mask(findings: pd.DataFrame, alpha: float) -> pd.Series:
@@ -595,7 +629,7 @@ def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, ba
                 bars.advance(task, len(done))
         owner_of = np.asarray(owners)
         item.window_scores = [window_scores[owner_of == i] for i in range(len(item.texts))]
-        item.scores = combine_scores(item.window_scores, config.window_aggregate)
+        item.scores = combine_scores(item.window_scores, config.aggregate)
         scores = item.scores
         labels = item.head.predict_labels(scores)
         n_out = len(item.head.outputs)
@@ -700,27 +734,43 @@ def token_attributions(
         windows,
         [position[i] for i in owners],
         [item.example_ids[i] for i in selected],
-        config.window_aggregate,
+        config.aggregate,
         [item.window_scores[i] for i in selected],
         [item.head.outputs.index(name) for name in output_names],
     )
 
 
 def long_document_variants(item: ProbeInputs, effects: pd.DataFrame, top: int) -> list[int]:
-    """Variants given segment attributions: the ``top`` keys (or swaps) whose documents moved the
-    output most, at every length, at the first, middle and last position."""
+    """Variants given segment attributions: the ``top`` keys and the ``top`` swaps whose documents
+    moved the output most (ranked apart: a swap's effect is a difference between groups, far smaller
+    than a key's), at every length, at the first, middle and last position; documents whose key
+    was cut away entirely are left out (nothing of it reached the model)."""
     rows = effects[effects["probe_set"] == item.probe_set.name]
     if rows.empty or top == 0:
         return []
-    by_key = rows.assign(size=rows["delta"].abs(), key=rows["instance_id"].str.rsplit("-", n=1).str[0])
-    keys = set(by_key.groupby("key")["size"].max().sort_values(ascending=False).index[:top])
+    roles = {i.instance_id: i.role for i in item.probe_set.instances}
+    ranked = rows.assign(
+        size=rows["delta"].abs(),
+        key=rows["instance_id"].str.rsplit("-", n=1).str[0],
+        role=rows["instance_id"].map(roles),
+    )
+    keys: set[str] = set()
+    for _, group in ranked.groupby("role"):
+        keys |= set(group.groupby("key")["size"].max().sort_values(ascending=False).index[:top])
     positions = sorted({v.position for v in item.probe_set.variants if v.position is not None})
     chosen_positions = {positions[0], positions[len(positions) // 2], positions[-1]} if positions else set()
     return [
         index
         for index, variant in enumerate(item.probe_set.variants)
-        if variant.instance_id.rsplit("-", 1)[0] in keys and variant.position in chosen_positions
+        if variant.instance_id.rsplit("-", 1)[0] in keys
+        and variant.position in chosen_positions
+        and not item.focus_lost[index]
     ]
+
+
+def seen_until(encoded: EncodedText) -> int:
+    """The character where what reached the model ends."""
+    return max(end for window in encoded.windows for _, end in window.offsets)
 
 
 def seen_text(text: str, encoded: EncodedText, focus: Sequence[Span]) -> tuple[str, list[tuple[int, int]]]:
@@ -728,7 +778,7 @@ def seen_text(text: str, encoded: EncodedText, focus: Sequence[Span]) -> tuple[s
     segmented where it was read, not over characters that never reached the model."""
     if not encoded.truncated:
         return text, [(s.start, s.end) for s in focus]
-    reach = max(end for window in encoded.windows for _, end in window.offsets)
+    reach = seen_until(encoded)
     return text[:reach], [(s.start, min(s.end, reach)) for s in focus if s.start < reach]
 
 
@@ -760,7 +810,7 @@ def attribute_long_documents(
                 output_indices=[item.head.outputs.index(name) for name in output_names],
                 output_names=item.head.outputs,
                 methods=LONG_ATTRIBUTION_METHODS,
-                aggregate=config.window_aggregate,
+                aggregate=config.aggregate,
                 pad_id=target.tokenizer.pad_token_id,
                 device=target.device,
                 max_segments=MAX_SEGMENTS,

@@ -70,7 +70,8 @@ def auto_lengths(model_max: int, max_doc_tokens: int = 32768) -> tuple[int, ...]
     The rule: every default length (128, 512, 2048, 8192, 32768) below ``model_max``; ``model_max``
     itself (the limit); and the first default length at least twice ``model_max``, when it is at
     most ``max_doc_tokens``, so that one length lies clearly past the limit (truncated or windowed):
-    a limit of 510 (512 minus [CLS] and [SEP]) gets 2048, not 512.
+    a limit of 510 (512 minus [CLS] and [SEP]) gets 2048, not 512. When that length is above
+    ``max_doc_tokens`` but the cap itself lies past the limit, the cap is the length beyond.
     Every length is capped at ``max_doc_tokens``; the result is sorted and without repeats.
 
     >>> auto_lengths(512)
@@ -91,6 +92,8 @@ def auto_lengths(model_max: int, max_doc_tokens: int = 32768) -> tuple[int, ...]
     beyond = next((length for length in DEFAULT_LENGTHS if length >= 2 * model_max), None)
     if beyond is not None and beyond <= max_doc_tokens:
         lengths.add(beyond)
+    elif max_doc_tokens > model_max:  # the cap still lies past the limit: it is the length beyond
+        lengths.add(max_doc_tokens)
     return tuple(sorted({min(length, max_doc_tokens) for length in lengths}))
 
 

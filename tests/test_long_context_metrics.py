@@ -333,7 +333,9 @@ def test_key_truncated_away_reads_as_zero_effect_with_a_note() -> None:
     findings = tables.findings(model_max_length=512, strategy="truncate")
 
     gone = one(findings, "key_effect", doc_length=2048, position=0.5)
-    assert gone["effect"] == 0.0 and gone["p_value"] == 1.0 and not gone["significant"]
+    assert (
+        gone["effect"] == 0.0 and pd.isna(gone["p_value"]) and not gone["significant"]
+    )  # described, not tested
     assert gone["note"] == (
         "key sentence beyond the model's 512-token limit: truncated away, so its effect is 0 by construction"
     )

@@ -126,7 +126,11 @@ def byte_level_bpe(texts: Sequence[str]) -> PreTrainedTokenizerFast:
         (32768, 32768, (128, 512, 2048, 8192, 32768)),  # no default past 32k: none is added
         (131072, 32768, (128, 512, 2048, 8192, 32768)),  # the limit itself is capped
         (64, 32768, (64, 128)),  # a tiny test model
-        (512, 1024, (128, 512)),  # the next default (2048) exceeds the cap: left out
+        (
+            512,
+            1024,
+            (128, 512, 1024),
+        ),  # the next default (2048) exceeds the cap: the cap is the length past it
         (512, 300, (128, 300)),  # the limit is capped too
         (100, 100, (100,)),
     ],

@@ -531,6 +531,13 @@ def build_long_findings(
     truncating = strategy == "truncate"
     random = _RandomMatrices(seed, n_resamples)
     tested: list[tuple[_Row, np.ndarray]] = []
+    descriptive: set[int] = set()
+    """Rows that keep effect and interval but no p-value (never significant, not in the BH family)."""
+    # embedding swaps each compare with their own query ("sim:<swap id>"): pool them under one
+    # output name per probe set, as key sentences are, or every swap row would hold one instance
+    if not swaps.empty:
+        own = swaps.groupby("probe_set")["output"].transform("nunique") > 1
+        swaps = swaps.assign(output=swaps["output"].where(~own, "own query"))
 
     key_rows: dict[tuple[str, str, int, float], _Row] = {}
     for (probe_set, attribute, doc_length, position), rows in keys.groupby(
@@ -549,11 +556,12 @@ def build_long_findings(
         )
         if truncating:
             row.note = _truncation_note(int(rows["lost"].sum()), len(rows), model_max_length, "key sentence")
+            if int(rows["lost"].sum()) == len(rows):  # 0 by construction: described, not tested
+                descriptive.add(id(row))
         key_rows[(row.probe_set, row.attribute, _whole(doc_length), _real(position))] = row
         tested.append((row, rows["delta"].to_numpy(dtype=float)))
 
     curves = _key_curves(keys)
-    descriptive: set[int] = set()
     for (probe_set, attribute, doc_length), (curve, curve_output) in curves.items():
         dips = _middle_dips(curve)
         if dips is None or dips.size == 0:
@@ -597,6 +605,8 @@ def build_long_findings(
             row.note = _truncation_note(
                 int(rows["lost"].sum()), len(rows), model_max_length, "swapped sentence"
             )
+            if int(rows["lost"].sum()) == len(rows):
+                descriptive.add(id(row))
         tested.append((row, rows["delta"].to_numpy(dtype=float)))
     for (probe_set, attribute, group_a, group_b, output), rows in swaps.groupby(
         [*swap_pair, "output"], sort=True
@@ -652,13 +662,17 @@ def build_long_findings(
             position=None,
             n=int(curve.shape[0]),
         )
-        if start_row.effect > 0 and significant[id(start_row)]:
+        if start_row.effect >= start_row.threshold:  # descriptive: needs a practical effect, not a test
             row.effect, row.ci_low, row.ci_high = _effective_context(curve, doc_length, random, confidence)
             row.note = "tokens; furthest position where the key still moves the output by >= half its effect at the start"
+            if not significant[id(start_row)]:
+                row.note += (
+                    f" (the start effect is not significant with {start_row.n} keys: read it with care)"
+                )
         else:
             row.note = (
                 "the key sentence does not move the output even at the start of the document "
-                f"(key_effect at position {start:g}: {start_row.effect:.3g}, not significantly positive)"
+                f"(key_effect at position {start:g}: {start_row.effect:.3g}, below the {start_row.threshold:g} threshold)"
             )
         context_rows.append(row)
     for (probe_set, attribute), group in _by_probe_set(context_rows).items():
