@@ -448,3 +448,25 @@ def test_pooled_swap_effect_counts_each_swap_sentence_once_over_its_lengths() ->
     assert pooled["effect"] == pytest.approx(0.05, abs=0.01)
     per_cell = one(findings, "swap_effect", doc_length=512, position=0.5)
     assert per_cell["n"] == 6
+
+
+def test_positions_that_give_the_same_documents_are_tested_once() -> None:
+    """In a short document two positions can fall on one sentence boundary: the later cell says so
+    and leaves the tests (its documents, and so its deltas, are the earlier cell's)."""
+    tables = Tables().add_keys(lambda i, length, p: 0.4, lengths=(128,))
+    examples, predictions, outputs = tables.frames()
+    text = {p: f"document with the key at {p}" for p in POSITIONS}
+    text[POSITIONS[1]] = text[POSITIONS[0]]  # the second position lands where the first did
+    examples["text"] = ["filler only" if pd.isna(p) else text[p] for p in examples["position"]]
+    findings = build_long_findings(
+        build_long_effects(examples, predictions, outputs),
+        examples,
+        model_max_length=8192,
+        strategy="truncate",
+        **FAST,
+    )
+    repeated = one(findings, "key_effect", doc_length=128, position=POSITIONS[1])
+    assert pd.isna(repeated["p_value"]) and not repeated["significant"]
+    assert f"same documents as position {POSITIONS[0]:g}" in repeated["note"]
+    first = one(findings, "key_effect", doc_length=128, position=POSITIONS[0])
+    assert first["significant"] and pd.isna(first["note"])

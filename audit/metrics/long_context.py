@@ -352,6 +352,25 @@ def _focus_lost(effects: pd.DataFrame, ex: pd.DataFrame) -> pd.Series:
     return lost
 
 
+def _repeated_positions(examples: pd.DataFrame) -> dict[tuple[str, int, float], float]:
+    """Key positions whose documents are, in every instance, the documents of an earlier position:
+    in a short document several positions fall on the same sentence boundary. Maps
+    (probe_set, doc_length, position) to that earlier position."""
+    if "text" not in examples.columns:
+        return {}
+    keyed = examples[examples["position"].notna() & examples["swap_group"].isna()]
+    repeated: dict[tuple[str, int, float], float] = {}
+    for (probe_set, doc_length), cell in keyed.groupby(["probe_set", "doc_length"]):
+        texts = cell.pivot_table(index="instance_id", columns="position", values="text", aggfunc="first")
+        positions = sorted(texts.columns)
+        for later_index, later in enumerate(positions):
+            for earlier in positions[:later_index]:
+                if texts[later].equals(texts[earlier]):
+                    repeated[(str(probe_set), _whole(doc_length), _real(later))] = _real(earlier)
+                    break
+    return repeated
+
+
 def _truncation_note(n_lost: int, n: int, model_max_length: int, what: str) -> str | None:
     if n_lost == 0:
         return None
@@ -540,6 +559,7 @@ def build_long_findings(
         swaps = swaps.assign(output=swaps["output"].where(~own, "own query"))
 
     key_rows: dict[tuple[str, str, int, float], _Row] = {}
+    repeated = _repeated_positions(examples)
     for (probe_set, attribute, doc_length, position), rows in keys.groupby(
         ["probe_set", "attribute", "doc_length", "position"], sort=True
     ):
@@ -558,6 +578,13 @@ def build_long_findings(
             row.note = _truncation_note(int(rows["lost"].sum()), len(rows), model_max_length, "key sentence")
             if int(rows["lost"].sum()) == len(rows):  # 0 by construction: described, not tested
                 descriptive.add(id(row))
+        earlier = repeated.get((row.probe_set, _whole(doc_length), _real(position)))
+        if earlier is not None:  # the same documents as an earlier position: one test is enough
+            same = (
+                f"same documents as position {earlier:g}: at this length both fall on one sentence boundary"
+            )
+            row.note = same if row.note is None else f"{row.note}; {same}"
+            descriptive.add(id(row))
         key_rows[(row.probe_set, row.attribute, _whole(doc_length), _real(position))] = row
         tested.append((row, rows["delta"].to_numpy(dtype=float)))
 
