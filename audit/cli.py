@@ -289,12 +289,14 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit
 def long_document_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
     """Per long-document set: in how many cells the key sentence moved the output, and the
     model's effective context against its limit."""
+    from audit.tables import flags
+
     if findings.empty:
         return []
     lines = []
     limit = manifest.get("long_inputs", {}).get("max_length", "?")
     for probe_set, rows in findings[findings["metric"] == "key_effect"].groupby("probe_set"):
-        moved = int(rows["significant"].astype("boolean").fillna(False).sum())
+        moved = int(flags(rows["significant"]).sum())
         context = findings[
             (findings["probe_set"] == probe_set)
             & (findings["metric"] == "effective_context")

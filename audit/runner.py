@@ -37,7 +37,7 @@ from audit.metrics.long_context import build_long_effects, build_long_findings
 from audit.metrics.paired import build_effects, build_findings
 from audit.models import LoadedModel, describe_model, load_model
 from audit.store import RunStore
-from audit.tables import SCHEMA_VERSION, TABLES
+from audit.tables import SCHEMA_VERSION, TABLES, flags
 from audit.targets import ScoreHead, Target, build_target
 from audit.windows import (
     EncodedText,
@@ -523,10 +523,6 @@ def compare_long_documents(
                 "notes); --long-inputs window scores whole documents"
             )
     return effects, findings, notes
-
-
-def flags(series: pd.Series) -> pd.Series:
-    return series.astype("boolean").fillna(False).astype(bool)
 
 
 def problem_findings(findings: pd.DataFrame) -> pd.Series:

@@ -139,3 +139,8 @@ def check_columns(name: str, frame: pd.DataFrame) -> None:
     missing = [c for c in TABLES[name] if c not in frame.columns]
     if missing:
         raise ValueError(f"table {name!r} is missing column(s) {missing}")
+
+
+def flags(series: pd.Series) -> pd.Series:
+    """A boolean column with missing values read as False (parquet may hold nullable booleans)."""
+    return series.astype("boolean").fillna(False).astype(bool)

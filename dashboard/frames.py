@@ -7,15 +7,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from audit.tables import flags
+
 SEVERITY_ORDER = ("none", "low", "medium", "high")
 METRIC_ORDER = ("mean_delta", "flip_rate", "seat_effect_size")
 ATTENTION_STATS = ("entropy", "focus_mass", "special_mass", "sink_mass", "mean_distance")
 FINDING_KEY = ["probe_set", "attribute", "group_a", "group_b", "metric", "output"]
-
-
-def flags(series: pd.Series) -> pd.Series:
-    """A boolean column with missing values read as False (parquet may hold nullable booleans)."""
-    return series.astype("boolean").fillna(False).astype(bool)
 
 
 def present_values(frame: pd.DataFrame, column: str, order: Iterable[str] = ()) -> list[str]:
