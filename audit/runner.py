@@ -47,7 +47,6 @@ from audit.windows import (
     combine_token_attributions,
     default_stride,
     encode_long,
-    window_id,
 )
 from probes import list_builtin, load_probe_set
 from probes.associations import load_associations
@@ -85,17 +84,15 @@ class ProbeInputs:
     def is_long_document(self) -> bool:
         return self.probe_set.kind == "long_document"
 
-    def windows(self, indices: list[int]) -> tuple[list[Encoded], list[str], list[int]]:
-        """The model inputs of these variants: inputs, their ids (window ids when a text has
-        several windows) and which variant each belongs to."""
-        inputs, ids, owners = [], [], []
+    def windows(self, indices: list[int]) -> tuple[list[Encoded], list[int]]:
+        """The model inputs of these variants (a text's one input, or its windows) and which
+        variant each belongs to."""
+        inputs: list[Encoded] = []
+        owners: list[int] = []
         for i in indices:
-            several = len(self.texts[i].windows) > 1
-            for w, window in enumerate(self.texts[i].windows):
-                inputs.append(window)
-                ids.append(window_id(self.example_ids[i], w) if several else self.example_ids[i])
-                owners.append(i)
-        return inputs, ids, owners
+            inputs.extend(self.texts[i].windows)
+            owners.extend([i] * len(self.texts[i].windows))
+        return inputs, owners
 
 
 @dataclass
@@ -610,7 +607,7 @@ def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, ba
     pad_id = target.tokenizer.pad_token_id
     frames = []
     for item in inputs:
-        windows, _, owners = item.windows(list(range(len(item.texts))))
+        windows, owners = item.windows(list(range(len(item.texts))))
         task = bars.add_task(f"score {item.probe_set.name}", total=len(windows))
         window_scores = np.zeros((len(windows), len(item.head.outputs)), dtype=np.float64)
 
@@ -697,7 +694,7 @@ def token_attributions(
 ) -> pd.DataFrame:
     """Token attributions of these variants (``output_names[i]`` explained for ``selected[i]``);
     a text scored as several windows is attributed window by window and combined (audit/windows.py)."""
-    windows, _, owners = item.windows(selected)
+    windows, owners = item.windows(selected)
     if len(windows) == len(selected):  # one input per text: the rows are the text's
         window_ids = [item.example_ids[i] for i in selected]
     else:  # windows are named by their position, then combined into their texts
@@ -883,7 +880,10 @@ def attention_all(
     """Attention statistics of every model input; a text's windows combine into its row (audit/windows.py)."""
     frames = []
     for item in inputs:
-        windows, ids, owners = item.windows(attention_variants(item))
+        chosen = attention_variants(item)
+        windows, owners = item.windows(chosen)
+        whole = len(windows) == len(chosen)  # one input per text: its rows are the text's
+        ids = [item.example_ids[i] for i in owners] if whole else [str(k) for k in range(len(windows))]
         variants = item.probe_set.variants
         task = bars.add_task(f"attention {item.probe_set.name}", total=len(windows))
         rows = attention_rows(
@@ -896,7 +896,12 @@ def attention_all(
             batch_tokens=config.batch_tokens,
             on_done=partial(bars.advance, task),
         )
-        frames.append(combine_attention(rows, {i: w.n_tokens for i, w in zip(ids, windows, strict=True)}))
+        if not whole:
+            position = {variant: k for k, variant in enumerate(chosen)}
+            rows = combine_attention(
+                rows, windows, [position[i] for i in owners], [item.example_ids[i] for i in chosen]
+            )
+        frames.append(rows)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLES["attention"])
 
 

@@ -33,9 +33,6 @@ from audit.errors import UserError
 Strategy = Literal["truncate", "window"]
 Aggregate = Literal["mean", "max"]
 
-WINDOW_SEPARATOR = "#w"
-"""A window's id is its text's example id + WINDOW_SEPARATOR + the window number."""
-
 
 @dataclass(frozen=True)
 class LongInputPolicy:
@@ -143,10 +140,6 @@ def default_stride(capacity: int) -> int:
     return max(1, capacity // 2)
 
 
-def window_id(example_id: str, window: int) -> str:
-    return f"{example_id}{WINDOW_SEPARATOR}{window}"
-
-
 def combine_scores(window_scores: list[np.ndarray], aggregate: Aggregate) -> np.ndarray:
     """Per text, its (windows, outputs) scores -> (texts, outputs)."""
     reduce = np.mean if aggregate == "mean" else np.max
@@ -226,15 +219,22 @@ def combine_token_attributions(
     return combined[columns].reset_index(drop=True)
 
 
-def combine_attention(frame: pd.DataFrame, token_counts: dict[str, int]) -> pd.DataFrame:
+def combine_attention(
+    frame: pd.DataFrame, windows: Sequence[Encoded], owners: Sequence[int], example_ids: Sequence[str]
+) -> pd.DataFrame:
     """Attention rows of windows -> rows of their texts: means weighted by each window's tokens
-    (NaN values, e.g. focus mass of a window without focus tokens, are left out)."""
-    if frame.empty or not frame["example_id"].str.contains(WINDOW_SEPARATOR, regex=False).any():
+    (NaN values, e.g. focus mass of a window without focus tokens, are left out).
+
+    ``frame`` holds rows whose ``example_id`` is the position of a window in ``windows`` (as a
+    string); ``owners[k]`` is the text (index into ``example_ids``) window k belongs to.
+    """
+    if frame.empty:
         return frame
     frame = frame.copy()
-    frame["weight"] = frame["example_id"].map(token_counts).astype(float)
-    frame["example_id"] = frame["example_id"].str.rsplit(WINDOW_SEPARATOR, n=1).str[0]
-    frame["weight"] = frame["weight"].where(frame["value"].notna(), 0.0)
+    window = frame["example_id"].astype(int).to_numpy()
+    frame["example_id"] = np.asarray(example_ids, dtype=object)[np.asarray(owners)[window]]
+    weight = np.array([w.n_tokens for w in windows], dtype=float)[window]
+    frame["weight"] = np.where(frame["value"].notna(), weight, 0.0)
     frame["weighted"] = frame["value"].fillna(0.0) * frame["weight"]
     grouped = frame.groupby(["example_id", "layer", "head", "stat"], sort=False)[["weighted", "weight"]].sum()
     grouped["value"] = (grouped["weighted"] / grouped["weight"]).where(grouped["weight"] > 0)

@@ -94,7 +94,6 @@ def test_sliding_windows_read_the_whole_document(
         long_probes,
         "--long-inputs",
         "window",
-        "--no-attention",
         "--long-attribute-top",
         "1",
         "--long-token-attributions",
@@ -124,6 +123,14 @@ def test_sliding_windows_read_the_whole_document(
         assert real["char_start"].is_unique and real["char_start"].is_monotonic_increasing
     segments = pd.read_parquet(run_dir / "segment_attributions.parquet")
     assert segments["is_key"].any() and (segments["n_tokens"] > 0).all()
+    # attention statistics of a windowed document: one row per document x layer x head x statistic,
+    # its key sentence's mass measured in the window that holds it
+    attention = pd.read_parquet(run_dir / "attention.parquet")
+    assert set(attention["example_id"]) <= set(examples["example_id"])
+    assert not attention.duplicated(["example_id", "layer", "head", "stat"]).any()
+    key_mass = attention[attention["stat"] == "focus_mass"].merge(examples, on="example_id")
+    windowed_keys = key_mass[(key_mass["n_windows"] > 1) & key_mass["position"].notna()]
+    assert not windowed_keys.empty and (windowed_keys["value"] > 0).all()
 
 
 def test_window_max_aggregation_keeps_the_key_window_whole(

@@ -105,16 +105,18 @@ def test_token_attributions_of_windows_add_up_per_token_and_special_place() -> N
 
 
 def test_attention_of_windows_is_weighted_by_their_tokens_and_skips_missing_focus() -> None:
+    # text x has windows 0 (10 tokens) and 1 (30 tokens); text y is window 2 (5 tokens)
+    windows = [_window([2] * n, [(0, 0)] * n) for n in (10, 30, 5)]
     frame = pd.DataFrame(
         {
-            "example_id": ["x#w0", "x#w1", "x#w0", "x#w1", "y", "y"],
+            "example_id": ["0", "1", "0", "1", "2", "2"],
             "layer": [0] * 6,
             "head": [0] * 6,
             "stat": ["entropy", "entropy", "focus_mass", "focus_mass", "entropy", "focus_mass"],
             "value": [1.0, 4.0, 0.5, np.nan, 2.0, 0.1],
         }
     )
-    combined = combine_attention(frame, {"x#w0": 10, "x#w1": 30, "y": 5}).set_index(["example_id", "stat"])
+    combined = combine_attention(frame, windows, [0, 0, 1], ["x", "y"]).set_index(["example_id", "stat"])
     assert combined.loc[("x", "entropy"), "value"] == pytest.approx((10 * 1.0 + 30 * 4.0) / 40)
     assert combined.loc[("x", "focus_mass"), "value"] == pytest.approx(0.5)  # only the window holding the key
     assert combined.loc[("y", "entropy"), "value"] == pytest.approx(2.0)
