@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """2: long-document columns (doc_length, position, swap_group, n_windows, note), sink_mass,
-segment_attributions. Readers treat a missing column of a version-1 run as null."""
+segment_attributions. 3: tokenization columns of examples (n_text_tokens, n_words, n_chars,
+n_unknown, n_byte_fallback) and the parallel (multilingual) metrics. Readers treat a missing
+column of an older run as null."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -33,6 +35,13 @@ TABLES: dict[str, list[str]] = {
         "doc_length",  # long-document sets: the nominal document length in tokens; else null
         "position",  # long-document sets: where the key sentence starts (0..1 of the document); null: no key
         "swap_group",  # identity-swap variants of long-document sets: the group; else null
+        # tokenization of the whole text (before truncation, special tokens not counted); see
+        # audit/tokenization.py for how words, unknown and byte-fallback tokens are counted
+        "n_text_tokens",
+        "n_words",  # runs of letters/marks/digits; null for scripts written without spaces (zh, ja, th ...)
+        "n_chars",  # characters other than white space (NFC)
+        "n_unknown",  # tokens that are the tokenizer's unknown token
+        "n_byte_fallback",  # tokens that stand for raw bytes (<0xNN>), or decode to a partial character
     ],
     # one row per variant x output (each label's probability, each association score)
     "predictions": [
@@ -65,7 +74,12 @@ TABLES: dict[str, list[str]] = {
         "group_a",
         "group_b",
         "metric",  # counterfactual: "mean_delta", "flip_rate", "seat_effect_size"; long-document:
-        # "key_effect", "swap_effect", "middle_dip", "effective_context" (see audit/metrics/long_context.py)
+        # "key_effect", "swap_effect", "middle_dip", "effective_context" (see audit/metrics/long_context.py);
+        # parallel (multilingual, attribute "language", group_a = the language, group_b = the reference
+        # language for comparisons, null for per-language descriptions): "parity", "label_agreement",
+        # "label_accuracy", "translation_similarity", "fertility_per_word", "fertility_per_char",
+        # "unknown_rate", "byte_fallback_rate", "truncation_rate", "content_attribution_share"
+        # (see audit/metrics/multilingual.py)
         "output",
         "effect",  # the metric's value (score units for mean_delta)
         "ci_low",
