@@ -28,6 +28,10 @@ ADDED_IN_SCHEMA_2: dict[str, tuple[str, ...]] = {
     "findings": ("doc_length", "position", "note"),
 }
 """Columns a version-1 run's tables lack; they read as null (audit.tables.SCHEMA_VERSION)."""
+ADDED_IN_SCHEMA_3: dict[str, tuple[str, ...]] = {
+    "examples": ("n_text_tokens", "n_words", "n_chars", "n_unknown", "n_byte_fallback"),
+}
+"""Columns a version-1 or version-2 run's tables lack (tokenization of each text); they read as null."""
 
 
 class RunDataError(ValueError):
@@ -161,8 +165,9 @@ def runs_frame(runs: Sequence[RunInfo]) -> pd.DataFrame:
 def read_table(run_dir: Path, name: str) -> pd.DataFrame:
     """One table of a run; a missing file reads as an empty table with the contract columns.
 
-    A version-1 run's table reads with the columns added in version 2 as nulls (``ADDED_IN_SCHEMA_2``);
-    a missing ``segment_attributions`` file reads empty like any other absent table.
+    An older run's table reads with the columns added since as nulls (``ADDED_IN_SCHEMA_2`` for a
+    version-1 run, ``ADDED_IN_SCHEMA_3`` for versions 1 and 2); a missing ``segment_attributions`` file
+    reads empty like any other absent table.
 
     Raises RunDataError when the file exists but is not a readable parquet table with those columns.
     """
@@ -182,7 +187,7 @@ def _cached_parquet(path: str, name: str, mtime_ns: int, size: int) -> pd.DataFr
         frame = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several unrelated types for a damaged file
         raise RunDataError(f"{path} is not a readable parquet table: {error}") from error
-    for column in ADDED_IN_SCHEMA_2.get(name, ()):
+    for column in (*ADDED_IN_SCHEMA_2.get(name, ()), *ADDED_IN_SCHEMA_3.get(name, ())):
         if column not in frame.columns:
             frame[column] = None
     try:
