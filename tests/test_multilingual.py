@@ -139,4 +139,3 @@ def test_probe_writers_give_the_same_parallel_set(tmp_path: Path) -> None:
             assert {v.lang: v.text for v in instance.variants} == meaning.texts
             assert {v.variant for v in instance.variants} == set(LANGUAGES)
             assert {v.label for v in instance.variants} == {meaning.label}
-
