@@ -143,6 +143,13 @@ def run(
             help="Long-document sets: also store token-level attributions (large). [default: off]",
         ),
     ] = None,
+    unknown_rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="Parallel sets: a language whose tokens are this share unknown or more is flagged "
+            "unreadable, and its differences are not bias findings. [default: 0.5]"
+        ),
+    ] = None,
     fail_on: Annotated[
         str, typer.Option(help="none | significant: exit 1 when significant findings exist.")
     ] = "none",
@@ -186,6 +193,7 @@ def run(
         "max_doc_tokens": max_doc_tokens,
         "long_attribute_top": long_attribute_top,
         "long_token_attributions": long_token_attributions,
+        "unknown_rate_limit": unknown_rate_limit,
     }
     given = {k: v for k, v in flags.items() if v is not None}
     config = AuditConfig.from_yaml(config_file, **given) if config_file else AuditConfig.build(given)
@@ -281,7 +289,7 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit
         out.print(table)
         if len(significant) > limit:
             out.print(f"... {len(significant) - limit} more in {run_dir / 'findings.parquet'}")
-    for line in long_document_lines(findings, manifest):
+    for line in long_document_lines(findings, manifest) + language_lines(findings, manifest):
         out.print(line, highlight=False)
     out.print(f"Run stored in [bold]{run_dir}[/bold]")
 
@@ -308,6 +316,50 @@ def long_document_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
             f"{probe_set}: the key sentence moved the output in {moved} of {len(rows)} length x position "
             f"cells; effective context {reach_text} (model limit {limit}, {manifest.get('long_inputs', {}).get('strategy', '?')})"
         )
+    return lines
+
+
+def language_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
+    """Per parallel (multilingual) set: which languages differ from the reference, which the
+    model cannot read, and how many tokens each language costs against the reference."""
+    from audit.tables import flags
+
+    if findings.empty:
+        return []
+    lines = []
+    unreadable = manifest.get("summary", {}).get("unreadable_languages", {})
+    for probe_set, rows in findings[findings["attribute"] == "language"].groupby("probe_set"):
+        reference = next(
+            (e["reference_lang"] for e in manifest.get("probe_sets", []) if e.get("name") == probe_set), "?"
+        )
+        parity = rows[rows["metric"] == "parity"]
+        similarity = rows[rows["metric"] == "translation_similarity"]
+        if len(parity):
+            differ = parity[flags(parity["significant"])]
+            shown = ", ".join(f"{r.group_a} {r.effect:+.3f}" for r in differ.itertuples())
+            lines.append(
+                f"{probe_set}: {differ['group_a'].nunique()} of {parity['group_a'].nunique()} languages score "
+                f"significantly differently from {reference}" + (f" ({shown})" if shown else "")
+            )
+        if len(similarity):
+            lowest = similarity.sort_values("effect").head(3)
+            lines.append(
+                f"{probe_set}: similarity to the {reference} text, lowest: "
+                + ", ".join(f"{r.group_a} {r.effect:.2f}" for r in lowest.itertuples())
+            )
+        gone = unreadable.get(probe_set, {})
+        if gone:
+            lines.append(
+                f"{probe_set}: unreadable for this model (mostly unknown tokens, not bias findings): "
+                + ", ".join(f"{lang} {rate:.0%}" for lang, rate in gone.items())
+            )
+        per_char = rows[rows["metric"] == "fertility_per_char"].set_index("group_a")["effect"]
+        if reference in per_char.index and per_char[reference] > 0:
+            ratio = (per_char / per_char[reference]).drop(reference).sort_values(ascending=False)
+            lines.append(
+                f"{probe_set}: tokens per character against {reference} ({per_char[reference]:.2f}): "
+                + ", ".join(f"{lang} {value:.1f}x" for lang, value in ratio.head(5).items())
+            )
     return lines
 
 

@@ -84,6 +84,13 @@ class AuditConfig(BaseModel):
     long_token_attributions: bool = Field(
         default=False, description="long-document sets: also store token-level attributions (large)"
     )
+    unknown_rate_limit: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="parallel sets: a language with this share of unknown tokens or more is unreadable; "
+        "its differences are not bias findings",
+    )
 
     @field_validator("models", "probes", "associations", "attribution_methods", mode="before")
     @classmethod

@@ -34,11 +34,20 @@ from audit.batching import Encoded, collate, run_with_backoff, token_budget_batc
 from audit.config import AuditConfig
 from audit.errors import UserError
 from audit.metrics.long_context import build_long_effects, build_long_findings
+from audit.metrics.multilingual import (
+    REFERENCE_SIMILARITY,
+    build_language_findings,
+    build_parallel_effects,
+    build_parallel_findings,
+    content_share_findings,
+    mark_unreadable,
+)
 from audit.metrics.paired import build_effects, build_findings
 from audit.models import LoadedModel, describe_model, load_model
 from audit.store import RunStore
 from audit.tables import SCHEMA_VERSION, TABLES, flags
 from audit.targets import ScoreHead, Target, build_target
+from audit.tokenization import TokenCounts, token_counts
 from audit.windows import (
     EncodedText,
     LongInputPolicy,
@@ -76,6 +85,8 @@ class ProbeInputs:
     """Per variant: every variant of its instance has the same input ids."""
     focus_partly_lost: list[bool]
     """Per variant: truncation cut off part of its focus span (some of it reached the model)."""
+    coverage: list[TokenCounts]
+    """Per variant: how the tokenizer covers its whole text (audit/tokenization.py)."""
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     window_scores: list[np.ndarray] = field(default_factory=list)
     """Per variant: (windows, outputs) scores before they were combined."""
@@ -83,6 +94,10 @@ class ProbeInputs:
     @property
     def is_long_document(self) -> bool:
         return self.probe_set.kind == "long_document"
+
+    @property
+    def is_parallel(self) -> bool:
+        return self.probe_set.kind == "parallel"
 
     def windows(self, indices: list[int]) -> tuple[list[Encoded], list[int]]:
         """The model inputs of these variants (a text's one input, or its windows) and which
@@ -116,8 +131,7 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
     """Every probe set the run needs, fully validated before any model is loaded.
 
     Column mapping, defaults and split apply to probe files and datasets, not to built-in sets.
-    With no probes named, every built-in counterfactual set; the long-document set is asked for by
-    name (it reads documents up to the model's limit and past it: minutes, not seconds, on a CPU).
+    With no probes named, ``default_probe_sets()``.
     """
     file_options: dict[str, Any] = {
         "mapping": config.probe_mapping or None,
@@ -126,7 +140,7 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
     }
     sets = [
         load_probe_set(spec, **file_options) if Path(spec).exists() else load_probe_set(spec)
-        for spec in config.probes or list_builtin(kind="counterfactual", default_run_only=True)
+        for spec in config.probes or default_probe_sets()
     ]
     if config.associations:
         extra = tuple(a for spec in config.associations for a in load_associations(spec))
@@ -140,6 +154,17 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
             raise UserError(f"two probe sets are named {probe_set.name!r}; give each a distinct name")
         seen.add(probe_set.name)
     return sets
+
+
+def default_probe_sets() -> list[str]:
+    """The built-in sets an audit runs when none are named: the counterfactual sets and the
+    multilingual parallel set, less those marked ``in_default_run: false`` (the French, Spanish and
+    German gender sets); long-context is asked for by name (minutes per model on a CPU)."""
+    return [
+        name
+        for kind in ("counterfactual", "parallel")
+        for name in list_builtin(kind=kind, default_run_only=True)  # type: ignore[arg-type]
+    ]
 
 
 def sample_instances(probe_set: ProbeSet, k: int) -> ProbeSet:
@@ -254,12 +279,21 @@ def analyse_and_write(
     with progress(console) as bars, timer.stage("score"):
         predictions = score_all(inputs, target, config, bars)
     with timer.stage("findings"):
-        counterfactual = [item for item in inputs if not item.is_long_document]
+        counterfactual = [item for item in inputs if not item.is_long_document and not item.is_parallel]
         long_documents = [item for item in inputs if item.is_long_document]
+        parallel = [item for item in inputs if item.is_parallel]
         effects, findings, left_out, notes = compare_counterfactuals(
             counterfactual, examples, predictions, config
         )
         warnings += notes
+        unreadable: dict[str, dict[str, float]] = {}
+        if parallel:
+            parallel_effects, parallel_findings, unreadable, notes = compare_languages(
+                parallel, examples, predictions, target, config
+            )
+            warnings += notes
+            effects = pd.concat([effects, parallel_effects], ignore_index=True)
+            findings = pd.concat([findings, parallel_findings], ignore_index=True)
         if long_documents:
             long_effects, long_findings, notes = compare_long_documents(
                 long_documents, examples, predictions, target, config
@@ -283,8 +317,13 @@ def analyse_and_write(
     if config.attributions:
         with progress(console) as bars, timer.stage("attributions"):
             attributions, attribution_pairs = attribute_top_instances(
-                counterfactual, examples, effects, target, config, bars
+                counterfactual + parallel, examples, effects, target, config, bars
             )
+            if parallel:
+                findings = pd.concat(
+                    [findings, content_shares(parallel, attributions, examples, target, config)],
+                    ignore_index=True,
+                )
             if long_documents:
                 segments, long_tokens = attribute_long_documents(
                     long_documents, effects, target, config, bars
@@ -326,6 +365,7 @@ def analyse_and_write(
             "n_truncated_examples": int(examples["truncated"].sum()),
             "instances_left_out": left_out,
             "n_underpowered_tests": n_underpowered,
+            "unreadable_languages": unreadable,
         },
     )
     store.mark(manifest, "complete")
@@ -338,12 +378,6 @@ def analyse_and_write(
 def probe_set_problems(probe_set: ProbeSet, target: Target) -> list[str]:
     """Why a probe set cannot run on this target (empty when it can)."""
     problems = []
-    if probe_set.kind == "parallel":
-        return [
-            f"probe set {probe_set.name!r} is a parallel (multilingual) set: it loads and validates, but its audit "
-            "(parity with the reference language, tokenization fertility and unknown-token rates) is not built "
-            "yet (issue 4)"
-        ]
     if target.task not in probe_set.tasks:
         problems.append(
             f"probe set {probe_set.name!r} is meant for {', '.join(probe_set.tasks)}, not {target.task}; "
@@ -401,19 +435,23 @@ def encode_probe_set(probe_set: ProbeSet, target: Target, policy: LongInputPolic
     for v, text in zip(variants, texts, strict=True):
         ids_by_instance.setdefault(v.instance_id, set()).add(tuple(tuple(w.input_ids) for w in text.windows))
     identical = [len(ids_by_instance[v.instance_id]) == 1 for v in variants]
-    return ProbeInputs(probe_set, target.head(probe_set), ids, texts, focus_lost, identical, partly_lost)
+    coverage = token_counts(target.tokenizer, [v.text for v in variants], [v.lang for v in variants])
+    return ProbeInputs(
+        probe_set, target.head(probe_set), ids, texts, focus_lost, identical, partly_lost, coverage
+    )
 
 
 def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     rows = []
     for item in inputs:
-        for example_id, variant, text, lost, identical, partly in zip(
+        for example_id, variant, text, lost, identical, partly, coverage in zip(
             item.example_ids,
             item.probe_set.variants,
             item.texts,
             item.focus_lost,
             item.inputs_identical,
             item.focus_partly_lost,
+            item.coverage,
             strict=True,
         ):
             rows.append(
@@ -434,6 +472,11 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
                     "doc_length": variant.doc_length,
                     "position": variant.position,
                     "swap_group": variant.swap_group,
+                    "n_text_tokens": coverage.n_text_tokens,
+                    "n_words": coverage.n_words,
+                    "n_chars": coverage.n_chars,
+                    "n_unknown": coverage.n_unknown,
+                    "n_byte_fallback": coverage.n_byte_fallback,
                     "focus_truncated": lost,
                     "inputs_identical": identical,
                     "focus_partly_truncated": partly,
@@ -442,7 +485,9 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
     frame = pd.DataFrame(
         rows, columns=[*TABLES["examples"], "focus_truncated", "inputs_identical", "focus_partly_truncated"]
     )
-    frame = frame.astype({"doc_length": "Int64", "position": "float64", "swap_group": "string"})
+    frame = frame.astype(
+        {"doc_length": "Int64", "position": "float64", "swap_group": "string", "n_words": "Int64"}
+    )
     duplicated = frame.loc[frame["example_id"].duplicated(), "example_id"]
     if not duplicated.empty:
         raise UserError(
@@ -520,6 +565,82 @@ def compare_long_documents(
                 "notes); --long-inputs window scores whole documents"
             )
     return effects, findings, notes
+
+
+def compare_languages(
+    inputs: list[ProbeInputs],
+    examples: pd.DataFrame,
+    predictions: pd.DataFrame,
+    target: Target,
+    config: AuditConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]], list[str]]:
+    """Effects and findings of the parallel sets (audit/metrics/multilingual.py): each language
+    against the reference, the tokenizer's coverage of each language, and which languages the
+    model cannot read. Returns effects, findings, the unreadable languages and warnings."""
+    names = {item.probe_set.name for item in inputs}
+    rows = examples[examples["probe_set"].isin(names)]
+    compared = {output for item in inputs for output in item.head.tested_outputs}
+    compared.add(REFERENCE_SIMILARITY)
+    scored = predictions[
+        predictions["example_id"].isin(rows["example_id"]) & predictions["output"].isin(compared)
+    ]
+    references = {item.probe_set.name: str(item.probe_set.reference_lang) for item in inputs}
+    effects = build_parallel_effects(rows, scored, references)
+    findings = build_parallel_findings(
+        effects,
+        alpha=config.alpha,
+        min_effect=config.min_effect,
+        confidence=config.confidence,
+        n_resamples=config.n_resamples,
+        n_permutations=config.n_permutations,
+        seed=config.seed,
+    )
+    labels = getattr(target, "labels", None)
+    descriptions = build_language_findings(
+        rows,
+        scored,
+        model_labels=labels,
+        confidence=config.confidence,
+        n_resamples=config.n_resamples,
+        seed=config.seed,
+    )
+    findings, unreadable = mark_unreadable(
+        pd.concat([findings, descriptions], ignore_index=True), config.unknown_rate_limit
+    )
+    notes = [
+        f"{probe_set}: {', '.join(f'{lang} ({rate:.0%} unknown tokens)' for lang, rate in languages.items())} "
+        f"mostly unknown to the tokenizer: the model cannot read {'it' if len(languages) == 1 else 'them'}, "
+        "so differences there are not bias findings"
+        for probe_set, languages in unreadable.items()
+    ]
+    stated = {label for label in rows["label"].dropna()}
+    if labels is not None and stated and not stated & set(labels):
+        notes.append(
+            f"the parallel sets' expected labels ({', '.join(sorted(stated))}) are not among the model's labels "
+            f"({', '.join(labels)}): label_accuracy is left out"
+        )
+    return effects, findings, unreadable, notes
+
+
+def content_shares(
+    inputs: list[ProbeInputs],
+    attributions: pd.DataFrame,
+    examples: pd.DataFrame,
+    target: Target,
+    config: AuditConfig,
+) -> pd.DataFrame:
+    """content_attribution_share rows of the parallel sets, from their token attributions."""
+    names = {item.probe_set.name for item in inputs}
+    rows = examples[examples["probe_set"].isin(names)]
+    tokens = attributions[attributions["example_id"].isin(rows["example_id"])]
+    return content_share_findings(
+        tokens,
+        rows,
+        set(target.tokenizer.all_special_tokens),
+        confidence=config.confidence,
+        n_resamples=config.n_resamples,
+        seed=config.seed,
+    )
 
 
 def problem_findings(findings: pd.DataFrame) -> pd.Series:
@@ -625,6 +746,9 @@ def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, ba
         item.scores = combine_scores(item.window_scores, config.aggregate)
         scores = item.scores
         labels = item.head.predict_labels(scores)
+        if item.head.notes.get("reference_similarity"):
+            frames.append(reference_similarity_predictions(item, labels))
+            continue
         n_out = len(item.head.outputs)
         frames.append(
             pd.DataFrame(
@@ -637,6 +761,22 @@ def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, ba
             )
         )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TABLES["predictions"])
+
+
+def reference_similarity_predictions(item: ProbeInputs, labels: list[str | None]) -> pd.DataFrame:
+    """Parallel sets under an embedding model: one prediction per text, its similarity to its own
+    instance's reference text (output "sim:reference"); the label is the instance whose reference
+    text is nearest (see EmbeddingTarget.reference_head)."""
+    column = {name: k for k, name in enumerate(item.head.outputs)}
+    own = [column[f"sim:{v.instance_id}"] for v in item.probe_set.variants]
+    return pd.DataFrame(
+        {
+            "example_id": item.example_ids,
+            "output": REFERENCE_SIMILARITY,
+            "score": item.scores[np.arange(len(own)), own],
+            "label": np.array(labels, dtype=object),
+        }
+    )
 
 
 def top_instances(effects: pd.DataFrame, probe_set: str, top: int | str) -> list[str]:
@@ -678,10 +818,16 @@ def attribute_top_instances(
             output_names.extend([output] * len(rows))
         tokens = token_attributions(item, selected, output_names, target, config, bars)
         token_frames.append(tokens)
-        pair_frames.append(focus_attribution_pairs(tokens, examples, effects, item.probe_set.name))
+        if not item.is_parallel:  # languages have no swapped words to weigh against each other
+            pair_frames.append(focus_attribution_pairs(tokens, examples, effects, item.probe_set.name))
     if not token_frames:
         return pd.DataFrame(columns=TABLES["attributions"]), pd.DataFrame(columns=TABLES["attribution_pairs"])
-    return pd.concat(token_frames, ignore_index=True), pd.concat(pair_frames, ignore_index=True)
+    pairs = (
+        pd.concat(pair_frames, ignore_index=True)
+        if pair_frames
+        else pd.DataFrame(columns=TABLES["attribution_pairs"])
+    )
+    return pd.concat(token_frames, ignore_index=True), pairs
 
 
 def token_attributions(
@@ -952,6 +1098,9 @@ def probe_set_entry(probe_set: ProbeSet, config: AuditConfig) -> dict[str, Any]:
         "n_instances": len(probe_set.instances),
         "n_variants": len(probe_set.variants),
     }
+    if probe_set.reference_lang is not None:
+        entry["reference_lang"] = probe_set.reference_lang
+        entry["languages"] = sorted({v.lang for v in probe_set.variants})
     if probe_set.long_document is not None:
         variants = probe_set.variants
         entry["long_document"] = {

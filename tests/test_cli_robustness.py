@@ -247,17 +247,11 @@ def test_rows_probe_sets_get_associations_for_embedding_audits(run_cli, biased_e
     assert broken.exit_code == 2 and f"{bad}" in broken.stderr and "association 1" in broken.stderr
 
 
-def test_a_parallel_set_is_refused_before_any_run_folder_exists(run_cli, fair_classifier, tmp_path):
-    """Multilingual sets load, but their audit (parity, fertility) is not built: say so, run nothing."""
-    result = run_cli("run", "--model", fair_classifier, "--probes", "multilingual", "--out", tmp_path)
-    assert result.exit_code == 2
-    assert "parallel (multilingual) set" in result.stderr and "not built yet" in result.stderr
-    assert not any(tmp_path.iterdir())
-
-
 def test_the_default_run_leaves_out_sets_marked_out_of_it():
+    from audit.runner import default_probe_sets
     from probes import list_builtin
 
-    default = list_builtin(kind="counterfactual", default_run_only=True)
-    assert "gender" in default and "gender-fr" not in default and "long-context" not in default
+    default = default_probe_sets()
+    assert "gender" in default and "multilingual" in default
+    assert "gender-fr" not in default and "long-context" not in default
     assert {"gender-fr", "gender-es", "gender-de"} <= set(list_builtin(kind="counterfactual"))

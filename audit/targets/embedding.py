@@ -41,6 +41,8 @@ class EmbeddingTarget(Target):
                     f"{missing[0]!r}); give every key and swap a 'query:'"
                 ]
             return []
+        if probe_set.kind == "parallel":
+            return []  # scored by similarity to each instance's reference text, or by its associations
         if not probe_set.associations:
             return [
                 f"probe set {probe_set.name!r} has no associations, which embedding audits compare against; "
@@ -73,6 +75,8 @@ class EmbeddingTarget(Target):
     def head(self, probe_set: ProbeSet) -> ScoreHead:
         if probe_set.kind == "long_document":
             return self.similarity_head(probe_set)
+        if probe_set.kind == "parallel" and not probe_set.associations:
+            return self.reference_head(probe_set)
         associations = probe_set.associations
         anchors = [(self.embed_texts(list(a.a)), self.embed_texts(list(a.b))) for a in associations]
         outputs = [f"assoc:{a.name}" for a in associations]
@@ -113,6 +117,41 @@ class EmbeddingTarget(Target):
             return [f"sim:{key_id(instance)}"]
 
         return ScoreHead(outputs, forward, predict_labels, attribution_output, key_outputs=key_outputs)
+
+    def reference_head(self, probe_set: ProbeSet) -> ScoreHead:
+        """Parallel sets: each output is the cosine similarity to one instance's reference-language
+        text ("sim:<instance id>"); a text's predicted label is the instance whose reference text is
+        nearest (its own, when the model aligns the translation with the reference)."""
+        reference = probe_set.reference_lang
+        texts = {
+            instance.instance_id: next(v.text for v in instance.variants if v.lang == reference)
+            for instance in probe_set.instances
+        }
+        ids = list(texts)
+        outputs = [f"sim:{name}" for name in ids]
+        anchors = self.embed_texts(list(texts.values()))
+
+        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.embed(input_ids, attention_mask) @ anchors.T
+
+        def predict_labels(scores: np.ndarray) -> list[str | None]:
+            return [ids[int(i)] for i in scores.argmax(axis=1)]
+
+        def attribution_output(expected: list[str | None], scores: np.ndarray) -> str:
+            """The instance's own reference text: the reference scores 1.0 against it."""
+            return outputs[int(scores.max(axis=0).argmax())]
+
+        def key_outputs(instance: Instance) -> list[str]:
+            return [f"sim:{instance.instance_id}"]
+
+        return ScoreHead(
+            outputs,
+            forward,
+            predict_labels,
+            attribution_output,
+            key_outputs=key_outputs,
+            notes={"reference_similarity": True},
+        )
 
 
 def key_id(instance: Instance) -> str:

@@ -1,0 +1,469 @@
+"""Parallel (multilingual) probe sets: each language against the reference language, and how well
+the tokenizer covers each language.
+
+An instance of a parallel set is one meaning written in several languages (its variants are
+language codes; one of them is the set's reference, usually ``en``). Every finding row has
+``attribute = "language"`` and ``group_a`` = the language; comparisons name the reference language
+in ``group_b``, per-language descriptions leave it null (the reference gets its own description).
+
+Comparisons with the reference (``build_parallel_effects`` / ``build_parallel_findings``):
+
+- ``parity``: per language x tested output, the mean over instances of
+  ``score(language) - score(reference)``; BCa CI, sign-flip p-value, Benjamini-Hochberg q-value
+  across the parity rows of the run (their own family), ``min_effect`` as practical threshold;
+  significant and severity as the counterfactual ``mean_delta`` (audit/metrics/paired.py).
+- ``translation_similarity``: embedding models scored by similarity to the reference text (the
+  output ``sim:reference``, 1.0 for the reference text itself): the mean similarity of a
+  language's texts to their reference texts, BCa CI. Descriptive: a reference scores 1 by
+  construction, so "lower than the reference" is no hypothesis worth a p-value.
+- ``label_agreement``: the share of instances whose predicted label is the reference text's
+  (for ``sim:reference``: whose nearest reference text is its own translation, i.e. retrieval
+  accuracy); Wilson interval; descriptive, as the counterfactual flip rate.
+
+Per-language descriptions (``build_language_findings``), from the ``examples`` token counts
+(audit/tokenization.py) and predictions; each a mean over the language's instances with a BCa
+interval, or a share with a Wilson interval; descriptive (no p-value, never significant):
+
+- ``fertility_per_word`` (tokens per word; NaN with a note for scripts written without spaces),
+  ``fertility_per_char``, ``unknown_rate``, ``byte_fallback_rate``, ``truncation_rate``;
+- ``label_accuracy``: instances whose expected label the model has: predicted == expected.
+
+Unreadable languages: a language whose ``unknown_rate`` reaches ``unknown_rate_limit`` (default
+0.5: most of its tokens are the unknown token) cannot be read by the model at all. Its
+``unknown_rate`` row says so, and its ``parity`` rows keep their statistics but are never
+significant (severity "none") and say why: the difference measures missing vocabulary, not a bias.
+
+``content_attribution_share`` (``content_share_findings``), once attributions exist: per language,
+the share of |attribution| on content words (probes/function_words.py), special tokens left out,
+mean over the attributed instances, BCa interval, descriptive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from audit.metrics import stats
+from audit.metrics.paired import build_effects, build_findings
+from audit.tables import TABLES
+from probes.function_words import content_mask
+
+LANGUAGE = "language"
+REFERENCE_SIMILARITY = "sim:reference"
+"""The output of embedding models on parallel sets: cosine similarity to the reference text."""
+DEFAULT_UNKNOWN_RATE_LIMIT = 0.5
+METRIC_ORDER = (
+    "parity",
+    "translation_similarity",
+    "label_agreement",
+    "label_accuracy",
+    "unknown_rate",
+    "byte_fallback_rate",
+    "fertility_per_word",
+    "fertility_per_char",
+    "truncation_rate",
+    "content_attribution_share",
+)
+_BOOTSTRAP = 7  # purpose code for default_rng([seed, purpose, n]) (paired.py uses 0-3)
+
+
+def build_parallel_effects(
+    examples: pd.DataFrame, predictions: pd.DataFrame, references: Mapping[str, str]
+) -> pd.DataFrame:
+    """Effects of each language against its set's reference: ``group_a`` = the language,
+    ``group_b`` = the reference, ``delta = score(language) - score(reference)``.
+
+    ``references``: probe set name -> its reference language. Instances without a reference
+    text have nothing to compare with and give no rows.
+    """
+    pairs = build_effects(examples, predictions)
+    pairs = pairs[pairs["group_b"] != "rest"]
+    reference = pairs["probe_set"].map(references)
+    swap = pairs["group_a"] == reference
+    keep = swap | (pairs["group_b"] == reference)
+    pairs = pairs[keep].copy()
+    swap = swap[keep]
+    for left, right in (("group_a", "group_b"), ("score_a", "score_b"), ("label_a", "label_b")):
+        a, b = pairs.loc[swap, left].copy(), pairs.loc[swap, right].copy()
+        pairs.loc[swap, left], pairs.loc[swap, right] = b, a
+    pairs["delta"] = pairs["score_a"] - pairs["score_b"]
+    return pairs.sort_values(["probe_set", "instance_id", "output", "group_a"], kind="mergesort")[
+        TABLES["effects"]
+    ].reset_index(drop=True)
+
+
+def build_parallel_findings(
+    effects: pd.DataFrame,
+    *,
+    alpha: float,
+    min_effect: float,
+    confidence: float,
+    n_resamples: int,
+    n_permutations: int,
+    seed: int,
+) -> pd.DataFrame:
+    """parity / translation_similarity and label_agreement rows (see the module docstring)."""
+    if effects.empty:
+        return _frame([])
+    similarity = effects["output"] == REFERENCE_SIMILARITY
+    tested = build_findings(
+        effects[~similarity],
+        alpha=alpha,
+        min_effect=min_effect,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        n_permutations=n_permutations,
+        seed=seed,
+    )
+    tested["metric"] = tested["metric"].replace({"mean_delta": "parity", "flip_rate": "label_agreement"})
+    agreement = tested["metric"] == "label_agreement"
+    low, high = tested.loc[agreement, "ci_low"].copy(), tested.loc[agreement, "ci_high"].copy()
+    tested.loc[agreement, "effect"] = 1.0 - tested.loc[agreement, "effect"]
+    tested.loc[agreement, "ci_low"], tested.loc[agreement, "ci_high"] = 1.0 - high, 1.0 - low
+    rows = [] if tested.empty else [tested]
+    for keys, group in effects[similarity].groupby(["probe_set", "group_a", "group_b"], sort=True):
+        probe_set, language, reference = (str(k) for k in keys)
+        scores = group["score_a"].to_numpy(dtype=float)
+        scores = scores[np.isfinite(scores)]
+        if scores.size:
+            rows.append(
+                _frame(
+                    [
+                        _described(
+                            probe_set,
+                            language,
+                            "translation_similarity",
+                            scores,
+                            confidence,
+                            n_resamples,
+                            seed,
+                            output=REFERENCE_SIMILARITY,
+                            reference=reference,
+                        )
+                    ]
+                )
+            )
+        flips = group["flipped"].dropna().to_numpy(dtype=bool)
+        if flips.size:
+            rows.append(
+                _frame(
+                    [_share(probe_set, language, "label_agreement", ~flips, confidence, reference=reference)]
+                )
+            )
+    return _ordered(pd.concat(rows, ignore_index=True)) if rows else _frame([])
+
+
+def build_language_findings(
+    examples: pd.DataFrame,
+    predictions: pd.DataFrame,
+    *,
+    model_labels: list[str] | None,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Per-language descriptions: tokenizer coverage, truncation and label accuracy."""
+    rows: list[dict[str, object]] = []
+    for keys, group in examples.groupby(["probe_set", "lang"], sort=True):
+        probe_set, language = (str(k) for k in keys)
+        tokens = group["n_text_tokens"].to_numpy(dtype=float)
+        has_tokens = tokens > 0
+        words = pd.to_numeric(group["n_words"], errors="coerce").to_numpy(dtype=float)
+        chars = group["n_chars"].to_numpy(dtype=float)
+        rows.append(
+            _ratio_row(
+                probe_set, language, "unknown_rate", group["n_unknown"], tokens, confidence, n_resamples, seed
+            )
+        )
+        rows.append(
+            _ratio_row(
+                probe_set,
+                language,
+                "byte_fallback_rate",
+                group["n_byte_fallback"],
+                tokens,
+                confidence,
+                n_resamples,
+                seed,
+            )
+        )
+        if np.isnan(words).all():
+            rows.append(
+                _empty_row(
+                    probe_set,
+                    language,
+                    "fertility_per_word",
+                    len(group),
+                    f"{language} is written without spaces between words: see fertility_per_char",
+                )
+            )
+        else:
+            counted = words > 0
+            rows.append(
+                _described(
+                    probe_set,
+                    language,
+                    "fertility_per_word",
+                    tokens[counted] / words[counted],
+                    confidence,
+                    n_resamples,
+                    seed,
+                )
+            )
+        counted = (chars > 0) & has_tokens
+        rows.append(
+            _described(
+                probe_set,
+                language,
+                "fertility_per_char",
+                tokens[counted] / chars[counted],
+                confidence,
+                n_resamples,
+                seed,
+            )
+        )
+        rows.append(
+            _share(
+                probe_set, language, "truncation_rate", group["truncated"].to_numpy(dtype=bool), confidence
+            )
+        )
+        if model_labels:
+            accuracy = _accuracy(group, predictions, model_labels)
+            if accuracy.size:
+                rows.append(_share(probe_set, language, "label_accuracy", accuracy, confidence))
+    return _ordered(_frame([r for r in rows if r is not None]))
+
+
+def mark_unreadable(findings: pd.DataFrame, limit: float) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """Languages whose unknown_rate reaches ``limit``: their unknown_rate row says the model cannot
+    read them, their parity rows are never significant and say why. Returns the findings and, per
+    probe set, the unreadable languages with their unknown rates."""
+    rates = findings[(findings["metric"] == "unknown_rate") & (findings["effect"] >= limit)]
+    unreadable: dict[str, dict[str, float]] = {}
+    if rates.empty:
+        return findings, unreadable
+    findings = findings.copy()
+    for index, row in rates.iterrows():
+        probe_set, language, rate = str(row["probe_set"]), str(row["group_a"]), float(row["effect"])
+        unreadable.setdefault(probe_set, {})[language] = round(rate, 4)
+        findings.at[index, "note"] = (
+            f"{rate:.0%} of the {language} tokens are the unknown token: the model cannot read {language}"
+        )
+        compared = (
+            (findings["probe_set"] == probe_set)
+            & (findings["group_a"] == language)
+            & findings["metric"].isin(["parity", "translation_similarity", "label_agreement"])
+        )
+        findings.loc[compared, "significant"] = False
+        findings.loc[compared, "severity"] = "none"
+        findings.loc[compared, "note"] = (
+            f"{language} is mostly unknown tokens ({rate:.0%}): this difference measures missing "
+            "vocabulary, not a bias finding"
+        )
+    return findings, unreadable
+
+
+def content_share_findings(
+    attributions: pd.DataFrame,
+    examples: pd.DataFrame,
+    special_tokens: set[str],
+    *,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Per language: the share of |attribution| on content-word tokens (special tokens left out),
+    one value per attributed text, for the first attribution method present."""
+    if attributions.empty:
+        return _frame([])
+    method = str(attributions["method"].iloc[0])
+    tokens = attributions[(attributions["method"] == method) & ~attributions["token"].isin(special_tokens)]
+    texts = examples.set_index("example_id")[["probe_set", "lang", "text"]]
+    shares: dict[tuple[str, str], list[float]] = {}
+    no_list: set[tuple[str, str]] = set()
+    for example_id, rows in tokens.groupby("example_id", sort=True):
+        if example_id not in texts.index:
+            continue
+        probe_set, language, text = texts.loc[example_id]
+        key = (str(probe_set), str(language))
+        mask = content_mask(str(text), str(language))
+        if mask is None:
+            no_list.add(key)
+            continue
+        weights = rows["attribution"].abs().to_numpy(dtype=float)
+        total = weights.sum()
+        if not total > 0:
+            continue
+        content = np.array(
+            [any(mask[int(s) : int(e)]) for s, e in zip(rows["char_start"], rows["char_end"], strict=True)],
+            dtype=bool,
+        )
+        shares.setdefault(key, []).append(float(weights[content].sum() / total))
+    rows_out = []
+    for (probe_set, language), values in sorted(shares.items()):
+        row = _described(
+            probe_set,
+            language,
+            "content_attribution_share",
+            np.asarray(values),
+            confidence,
+            n_resamples,
+            seed,
+        )
+        row["note"] = f"{method}, {len(values)} attributed text(s)"
+        rows_out.append(row)
+    for probe_set, language in sorted(no_list - set(shares)):
+        rows_out.append(
+            _empty_row(
+                probe_set,
+                language,
+                "content_attribution_share",
+                0,
+                f"no function-word list for {language}: content words cannot be told apart",
+            )
+        )
+    return _ordered(_frame(rows_out))
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def _accuracy(group: pd.DataFrame, predictions: pd.DataFrame, model_labels: list[str]) -> np.ndarray:
+    expected = group[group["label"].isin(model_labels)][["example_id", "label"]]
+    if expected.empty:
+        return np.zeros(0, dtype=bool)
+    predicted = predictions.drop_duplicates("example_id").set_index("example_id")["label"]
+    matched = expected["example_id"].map(predicted)
+    return (matched.astype(str) == expected["label"].astype(str)).to_numpy(dtype=bool)
+
+
+def _base(
+    probe_set: str, language: str, metric: str, reference: str | None, output: str | None
+) -> dict[str, object]:
+    return {
+        "probe_set": probe_set,
+        "attribute": LANGUAGE,
+        "group_a": language,
+        "group_b": reference,
+        "metric": metric,
+        "output": output,
+        "p_value": math.nan,
+        "q_value": math.nan,
+        "effect_size": math.nan,
+        "threshold": math.nan,
+        "significant": False,
+        "severity": "none",
+        "doc_length": pd.NA,
+        "position": math.nan,
+        "note": None,
+    }
+
+
+def _described(
+    probe_set: str,
+    language: str,
+    metric: str,
+    values: np.ndarray,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+    *,
+    output: str | None = None,
+    reference: str | None = None,
+) -> dict[str, object]:
+    """A mean over instances with its BCa interval (descriptive)."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return _empty_row(probe_set, language, metric, 0, "nothing to measure")
+    low, high = stats.bootstrap_ci(
+        values,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        rng=np.random.default_rng([seed, _BOOTSTRAP, values.size]),
+    )
+    row = _base(probe_set, language, metric, reference, output)
+    row.update(effect=float(values.mean()), ci_low=low, ci_high=high, n=int(values.size))
+    return row
+
+
+def _ratio_row(
+    probe_set: str,
+    language: str,
+    metric: str,
+    counts: pd.Series,
+    tokens: np.ndarray,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+) -> dict[str, object]:
+    has_tokens = tokens > 0
+    values = counts.to_numpy(dtype=float)[has_tokens] / tokens[has_tokens]
+    return _described(probe_set, language, metric, values, confidence, n_resamples, seed)
+
+
+def _share(
+    probe_set: str,
+    language: str,
+    metric: str,
+    hits: np.ndarray,
+    confidence: float,
+    *,
+    reference: str | None = None,
+) -> dict[str, object]:
+    """A share with its Wilson interval (descriptive)."""
+    rate = stats.flip_rate_ci(hits, confidence=confidence)
+    row = _base(probe_set, language, metric, reference, None)
+    row.update(effect=rate.rate, ci_low=rate.ci_low, ci_high=rate.ci_high, n=rate.n)
+    return row
+
+
+def _empty_row(probe_set: str, language: str, metric: str, n: int, note: str) -> dict[str, object]:
+    row = _base(probe_set, language, metric, None, None)
+    row.update(effect=math.nan, ci_low=math.nan, ci_high=math.nan, n=n, note=note)
+    return row
+
+
+def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=TABLES["findings"])
+    return frame.astype(
+        {
+            "effect": "float64",
+            "ci_low": "float64",
+            "ci_high": "float64",
+            "p_value": "float64",
+            "q_value": "float64",
+            "effect_size": "float64",
+            "threshold": "float64",
+            "n": "int64",
+            "significant": "bool",
+            "doc_length": "Int64",
+            "position": "float64",
+            "output": "object",
+            "group_b": "object",
+            "note": "object",
+        }
+    )
+
+
+def _ordered(findings: pd.DataFrame) -> pd.DataFrame:
+    rank = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
+    return (
+        findings.assign(_rank=rank)
+        .sort_values(["probe_set", "_rank", "group_a", "output"], kind="mergesort", na_position="last")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+
+
+__all__ = [
+    "DEFAULT_UNKNOWN_RATE_LIMIT",
+    "REFERENCE_SIMILARITY",
+    "build_language_findings",
+    "build_parallel_effects",
+    "build_parallel_findings",
+    "content_share_findings",
+    "mark_unreadable",
+]
