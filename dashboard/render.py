@@ -67,10 +67,13 @@ def text_html(
     tokens: Sequence[TokenAttribution] = (),
     focus: Sequence[tuple[int, int]] = (),
     scale: float | None = None,
+    lang: str | None = None,
 ) -> str:
     """The text as HTML: each character escaped, coloured by the token covering it, focus underlined.
 
-    Tokens without characters (special tokens such as [CLS]) are listed after the text.
+    Tokens without characters (special tokens such as [CLS]) are listed after the text. ``lang`` (a
+    BCP-47 code) becomes the element's ``lang`` attribute, so the browser picks fonts for the script;
+    the direction still comes from the text itself (``dir="auto"``).
     """
     scale = attribution_scale([tokens]) if scale is None else scale
     owner: list[int | None] = [None] * len(text)
@@ -103,23 +106,29 @@ def text_html(
     if special:
         chips = " ".join(_segment(t.token, t, False, scale, chip=True) for t in special)
         extra = f'<div style="margin-top:0.3em;font-size:0.8em;color:#555">special tokens: {chips}</div>'
+    lang_attribute = f' lang="{html.escape(lang, quote=True)}"' if lang else ""
     return (
         # dir="auto": Arabic or Hebrew text runs right to left, as the browser's bidi algorithm decides
-        '<div class="probelens-text" dir="auto" style="line-height:2;font-size:1.05em;white-space:pre-wrap;'
-        f'unicode-bidi:plaintext">{"".join(pieces)}</div>{extra}'
+        f'<div class="probelens-text" dir="auto"{lang_attribute} style="line-height:2;font-size:1.05em;'
+        f'white-space:pre-wrap;unicode-bidi:plaintext">{"".join(pieces)}</div>{extra}'
     )
 
 
-def legend_html() -> str:
-    """A one-line key to the colours and marks of :func:`text_html`."""
+def legend_html(*, focus: bool = True) -> str:
+    """A one-line key to the colours and marks of :func:`text_html` (``focus``: explain underlining)."""
     positive = token_color(1.0, 1.0)
     negative = token_color(-1.0, 1.0)
+    underline = (
+        '; <span style="border-bottom:2px solid #111">underlined</span> text is the focus (what differs '
+        "between variants)"
+        if focus
+        else ""
+    )
     return (
         '<div style="font-size:0.85em;color:#444">'
         f'<span style="background:{positive};padding:0 4px">red</span> raises the explained score, '
         f'<span style="background:{negative};padding:0 4px">blue</span> lowers it; intensity is the size '
-        '(shared scale across the variants shown); <span style="border-bottom:2px solid #111">underlined</span>'
-        " text is the focus (what differs between variants).</div>"
+        f"(shared scale across the variants shown){underline}.</div>"
     )
 
 
