@@ -66,6 +66,8 @@ METRIC_TITLES = {
 }
 NUMBER_COLUMNS = ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "n", "threshold")
 DEFAULT_UNKNOWN_RATE_LIMIT = 0.5
+SIMILARITY_OUTPUT = "sim:reference"
+"""Embedding models on parallel sets: cosine similarity of each text to its reference text."""
 UNREADABLE_LABEL = "unreadable, not a bias finding"
 SIGNIFICANT, NOT_SIGNIFICANT = "significant", "not significant"
 UNREADABLE_COLOR = "#c7c7c7"
@@ -632,7 +634,7 @@ def _score_of(
     if output is None:
         return math.nan, label
     chosen = rows[rows["output"].astype(str) == output]
-    if chosen.empty and output == "sim:reference":
+    if chosen.empty and output == SIMILARITY_OUTPUT:
         chosen = rows[rows["output"].astype(str) == f"sim:{instance_id}"]
     score = _number(chosen["score"].iloc[0]) if len(chosen) else math.nan
     return score, label
@@ -722,7 +724,8 @@ def side_by_side_html(
     expected) label, the difference from the reference, and the text coloured by its token attributions.
 
     Every value from the run is escaped; each text is a ``.probelens-text`` element with ``dir="auto"``
-    and its ``lang`` (Arabic runs right to left), and its row carries ``data-lang``.
+    and its ``lang`` (Arabic runs right to left), and its row carries ``data-lang``. For similarity to
+    the reference text (embeddings) the predicted label is the instance whose reference text is nearest.
     """
     head = "".join(
         f'<th style="text-align:left;padding:4px 8px;border-bottom:1px solid #ccc">{html.escape(name)}</th>'
@@ -730,7 +733,7 @@ def side_by_side_html(
             "language",
             "script",
             f"score ({output})" if output else "score",
-            "predicted",
+            "nearest reference text" if output == SIMILARITY_OUTPUT else "predicted",
             "expected",
             f"minus {reference}" if reference else "difference",
             "text",

@@ -308,7 +308,7 @@ def test_embedding_run_draws_similarity_to_the_reference(
     agreement = at.dataframe[1].value.set_index("lang")
     assert agreement["label_accuracy"].isna().all(), "an embedding model has no labels"
     shown = side_by_side(at)
-    assert "score (sim:reference)" in shown and ">1.000<" in shown
+    assert "score (sim:reference)" in shown and ">1.000<" in shown and "nearest reference text" in shown
 
 
 def test_run_without_attributions_still_shows_the_texts(

@@ -212,21 +212,20 @@ else:
         )
     if missing:
         st.caption(f"No {metric} rows for {probe_set} in: {', '.join(missing)}.")
+    shown = [
+        "lang",
+        "effect",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "q_value",
+        "n",
+        "significant",
+        "severity",
+        "note",
+    ]
     st.dataframe(
-        own[
-            [
-                "lang",
-                "effect",
-                "ci_low",
-                "ci_high",
-                "p_value",
-                "q_value",
-                "n",
-                "significant",
-                "severity",
-                "note",
-            ]
-        ],
+        own[shown].assign(n=pd.to_numeric(own["n"], errors="coerce").astype("Int64")),
         hide_index=True,
         key="lang_parity_table",
         column_config={
