@@ -262,6 +262,11 @@ def write_long_run(
                 "doc_length": doc_length,
                 "position": position,
                 "swap_group": swap_group,
+                "n_text_tokens": document.n_tokens,
+                "n_words": len(document.text.split()),
+                "n_chars": sum(not c.isspace() for c in document.text),
+                "n_unknown": 0,
+                "n_byte_fallback": 0,
                 "focus_truncated": document.focus is not None and not reached,
             }
         )
@@ -536,7 +541,18 @@ def _segment_attributions(
 # ---------------------------------------------------------------- older runs
 
 SCHEMA_2_COLUMNS = {
-    "examples": ("n_windows", "doc_length", "position", "swap_group"),
+    # with the schema-3 tokenization columns, which a version-1 run lacks too
+    "examples": (
+        "n_windows",
+        "doc_length",
+        "position",
+        "swap_group",
+        "n_text_tokens",
+        "n_words",
+        "n_chars",
+        "n_unknown",
+        "n_byte_fallback",
+    ),
     "effects": ("doc_length", "position"),
     "findings": ("doc_length", "position", "note"),
 }
