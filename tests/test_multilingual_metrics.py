@@ -180,3 +180,13 @@ def test_content_share_weighs_content_words_against_function_words() -> None:
     en = row(shares, "content_attribution_share", "en")
     assert en["effect"] == pytest.approx(8 / 10)
     assert "no function-word list" in row(shares, "content_attribution_share", "xx")["note"]
+
+
+def test_association_outputs_are_compared_by_parity_not_as_seat_sets() -> None:
+    examples, predictions = planted({"de": -0.3})
+    predictions = predictions.assign(output="assoc:pleasant_vs_unpleasant", label=None)
+    effects = build_parallel_effects(examples, predictions, {"ml": "en"})
+    findings = build_parallel_findings(effects, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS)
+    assert set(findings["metric"]) == {"parity"}
+    assert row(findings, "parity", "de")["significant"]
+    assert not row(findings, "parity", "ru")["significant"]

@@ -72,7 +72,7 @@ import numpy as np
 import pandas as pd
 
 from audit.metrics import stats
-from audit.metrics.paired import _RandomMatrices, _severity
+from audit.metrics.paired import _RandomMatrices, severity
 from audit.tables import TABLES, check_columns
 
 KEY_BASELINE = "none"
@@ -762,7 +762,7 @@ def _findings_frame(
             "threshold": [row.threshold for row in rows],
             "significant": np.array(flags, dtype=bool),
             "severity": [
-                _severity(flag, row.effect, row.threshold) if row.metric in PROBLEM_METRICS else "none"
+                severity(flag, row.effect, row.threshold) if row.metric in PROBLEM_METRICS else "none"
                 for row, flag in zip(rows, flags, strict=True)
             ],
             "doc_length": pd.array([row.doc_length for row in rows], dtype="Int64"),

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from audit.metrics import stats
-from audit.metrics.paired import build_effects, build_findings
+from audit.metrics.paired import build_effects, build_findings, severity
 from audit.tables import TABLES
 from probes.function_words import content_mask
 
@@ -119,6 +119,17 @@ def build_parallel_findings(
         seed=seed,
     )
     tested["metric"] = tested["metric"].replace({"mean_delta": "parity", "flip_rate": "label_agreement"})
+    if (tested["metric"] == "seat_effect_size").any():
+        # association outputs: languages are compared per instance (parity), not as SEAT target sets
+        tested = tested[tested["metric"] != "seat_effect_size"].copy()
+        tested["q_value"] = stats.benjamini_hochberg(tested["p_value"].to_numpy(dtype=float))
+        with np.errstate(invalid="ignore"):
+            significant = (tested["q_value"] < alpha) & (tested["effect"].abs() >= tested["threshold"])
+        tested["significant"] = significant.fillna(False).astype(bool)
+        tested["severity"] = [
+            severity(s, e, t)
+            for s, e, t in zip(tested["significant"], tested["effect"], tested["threshold"], strict=True)
+        ]
     agreement = tested["metric"] == "label_agreement"
     low, high = tested.loc[agreement, "ci_low"].copy(), tested.loc[agreement, "ci_high"].copy()
     tested.loc[agreement, "effect"] = 1.0 - tested.loc[agreement, "effect"]
@@ -313,7 +324,10 @@ def content_share_findings(
             n_resamples,
             seed,
         )
-        row["note"] = f"{method}, {len(values)} attributed text(s)"
+        row["note"] = (
+            f"{method}, {len(values)} attributed text(s); content words: all but the closed-class words "
+            "of probes/function_words (a heuristic for scripts without spaces)"
+        )
         rows_out.append(row)
     for probe_set, language in sorted(no_list - set(shares)):
         rows_out.append(

@@ -318,7 +318,7 @@ def _flip_tests(effects: pd.DataFrame, confidence: float) -> list[_Test]:
     return tests
 
 
-def _severity(significant: bool, effect: float, threshold: float) -> str:
+def severity(significant: bool, effect: float, threshold: float) -> str:
     if not significant:
         return "none"
     ratio = abs(effect) / threshold if threshold > 0 else math.inf
@@ -413,7 +413,7 @@ def build_findings(
         significant = (findings["q_value"] < alpha) & (findings["effect"].abs() >= findings["threshold"])
     findings["significant"] = significant.fillna(False).astype(bool)
     findings["severity"] = [
-        _severity(s, e, t)
+        severity(s, e, t)
         for s, e, t in zip(findings["significant"], findings["effect"], findings["threshold"], strict=True)
     ]
     findings["_metric_rank"] = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
