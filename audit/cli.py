@@ -343,9 +343,13 @@ def language_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
             )
         if len(similarity):
             lowest = similarity.sort_values("effect").head(3)
+            agreement = rows[rows["metric"] == "label_agreement"].set_index("group_a")["effect"]
             lines.append(
-                f"{probe_set}: similarity to the {reference} text, lowest: "
-                + ", ".join(f"{r.group_a} {r.effect:.2f}" for r in lowest.itertuples())
+                f"{probe_set}: similarity to the {reference} text (and how often that text is the nearest), lowest: "
+                + ", ".join(
+                    f"{r.group_a} {r.effect:.2f} ({agreement.get(r.group_a, float('nan')):.0%})"
+                    for r in lowest.itertuples()
+                )
             )
         gone = unreadable.get(probe_set, {})
         if gone:
