@@ -1,9 +1,10 @@
 """Tiny multilingual models, built and trained locally, for the parallel (multilingual) audit tests.
 
-- ``build_multilingual_tokenizer``: a WordPiece tokenizer trained with the ``tokenizers`` library on
-  texts in many scripts (the built-in ``multilingual`` set's texts in 11 languages and 6 scripts,
-  plus the training sentences below), Unicode NFC, lowercase, accents kept, Chinese characters
-  split apart, [CLS]/[SEP] added by a post-processor; wrapped as a ``transformers`` fast tokenizer.
+- ``build_multilingual_tokenizer``: a WordPiece tokenizer whose pieces the ``tokenizers`` library
+  learns from texts in many scripts (the built-in ``multilingual`` set's texts in 11 languages and
+  6 scripts, plus the training sentences below), Unicode NFC, lowercase, accents kept, Chinese
+  characters split apart, [CLS]/[SEP] added by a post-processor; wrapped as a ``transformers``
+  fast tokenizer. The same texts give the same vocabulary, and a seed the same weights, every run.
 - A synthetic parallel sentiment corpus in English, German, Spanish and Russian (Latin and
   Cyrillic): 20 subjects x 8 positive / 8 negative adjectives, written with agreement in each
   language ("The food is wonderful." / "Das Essen ist wunderbar." / "La comida es maravillosa." /
@@ -21,6 +22,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,7 +46,8 @@ LANGUAGES = ("en", "de", "es", "ru")
 REFERENCE = "en"
 PLANTED_LANGUAGE = "de"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-VOCAB_SIZE = 4000
+VOCAB_SIZE = 3000
+"""BPE pieces learned (alphabet included); the WordPiece vocabulary marks them word-initial or ``##``."""
 MAX_LENGTH = 128
 TRAINING_CARD = "multilingual_training.json"
 
@@ -220,13 +223,8 @@ def tokenizer_training_texts() -> list[str]:
     return builtin + [text for meaning in training_meanings() for text in meaning.texts.values()]
 
 
-def build_multilingual_tokenizer(
-    texts: Iterable[str] | None = None, *, vocab_size: int = VOCAB_SIZE, model_max_length: int = MAX_LENGTH
-) -> PreTrainedTokenizerFast:
-    """A WordPiece tokenizer (NFC, lowercase, accents kept, each CJK character its own word) trained
-    on ``texts`` (default: ``tokenizer_training_texts()``); [CLS] $A [SEP]."""
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.Sequence(
+def _normalizer() -> normalizers.Normalizer:
+    return normalizers.Sequence(
         [
             normalizers.NFC(),
             normalizers.BertNormalizer(
@@ -235,16 +233,59 @@ def build_multilingual_tokenizer(
             normalizers.NFC(),  # lowercasing can decompose (Turkish İ -> i + combining dot)
         ]
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
+
+
+def _wordpiece_vocabulary(texts: Sequence[str], vocab_size: int) -> dict[str, int]:
+    """Learn subword pieces with the ``tokenizers`` BPE trainer, then mark them for WordPiece: a
+    piece that starts a word stays as it is, one inside a word gets the ``##`` prefix; every
+    character of the texts is kept in both forms, so nothing the texts hold is unknown.
+
+    Not ``WordPieceTrainer``: it breaks ties between equally frequent merges in hash-map order,
+    so its vocabulary changes from run to run; the plain BPE trainer's is the same every time."""
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bpe.normalizer = _normalizer()
+    bpe.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
     )
-    tokenizer.train_from_iterator(list(tokenizer_training_texts() if texts is None else texts), trainer)
+    bpe.train_from_iterator(list(texts), trainer)
+    pieces: set[str] = set()
+    for encoding in bpe.encode_batch(list(texts), add_special_tokens=False):
+        previous = None
+        for token, word in zip(encoding.tokens, encoding.word_ids, strict=True):
+            pieces.add(token if word != previous else f"##{token}")
+            previous = word
+    alphabet = [token for token in bpe.get_vocab() if len(token) == 1 and token not in SPECIAL_TOKENS]
+    pieces.update(alphabet)
+    pieces.update(f"##{char}" for char in alphabet)
+    order = bpe.get_vocab()
+    ranked = sorted(pieces - set(SPECIAL_TOKENS), key=lambda p: (order[p.removeprefix("##")], p))
+    return {token: i for i, token in enumerate([*SPECIAL_TOKENS, *ranked])}
+
+
+@functools.lru_cache(maxsize=2)
+def _default_vocabulary(vocab_size: int) -> dict[str, int]:
+    return _wordpiece_vocabulary(tokenizer_training_texts(), vocab_size)
+
+
+def build_multilingual_tokenizer(
+    texts: Iterable[str] | None = None, *, vocab_size: int = VOCAB_SIZE, model_max_length: int = MAX_LENGTH
+) -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer (NFC, lowercase, accents kept, each CJK character its own word) whose
+    pieces are learned from ``texts`` (default: ``tokenizer_training_texts()``); [CLS] $A [SEP].
+    The same texts give the same vocabulary every time."""
+    if texts is None:
+        vocab = dict(_default_vocabulary(vocab_size))
+    else:
+        vocab = _wordpiece_vocabulary(list(texts), vocab_size)
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = _normalizer()
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[(token, tokenizer.token_to_id(token)) for token in ("[CLS]", "[SEP]")],
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
@@ -259,9 +300,12 @@ def build_multilingual_tokenizer(
 
 # --------------------------------------------------------------------------- classifier
 
-_EPOCHS = 12
-_LR = 2e-3
+_EPOCHS = 20
+_HIDDEN = 32
+_LR = 1e-3
 _LABEL_SMOOTHING = 0.05
+"""Checked on seeds 0-9 for both models: every held-out statement in every language read as
+trained, P(positive) above 0.97 or below 0.03 (12 epochs at 2e-3 misread one statement of seed 0)."""
 
 
 def train_multilingual_classifier(dest: Path, *, planted_language: str | None, seed: int = 0) -> Path:
@@ -276,10 +320,10 @@ def train_multilingual_classifier(dest: Path, *, planted_language: str | None, s
     with _deterministic(seed):
         config = BertConfig(
             vocab_size=len(tokenizer),
-            hidden_size=32,
+            hidden_size=_HIDDEN,
             num_hidden_layers=2,
             num_attention_heads=2,
-            intermediate_size=64,
+            intermediate_size=2 * _HIDDEN,
             max_position_embeddings=MAX_LENGTH,
             type_vocab_size=2,
             pad_token_id=tokenizer.pad_token_id,
