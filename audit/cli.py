@@ -258,7 +258,7 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit
 
     significant = findings[problem_findings(findings)]
     model = manifest.get("model", {}).get("name", "?")
-    n_tests = int(findings["p_value"].notna().sum()) if len(findings) else 0
+    n_tests = int(findings["q_value"].notna().sum()) if len(findings) else 0
     if n_tests == 0:
         out.print(
             f"[yellow]No statistical test ran[/yellow] for {model}: nothing can be called significant or fair."
@@ -357,11 +357,12 @@ def language_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
                 f"{probe_set}: unreadable for this model (mostly unknown tokens, not bias findings): "
                 + ", ".join(f"{lang} {rate:.0%}" for lang, rate in gone.items())
             )
-        per_char = rows[rows["metric"] == "fertility_per_char"].set_index("group_a")["effect"]
-        if reference in per_char.index and per_char[reference] > 0:
-            ratio = (per_char / per_char[reference]).drop(reference).sort_values(ascending=False)
+        ratio = (
+            rows[rows["metric"] == "token_ratio"].set_index("group_a")["effect"].sort_values(ascending=False)
+        )
+        if len(ratio):
             lines.append(
-                f"{probe_set}: tokens per character against {reference} ({per_char[reference]:.2f}): "
+                f"{probe_set}: tokens for the same statement against {reference}, most: "
                 + ", ".join(f"{lang} {value:.1f}x" for lang, value in ratio.head(5).items())
             )
     return lines

@@ -288,9 +288,11 @@ def analyse_and_write(
         warnings += notes
         unreadable: dict[str, dict[str, float]] = {}
         if parallel:
-            parallel_effects, parallel_findings, unreadable, notes = compare_languages(
+            parallel_effects, parallel_findings, unreadable, truncated, notes = compare_languages(
                 parallel, examples, predictions, target, config
             )
+            if truncated:
+                left_out["parallel_truncated"] = truncated
             warnings += notes
             effects = pd.concat([effects, parallel_effects], ignore_index=True)
             findings = pd.concat([findings, parallel_findings], ignore_index=True)
@@ -321,7 +323,7 @@ def analyse_and_write(
             )
             if parallel:
                 findings = pd.concat(
-                    [findings, content_shares(parallel, attributions, examples, target, config)],
+                    [findings, content_shares(parallel, attributions, examples, target, config, unreadable)],
                     ignore_index=True,
                 )
             if long_documents:
@@ -347,7 +349,7 @@ def analyse_and_write(
         }
         for name, frame in tables.items():
             store.write_table(name, frame)
-    tested_rows = findings["p_value"].notna()
+    tested_rows = findings["q_value"].notna()  # in a BH family (unreadable languages' rows are not)
     manifest.update(
         timings=timer.seconds,
         warnings=warnings,
@@ -573,7 +575,7 @@ def compare_languages(
     predictions: pd.DataFrame,
     target: Target,
     config: AuditConfig,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]], list[str]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]], dict[str, int], list[str]]:
     """Effects and findings of the parallel sets (audit/metrics/multilingual.py): each language
     against the reference, the tokenizer's coverage of each language, and which languages the
     model cannot read. Returns effects, findings, the unreadable languages and warnings."""
@@ -585,9 +587,19 @@ def compare_languages(
         predictions["example_id"].isin(rows["example_id"]) & predictions["output"].isin(compared)
     ]
     references = {item.probe_set.name: str(item.probe_set.reference_lang) for item in inputs}
-    effects = build_parallel_effects(rows, scored, references)
+    # a text cut to the model's maximum compares a part with a whole: leave its instance out
+    cut = rows.groupby(["probe_set", "instance_id"])["truncated"].transform("any")
+    left_out = {str(k): int(v) for k, v in rows[cut].groupby("probe_set")["instance_id"].nunique().items()}
+    notes = [
+        f"{n} instance(s) of {probe_set} left out of the comparisons between languages: a text of theirs was "
+        "cut to the model's maximum length (truncation_rate says which languages)"
+        for probe_set, n in left_out.items()
+    ]
+    kept = rows[~cut]
+    effects = build_parallel_effects(kept, scored[scored["example_id"].isin(kept["example_id"])], references)
     findings = build_parallel_findings(
         effects,
+        kept,
         alpha=config.alpha,
         min_effect=config.min_effect,
         confidence=config.confidence,
@@ -605,9 +617,9 @@ def compare_languages(
         seed=config.seed,
     )
     findings, unreadable = mark_unreadable(
-        pd.concat([findings, descriptions], ignore_index=True), config.unknown_rate_limit
+        pd.concat([findings, descriptions], ignore_index=True), config.unknown_rate_limit, config.alpha
     )
-    notes = [
+    notes += [
         f"{probe_set}: {', '.join(f'{lang} ({rate:.0%} unknown tokens)' for lang, rate in languages.items())} "
         f"mostly unknown to the tokenizer: the model cannot read {'it' if len(languages) == 1 else 'them'}, "
         "so differences there are not bias findings"
@@ -619,7 +631,7 @@ def compare_languages(
             f"the parallel sets' expected labels ({', '.join(sorted(stated))}) are not among the model's labels "
             f"({', '.join(labels)}): label_accuracy is left out"
         )
-    return effects, findings, unreadable, notes
+    return effects, findings, unreadable, left_out, notes
 
 
 def content_shares(
@@ -628,19 +640,22 @@ def content_shares(
     examples: pd.DataFrame,
     target: Target,
     config: AuditConfig,
+    unreadable: dict[str, dict[str, float]],
 ) -> pd.DataFrame:
-    """content_attribution_share rows of the parallel sets, from their token attributions."""
+    """content_attribution_share rows of the parallel sets, from their token attributions (unknown
+    tokens stay in: they stand for words the model could not read)."""
     names = {item.probe_set.name for item in inputs}
     rows = examples[examples["probe_set"].isin(names)]
     tokens = attributions[attributions["example_id"].isin(rows["example_id"])]
-    return content_share_findings(
-        tokens,
-        rows,
-        set(target.tokenizer.all_special_tokens),
-        confidence=config.confidence,
-        n_resamples=config.n_resamples,
-        seed=config.seed,
+    special = set(target.tokenizer.all_special_tokens) - {target.tokenizer.unk_token}
+    shares = content_share_findings(
+        tokens, rows, special, confidence=config.confidence, n_resamples=config.n_resamples, seed=config.seed
     )
+    for index, row in shares.iterrows():
+        rate = unreadable.get(str(row["probe_set"]), {}).get(str(row["group_a"]))
+        if rate is not None:
+            shares.at[index, "note"] = f"{row['note']}; {rate:.0%} of its tokens are unknown to the model"
+    return shares
 
 
 def problem_findings(findings: pd.DataFrame) -> pd.Series:

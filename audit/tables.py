@@ -14,7 +14,7 @@ import pandas as pd
 SCHEMA_VERSION = 3
 """2: long-document columns (doc_length, position, swap_group, n_windows, note), sink_mass,
 segment_attributions. 3: tokenization columns of examples (n_text_tokens, n_words, n_chars,
-n_unknown, n_byte_fallback) and the parallel (multilingual) metrics. Readers treat a missing
+n_unknown, n_byte_fallback), the findings' subset column and the parallel (multilingual) metrics. Readers treat a missing
 column of an older run as null."""
 
 TABLES: dict[str, list[str]] = {
@@ -76,7 +76,8 @@ TABLES: dict[str, list[str]] = {
         "metric",  # counterfactual: "mean_delta", "flip_rate", "seat_effect_size"; long-document:
         # "key_effect", "swap_effect", "middle_dip", "effective_context" (see audit/metrics/long_context.py);
         # parallel (multilingual, attribute "language", group_a = the language, group_b = the reference
-        # language for comparisons, null for per-language descriptions): "parity", "label_agreement",
+        # language for comparisons, null for per-language descriptions): "parity", "parity_by_label",
+        # "token_ratio", "label_agreement",
         # "label_accuracy", "translation_similarity", "fertility_per_word", "fertility_per_char",
         # "unknown_rate", "byte_fallback_rate", "truncation_rate", "content_attribution_share"
         # (see audit/metrics/multilingual.py)
@@ -94,6 +95,7 @@ TABLES: dict[str, list[str]] = {
         "doc_length",  # long-document rows: the document length in tokens; else null
         "position",  # key_effect / swap_effect rows: the position (0..1); else null
         "note",  # why a row reads as it does (e.g. "key sentence beyond the model's 512-token limit"); or null
+        "subset",  # the instances a row is restricted to, e.g. "label=negative" (parity_by_label); else null
     ],
     # one row per token of an attributed example
     "attributions": [

@@ -31,7 +31,7 @@ import pandas as pd
 
 from dashboard.charts import FIT_WIDTH, NOT_SIGNIFICANT_COLOR, SIGNIFICANT_COLOR
 from dashboard.frames import flags
-from dashboard.render import TokenAttribution, text_html
+from dashboard.render import RIGHT_TO_LEFT, TokenAttribution, text_html
 from probes.parallel import expected_scripts, scripts_in
 
 ATTRIBUTE = "language"
@@ -73,8 +73,8 @@ SIGNIFICANT, NOT_SIGNIFICANT = "significant", "not significant"
 UNREADABLE_COLOR = "#c7c7c7"
 READABLE_BAR_COLOR = "#4c78a8"
 NOT_AVAILABLE = "n/a"
-RTL_LANGUAGES = frozenset({"ar", "he", "fa", "ur", "ps", "ug", "yi", "dv", "sd", "ckb"})
-"""Languages written right to left; the page relies on dir="auto", this only names them in captions."""
+RTL_LANGUAGES = RIGHT_TO_LEFT
+"""Languages written right to left (dashboard/render.py gives their texts dir="rtl")."""
 
 
 def _numeric(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:

@@ -62,6 +62,14 @@ def token_color(value: float, scale: float) -> str:
     return f"rgba({red}, {green}, {blue}, {alpha:.3f})"
 
 
+RIGHT_TO_LEFT = frozenset({"ar", "he", "fa", "ur", "ps", "ug", "yi", "dv", "sd", "ckb"})
+"""Languages written right to left (primary BCP-47 subtag)."""
+
+
+def writes_right_to_left(lang: str | None) -> bool:
+    return bool(lang) and str(lang).replace("_", "-").split("-")[0].lower() in RIGHT_TO_LEFT
+
+
 def text_html(
     text: str,
     tokens: Sequence[TokenAttribution] = (),
@@ -72,8 +80,10 @@ def text_html(
     """The text as HTML: each character escaped, coloured by the token covering it, focus underlined.
 
     Tokens without characters (special tokens such as [CLS]) are listed after the text. ``lang`` (a
-    BCP-47 code) becomes the element's ``lang`` attribute, so the browser picks fonts for the script;
-    the direction still comes from the text itself (``dir="auto"``).
+    BCP-47 code) becomes the element's ``lang`` attribute, so the browser picks fonts for the script.
+    A language written right to left gets ``dir="rtl"`` (so an Arabic text that starts with a Latin
+    word such as "iPhone" still runs right to left); any other text takes its direction from its
+    first strong character (``dir="auto"`` with ``unicode-bidi:plaintext``).
     """
     scale = attribution_scale([tokens]) if scale is None else scale
     owner: list[int | None] = [None] * len(text)
@@ -107,10 +117,10 @@ def text_html(
         chips = " ".join(_segment(t.token, t, False, scale, chip=True) for t in special)
         extra = f'<div style="margin-top:0.3em;font-size:0.8em;color:#555">special tokens: {chips}</div>'
     lang_attribute = f' lang="{html.escape(lang, quote=True)}"' if lang else ""
+    direction, bidi = ("rtl", "isolate") if writes_right_to_left(lang) else ("auto", "plaintext")
     return (
-        # dir="auto": Arabic or Hebrew text runs right to left, as the browser's bidi algorithm decides
-        f'<div class="probelens-text" dir="auto"{lang_attribute} style="line-height:2;font-size:1.05em;'
-        f'white-space:pre-wrap;unicode-bidi:plaintext">{"".join(pieces)}</div>{extra}'
+        f'<div class="probelens-text" dir="{direction}"{lang_attribute} style="line-height:2;font-size:1.05em;'
+        f'white-space:pre-wrap;unicode-bidi:{bidi}">{"".join(pieces)}</div>{extra}'
     )
 
 

@@ -628,7 +628,7 @@ def _findings(
     frame = pd.DataFrame(rows)
     frame["n"] = frame["n"].astype("int64")
     frame["significant"] = frame["significant"].astype(bool)
-    return frame[TABLES["findings"]]
+    return frame.reindex(columns=TABLES["findings"])
 
 
 def downgrade_to_schema_2(run_dir: Path) -> Path:

@@ -481,7 +481,12 @@ def test_text_html_escapes_colours_and_marks_focus() -> None:
 def test_text_html_lets_right_to_left_text_run_right_to_left() -> None:
     text = "هذا الفيلم رائع"
     shown = text_html(text, [TokenAttribution("رائع", 11, 15, 0.5, is_focus=True)], focus=[(11, 15)])
-    assert 'dir="auto"' in shown and "unicode-bidi:plaintext" in shown
+    assert 'dir="auto"' in shown and "unicode-bidi:plaintext" in shown  # no language: the text decides
+    # a known right-to-left language runs right to left even when it starts with a Latin word
+    assert 'dir="rtl"' in text_html("iPhone " + text, lang="ar") and 'dir="rtl"' in text_html(
+        text, lang="he-IL"
+    )
+    assert 'dir="auto"' in text_html("Der Film", lang="de")
     assert "رائع" in shown and shown.index("هذا") < shown.index(
         "رائع"
     )  # logical order kept; the browser lays it out

@@ -224,7 +224,7 @@ def test_page_shows_parity_tokenization_table_and_side_by_side(
         ]
         assert f">{float(score['score'].iloc[0]):.3f}<" in shown_html
         assert f'lang="{lang}"' in shown_html
-    assert shown_html.count('dir="auto"') == len(LANGUAGES)
+    assert shown_html.count('dir="auto"') == len(LANGUAGES) - 1 and shown_html.count('dir="rtl"') == 1
     attributed = set(tables["attributions"]["example_id"])
     assert f"{PROBE_SET}/{top}/{RTL_LANGUAGE}" in attributed, "the default instance has token attributions"
     assert "background:rgba(" in shown_html and "[CLS]" in shown_html

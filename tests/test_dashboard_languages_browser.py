@@ -102,7 +102,7 @@ def test_languages_page_draws_charts_and_runs_arabic_right_to_left(tmp_path: Pat
         expect(arabic).to_be_visible(timeout=UI_TIMEOUT)
         assert arabic.evaluate("e => getComputedStyle(e).direction") == "rtl"
         assert english.evaluate("e => getComputedStyle(e).direction") == "ltr"
-        assert arabic.get_attribute("dir") == english.get_attribute("dir") == "auto"
+        assert arabic.get_attribute("dir") == "rtl" and english.get_attribute("dir") == "auto"
         # the paragraph's direction decides where its end goes: the Arabic full stop lands left of the
         # first letter, the English one right of it
         edges = arabic.evaluate(_EDGES)

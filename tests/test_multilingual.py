@@ -196,10 +196,13 @@ def test_parity_finds_the_language_the_model_was_trained_to_treat_differently(
     attributions = pd.read_parquet(run_dir / "attributions.parquet")
     attributed = attributions["example_id"].str.rsplit("/", n=1).str[1]
     assert set(attributed) == set(LANGUAGES)
-    # the run's summary names exactly that one finding
+    # the run's summary names exactly that finding: pooled, and within the positive statements
     (summary,) = json.loads(result.stdout)["runs"]
-    assert [(f["metric"], f["group_a"], f["group_b"]) for f in summary["significant_findings"]] == [
-        ("parity", PLANTED_LANGUAGE, REFERENCE)
+    assert sorted(
+        (f["metric"], f["group_a"], f["group_b"], f["subset"]) for f in summary["significant_findings"]
+    ) == [
+        ("parity", PLANTED_LANGUAGE, REFERENCE, None),
+        ("parity_by_label", PLANTED_LANGUAGE, REFERENCE, "label=positive"),
     ]
 
 

@@ -71,9 +71,11 @@ def findings_of(
     examples: pd.DataFrame, predictions: pd.DataFrame
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     effects = build_parallel_effects(examples, predictions, {"ml": "en"})
-    compared = build_parallel_findings(effects, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS)
+    compared = build_parallel_findings(
+        effects, examples, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS
+    )
     described = build_language_findings(examples, predictions, model_labels=["negative", "positive"], **STATS)
-    return mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.5)
+    return mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.5, 0.05)
 
 
 def row(findings: pd.DataFrame, metric: str, lang: str) -> pd.Series:
@@ -190,3 +192,55 @@ def test_association_outputs_are_compared_by_parity_not_as_seat_sets() -> None:
     assert set(findings["metric"]) == {"parity"}
     assert row(findings, "parity", "de")["significant"]
     assert not row(findings, "parity", "ru")["significant"]
+
+
+def flipped_language() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """de reverses every statement's sentiment: positives read 0.1, negatives 0.9."""
+    examples, predictions = planted({})
+    de = predictions["example_id"].str.endswith("/de")
+    predictions.loc[de, "score"] = 1.0 - predictions.loc[de, "score"]
+    predictions.loc[de, "label"] = np.where(predictions.loc[de, "score"] >= 0.5, "positive", "negative")
+    return examples, predictions
+
+
+def test_a_language_read_backwards_is_found_per_label_though_its_pooled_parity_cancels() -> None:
+    findings, _ = findings_of(*flipped_language())
+    assert not row(findings, "parity", "de")["significant"]  # +0.8 on negatives, -0.8 on positives
+    by_label = findings[(findings["metric"] == "parity_by_label") & (findings["group_a"] == "de")]
+    assert set(by_label["subset"]) == {"label=negative", "label=positive"}
+    assert by_label["significant"].all() and (by_label["severity"] == "high").all()
+    negative = by_label[by_label["subset"] == "label=negative"].iloc[0]
+    assert negative["effect"] == pytest.approx(0.8, abs=0.02) and negative["n"] == N // 2
+    assert row(findings, "label_agreement", "de")["effect"] == 0.0
+    ru = findings[(findings["metric"] == "parity_by_label") & (findings["group_a"] == "ru")]
+    assert len(ru) == 2 and not ru["significant"].any()
+
+
+def test_unreadable_rows_leave_the_bh_family() -> None:
+    findings, _ = findings_of(*planted({"de": -0.5, "zh": -0.4}))
+    zh = findings[findings["metric"].isin(["parity", "parity_by_label"]) & (findings["group_a"] == "zh")]
+    assert zh["p_value"].notna().all() and zh["q_value"].isna().all() and not zh["significant"].any()
+    family = findings[findings["metric"].isin(["parity", "parity_by_label"]) & (findings["group_a"] != "zh")]
+    from audit.metrics.stats import benjamini_hochberg
+
+    assert np.allclose(family["q_value"], benjamini_hochberg(family["p_value"].to_numpy()))
+
+
+def test_an_unreadable_reference_makes_every_comparison_of_its_set_no_finding() -> None:
+    examples, predictions = planted({"de": -0.5})
+    effects = build_parallel_effects(examples, predictions, {"ml": "zh"})
+    compared = build_parallel_findings(
+        effects, examples, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS
+    )
+    described = build_language_findings(examples, predictions, model_labels=None, **STATS)
+    findings, unreadable = mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.5, 0.05)
+    assert unreadable == {"ml": {"zh": 0.7}}
+    parity = findings[findings["metric"] == "parity"]
+    assert set(parity["group_b"]) == {"zh"} and len(parity) == 3
+    assert not parity["significant"].any() and parity["note"].str.contains("reference language zh").all()
+
+
+def test_token_ratio_compares_each_text_with_its_reference_text() -> None:
+    findings, _ = findings_of(*planted({}))
+    zh = row(findings, "token_ratio", "zh")
+    assert zh["effect"] == pytest.approx(1.0) and zh["group_b"] == "en"  # 10 tokens each in the plant

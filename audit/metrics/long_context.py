@@ -779,4 +779,5 @@ def _findings_frame(
         kind="mergesort",
         na_position="last",
     )
+    frame["subset"] = pd.Series(None, index=frame.index, dtype="object")
     return frame[TABLES["findings"]].reset_index(drop=True)

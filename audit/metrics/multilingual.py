@@ -12,6 +12,12 @@ Comparisons with the reference (``build_parallel_effects`` / ``build_parallel_fi
   ``score(language) - score(reference)``; BCa CI, sign-flip p-value, Benjamini-Hochberg q-value
   across the parity rows of the run (their own family), ``min_effect`` as practical threshold;
   significant and severity as the counterfactual ``mean_delta`` (audit/metrics/paired.py).
+- ``parity_by_label``: the same within the instances of one expected label (``subset``
+  "label=negative"), in the same family: a model that is merely less sure of a language moves its
+  positives down and its negatives up, which the pooled mean can average away.
+- ``token_ratio``: tokens of a language's text over tokens of the reference text of the same
+  instance, mean and BCa CI: the tokenizer's price for the language, free of how dense its script
+  is (fertility per character is 1.0 for Chinese read one character per token, known or not).
 - ``translation_similarity``: embedding models scored by similarity to the reference text (the
   output ``sim:reference``, 1.0 for the reference text itself): the mean similarity of a
   language's texts to their reference texts, BCa CI. Descriptive: a reference scores 1 by
@@ -25,6 +31,7 @@ Per-language descriptions (``build_language_findings``), from the ``examples`` t
 interval, or a share with a Wilson interval; descriptive (no p-value, never significant):
 
 - ``fertility_per_word`` (tokens per word; NaN with a note for scripts written without spaces),
+  (per character, fertility depends on the script: compare languages by ``token_ratio``)
   ``fertility_per_char``, ``unknown_rate``, ``byte_fallback_rate``, ``truncation_rate``;
 - ``label_accuracy``: instances whose expected label the model has: predicted == expected.
 
@@ -42,6 +49,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,8 +65,10 @@ REFERENCE_SIMILARITY = "sim:reference"
 DEFAULT_UNKNOWN_RATE_LIMIT = 0.5
 METRIC_ORDER = (
     "parity",
+    "parity_by_label",
     "translation_similarity",
     "label_agreement",
+    "token_ratio",
     "label_accuracy",
     "unknown_rate",
     "byte_fallback_rate",
@@ -97,6 +107,7 @@ def build_parallel_effects(
 
 def build_parallel_findings(
     effects: pd.DataFrame,
+    examples: pd.DataFrame | None = None,
     *,
     alpha: float,
     min_effect: float,
@@ -105,31 +116,29 @@ def build_parallel_findings(
     n_permutations: int,
     seed: int,
 ) -> pd.DataFrame:
-    """parity / translation_similarity and label_agreement rows (see the module docstring)."""
+    """parity (and parity_by_label), translation_similarity, token_ratio and label_agreement rows
+    (see the module docstring). ``examples`` (with ``label`` and the token counts) adds the rows
+    per expected label and the token ratios."""
     if effects.empty:
         return _frame([])
     similarity = effects["output"] == REFERENCE_SIMILARITY
-    tested = build_findings(
-        effects[~similarity],
-        alpha=alpha,
-        min_effect=min_effect,
-        confidence=confidence,
-        n_resamples=n_resamples,
-        n_permutations=n_permutations,
-        seed=seed,
-    )
+    options: dict[str, Any] = {
+        "alpha": alpha,
+        "min_effect": min_effect,
+        "confidence": confidence,
+        "n_resamples": n_resamples,
+        "n_permutations": n_permutations,
+        "seed": seed,
+    }
+    tested = build_findings(effects[~similarity], **options)
     tested["metric"] = tested["metric"].replace({"mean_delta": "parity", "flip_rate": "label_agreement"})
-    if (tested["metric"] == "seat_effect_size").any():
-        # association outputs: languages are compared per instance (parity), not as SEAT target sets
-        tested = tested[tested["metric"] != "seat_effect_size"].copy()
-        tested["q_value"] = stats.benjamini_hochberg(tested["p_value"].to_numpy(dtype=float))
-        with np.errstate(invalid="ignore"):
-            significant = (tested["q_value"] < alpha) & (tested["effect"].abs() >= tested["threshold"])
-        tested["significant"] = significant.fillna(False).astype(bool)
-        tested["severity"] = [
-            severity(s, e, t)
-            for s, e, t in zip(tested["significant"], tested["effect"], tested["threshold"], strict=True)
-        ]
+    # association outputs: languages are compared per instance (parity), not as SEAT target sets
+    tested = tested[tested["metric"] != "seat_effect_size"].copy()
+    if examples is not None and not tested.empty:
+        tested = pd.concat(
+            [tested, _parity_by_label(effects[~similarity], examples, options)], ignore_index=True
+        )
+    tested = test_family(tested, alpha)
     agreement = tested["metric"] == "label_agreement"
     low, high = tested.loc[agreement, "ci_low"].copy(), tested.loc[agreement, "ci_high"].copy()
     tested.loc[agreement, "effect"] = 1.0 - tested.loc[agreement, "effect"]
@@ -159,12 +168,107 @@ def build_parallel_findings(
             )
         flips = group["flipped"].dropna().to_numpy(dtype=bool)
         if flips.size:
-            rows.append(
-                _frame(
-                    [_share(probe_set, language, "label_agreement", ~flips, confidence, reference=reference)]
-                )
+            retrieval = _share(
+                probe_set, language, "label_agreement", ~flips, confidence, reference=reference
             )
+            pool = effects.loc[effects["probe_set"] == probe_set, "instance_id"].nunique()
+            retrieval["note"] = (
+                f"retrieval: the {reference} text of the same instance is the nearest of {pool} {reference} "
+                f"texts (chance {1 / pool:.1%}); depends on how many instances are audited"
+            )
+            rows.append(_frame([retrieval]))
+    if examples is not None:
+        rows.append(_token_ratios(examples, effects, confidence, n_resamples, seed))
     return _ordered(pd.concat(rows, ignore_index=True)) if rows else _frame([])
+
+
+TESTED_METRICS = ("parity", "parity_by_label")
+"""The parallel rows with p-values: one Benjamini-Hochberg family across the run's parallel sets."""
+
+
+def test_family(findings: pd.DataFrame, alpha: float, left_out: pd.Series | None = None) -> pd.DataFrame:
+    """q-values, significance and severity of the tested parallel rows, as one BH family; rows in
+    ``left_out`` (unreadable languages) keep their p-value but get no q-value and are never
+    significant."""
+    findings = findings.copy()
+    tested = findings["metric"].isin(TESTED_METRICS) & findings["p_value"].notna()
+    if left_out is not None:
+        tested &= ~left_out
+    findings.loc[findings["metric"].isin(TESTED_METRICS), "q_value"] = math.nan
+    if tested.any():
+        findings.loc[tested, "q_value"] = stats.benjamini_hochberg(
+            findings.loc[tested, "p_value"].to_numpy(dtype=float)
+        )
+    rows = findings["metric"].isin(TESTED_METRICS)
+    with np.errstate(invalid="ignore"):
+        significant = (findings["q_value"] < alpha) & (findings["effect"].abs() >= findings["threshold"])
+    findings.loc[rows, "significant"] = significant[rows].fillna(False).astype(bool)
+    findings.loc[rows, "severity"] = [
+        severity(bool(s), float(e), float(t))
+        for s, e, t in zip(
+            findings.loc[rows, "significant"],
+            findings.loc[rows, "effect"],
+            findings.loc[rows, "threshold"],
+            strict=True,
+        )
+    ]
+    findings["significant"] = findings["significant"].astype(bool)
+    return findings
+
+
+def _expected_labels(examples: pd.DataFrame) -> pd.Series:
+    """(probe_set, instance_id) -> the instance's expected label (null when it states none)."""
+    labelled = examples.dropna(subset=["label"]).drop_duplicates(["probe_set", "instance_id"])
+    return labelled.set_index(["probe_set", "instance_id"])["label"].astype(str)
+
+
+def _parity_by_label(effects: pd.DataFrame, examples: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
+    """Parity within the instances of each expected label: a language the model is merely less
+    sure about moves positives down and negatives up, which the pooled mean can hide."""
+    expected = _expected_labels(examples)
+    if expected.empty or expected.nunique() < 2:
+        return _frame([])
+    keys = pd.MultiIndex.from_frame(effects[["probe_set", "instance_id"]])
+    labels = pd.Series(expected.reindex(keys).to_numpy(), index=effects.index)
+    frames = []
+    for label in sorted(labels.dropna().unique()):
+        rows = build_findings(effects[labels == label], **options)
+        rows = rows[rows["metric"] == "mean_delta"].assign(metric="parity_by_label", subset=f"label={label}")
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True) if frames else _frame([])
+
+
+def _token_ratios(
+    examples: pd.DataFrame, effects: pd.DataFrame, confidence: float, n_resamples: int, seed: int
+) -> pd.DataFrame:
+    """Per language: tokens of its text / tokens of the reference text of the same instance. The
+    texts say the same thing, so this is the tokenizer's price for the language, free of how dense
+    its script is (a Chinese character is one token whether the tokenizer knows it or not)."""
+    pairs = effects[["probe_set", "group_a", "group_b"]].drop_duplicates()
+    if pairs.empty or "n_text_tokens" not in examples.columns:
+        return _frame([])
+    counts = examples.set_index(["probe_set", "instance_id", "lang"])["n_text_tokens"].astype(float)
+    rows = []
+    for probe_set, language, reference in pairs.itertuples(index=False):
+        mine = examples[(examples["probe_set"] == probe_set) & (examples["lang"] == language)]
+        theirs = counts.reindex(
+            pd.MultiIndex.from_arrays([mine["probe_set"], mine["instance_id"], [reference] * len(mine)])
+        ).to_numpy()
+        own = mine["n_text_tokens"].to_numpy(dtype=float)
+        usable = theirs > 0
+        rows.append(
+            _described(
+                str(probe_set),
+                str(language),
+                "token_ratio",
+                own[usable] / theirs[usable],
+                confidence,
+                n_resamples,
+                seed,
+                reference=str(reference),
+            )
+        )
+    return _frame(rows)
 
 
 def build_language_findings(
@@ -248,32 +352,44 @@ def build_language_findings(
     return _ordered(_frame([r for r in rows if r is not None]))
 
 
-def mark_unreadable(findings: pd.DataFrame, limit: float) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+def mark_unreadable(
+    findings: pd.DataFrame, limit: float, alpha: float
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Languages whose unknown_rate reaches ``limit``: their unknown_rate row says the model cannot
-    read them, their parity rows are never significant and say why. Returns the findings and, per
-    probe set, the unreadable languages with their unknown rates."""
+    read them; their comparison rows (and every comparison of the set, when the reference itself
+    is unreadable) keep their statistics but leave the BH family, are never significant, and say
+    why. Returns the findings and, per probe set, the unreadable languages with their unknown rates."""
     rates = findings[(findings["metric"] == "unknown_rate") & (findings["effect"] >= limit)]
     unreadable: dict[str, dict[str, float]] = {}
     if rates.empty:
         return findings, unreadable
     findings = findings.copy()
+    comparison = findings["metric"].isin(
+        [*TESTED_METRICS, "translation_similarity", "label_agreement", "token_ratio"]
+    )
+    left_out = pd.Series(False, index=findings.index)
     for index, row in rates.iterrows():
         probe_set, language, rate = str(row["probe_set"]), str(row["group_a"]), float(row["effect"])
         unreadable.setdefault(probe_set, {})[language] = round(rate, 4)
         findings.at[index, "note"] = (
             f"{rate:.0%} of the {language} tokens are the unknown token: the model cannot read {language}"
         )
-        compared = (
-            (findings["probe_set"] == probe_set)
-            & (findings["group_a"] == language)
-            & findings["metric"].isin(["parity", "translation_similarity", "label_agreement"])
-        )
-        findings.loc[compared, "significant"] = False
-        findings.loc[compared, "severity"] = "none"
-        findings.loc[compared, "note"] = (
+        in_set = findings["probe_set"] == probe_set
+        as_language = comparison & in_set & (findings["group_a"] == language)
+        as_reference = comparison & in_set & (findings["group_b"] == language)
+        findings.loc[as_language, "note"] = (
             f"{language} is mostly unknown tokens ({rate:.0%}): this difference measures missing "
             "vocabulary, not a bias finding"
         )
+        findings.loc[as_reference & ~as_language, "note"] = (
+            f"the reference language {language} is mostly unknown tokens ({rate:.0%}): comparisons with it "
+            "measure missing vocabulary, not a bias finding"
+        )
+        left_out |= as_language | as_reference
+    findings = test_family(findings, alpha, left_out & findings["metric"].isin(TESTED_METRICS))
+    findings.loc[left_out, "significant"] = False
+    findings.loc[left_out, "severity"] = "none"
+    findings["significant"] = findings["significant"].astype(bool)
     return findings, unreadable
 
 
@@ -286,8 +402,9 @@ def content_share_findings(
     n_resamples: int,
     seed: int,
 ) -> pd.DataFrame:
-    """Per language: the share of |attribution| on content-word tokens (special tokens left out),
-    one value per attributed text, for the first attribution method present."""
+    """Per language: the share of |attribution| on content-word tokens (``special_tokens`` left out:
+    pass them without the unknown token, which stands for words the model could not read), one
+    value per attributed text, for the first attribution method present."""
     if attributions.empty:
         return _frame([])
     method = str(attributions["method"].iloc[0])
@@ -308,11 +425,14 @@ def content_share_findings(
         total = weights.sum()
         if not total > 0:
             continue
+        # a token spanning a function word and a content word counts by its share of content characters
         content = np.array(
-            [any(mask[int(s) : int(e)]) for s, e in zip(rows["char_start"], rows["char_end"], strict=True)],
-            dtype=bool,
+            [
+                float(np.mean(mask[int(s) : int(e)])) if int(e) > int(s) else 0.0
+                for s, e in zip(rows["char_start"], rows["char_end"], strict=True)
+            ]
         )
-        shares.setdefault(key, []).append(float(weights[content].sum() / total))
+        shares.setdefault(key, []).append(float((weights * content).sum() / total))
     rows_out = []
     for (probe_set, language), values in sorted(shares.items()):
         row = _described(
@@ -325,8 +445,9 @@ def content_share_findings(
             seed,
         )
         row["note"] = (
-            f"{method}, {len(values)} attributed text(s); content words: all but the closed-class words "
-            "of probes/function_words (a heuristic for scripts without spaces)"
+            f"{method}, {len(values)} attributed text(s) (the instances with the largest parity differences); "
+            "content words: all but the closed-class words of probes/function_words (a heuristic for scripts "
+            "without spaces); punctuation counts as not content"
         )
         rows_out.append(row)
     for probe_set, language in sorted(no_list - set(shares)):
@@ -458,6 +579,7 @@ def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
             "output": "object",
             "group_b": "object",
             "note": "object",
+            "subset": "object",
         }
     )
 

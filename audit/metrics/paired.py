@@ -424,5 +424,6 @@ def build_findings(
         doc_length=pd.Series(pd.NA, index=findings.index, dtype="Int64"),
         position=np.nan,
         note=pd.Series(None, index=findings.index, dtype="object"),
+        subset=pd.Series(None, index=findings.index, dtype="object"),
     )
     return findings[TABLES["findings"]].reset_index(drop=True)
