@@ -248,6 +248,10 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
         "timings": manifest["timings"],
         "significant_findings": json.loads(significant.to_json(orient="records")) if len(significant) else [],
         "n_key_effects_significant": manifest["summary"].get("n_key_effects_significant", 0),
+        "unreadable_languages": manifest["summary"].get("unreadable_languages", {}),
+        "reference_languages": {
+            e["name"]: e["reference_lang"] for e in manifest.get("probe_sets", []) if e.get("reference_lang")
+        },
     }
 
 
@@ -279,7 +283,8 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit
             where = row.probe_set if row.attribute == row.probe_set else f"{row.probe_set} ({row.attribute})"
             table.add_row(
                 str(where),
-                f"{row.group_a} vs {row.group_b}",
+                f"{row.group_a} vs {row.group_b}"
+                + (f" ({row.subset})" if isinstance(row.subset, str) else ""),
                 str(row.metric),
                 str(row.output),
                 f"{row.effect:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]",
@@ -354,7 +359,7 @@ def language_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
         gone = unreadable.get(probe_set, {})
         if gone:
             lines.append(
-                f"{probe_set}: unreadable for this model (mostly unknown tokens, not bias findings): "
+                f"{probe_set}: unreadable for this model (unknown tokens at or above the limit, not bias findings): "
                 + ", ".join(f"{lang} {rate:.0%}" for lang, rate in gone.items())
             )
         ratio = (

@@ -621,16 +621,19 @@ def compare_languages(
     )
     notes += [
         f"{probe_set}: {', '.join(f'{lang} ({rate:.0%} unknown tokens)' for lang, rate in languages.items())} "
-        f"mostly unknown to the tokenizer: the model cannot read {'it' if len(languages) == 1 else 'them'}, "
-        "so differences there are not bias findings"
+        f"unknown to the tokenizer (limit {config.unknown_rate_limit:.0%}): the model cannot read "
+        f"{'it' if len(languages) == 1 else 'them'}, so differences there are not bias findings"
         for probe_set, languages in unreadable.items()
     ]
-    stated = {label for label in rows["label"].dropna()}
-    if labels is not None and stated and not stated & set(labels):
-        notes.append(
-            f"the parallel sets' expected labels ({', '.join(sorted(stated))}) are not among the model's labels "
-            f"({', '.join(labels)}): label_accuracy is left out"
-        )
+    stated = {str(label) for label in rows["label"].dropna()}
+    if labels is not None and stated - set(labels):
+        unknown = rows[rows["label"].isin(stated - set(labels))].groupby("probe_set")["instance_id"].nunique()
+        notes += [
+            f"{n} instance(s) of {probe_set} expect a label the model does not have "
+            f"({', '.join(sorted(stated - set(labels)))}; its labels: {', '.join(labels)}): label_accuracy "
+            "leaves them out"
+            for probe_set, n in unknown.items()
+        ]
     return effects, findings, unreadable, left_out, notes
 
 

@@ -372,18 +372,19 @@ def mark_unreadable(
         probe_set, language, rate = str(row["probe_set"]), str(row["group_a"]), float(row["effect"])
         unreadable.setdefault(probe_set, {})[language] = round(rate, 4)
         findings.at[index, "note"] = (
-            f"{rate:.0%} of the {language} tokens are the unknown token: the model cannot read {language}"
+            f"{rate:.0%} of the {language} tokens are the unknown token (limit {limit:.0%}): the model "
+            f"cannot read {language}"
         )
         in_set = findings["probe_set"] == probe_set
         as_language = comparison & in_set & (findings["group_a"] == language)
         as_reference = comparison & in_set & (findings["group_b"] == language)
         findings.loc[as_language, "note"] = (
-            f"{language} is mostly unknown tokens ({rate:.0%}): this difference measures missing "
-            "vocabulary, not a bias finding"
+            f"{rate:.0%} of the {language} tokens are unknown to the model: this difference measures "
+            "missing vocabulary, not a bias finding"
         )
         findings.loc[as_reference & ~as_language, "note"] = (
-            f"the reference language {language} is mostly unknown tokens ({rate:.0%}): comparisons with it "
-            "measure missing vocabulary, not a bias finding"
+            f"{rate:.0%} of the tokens of the reference language {language} are unknown to the model: "
+            "comparisons with it measure missing vocabulary, not a bias finding"
         )
         left_out |= as_language | as_reference
     findings = test_family(findings, alpha, left_out & findings["metric"].isin(TESTED_METRICS))
