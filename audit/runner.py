@@ -478,6 +478,7 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
                     "n_words": coverage.n_words,
                     "n_chars": coverage.n_chars,
                     "n_unknown": coverage.n_unknown,
+                    "n_unknown_chars": coverage.n_unknown_chars,
                     "n_byte_fallback": coverage.n_byte_fallback,
                     "focus_truncated": lost,
                     "inputs_identical": identical,
@@ -488,7 +489,13 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
         rows, columns=[*TABLES["examples"], "focus_truncated", "inputs_identical", "focus_partly_truncated"]
     )
     frame = frame.astype(
-        {"doc_length": "Int64", "position": "float64", "swap_group": "string", "n_words": "Int64"}
+        {
+            "doc_length": "Int64",
+            "position": "float64",
+            "swap_group": "string",
+            "n_words": "Int64",
+            "n_unknown_chars": "Int64",
+        }
     )
     duplicated = frame.loc[frame["example_id"].duplicated(), "example_id"]
     if not duplicated.empty:

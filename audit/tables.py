@@ -41,6 +41,7 @@ TABLES: dict[str, list[str]] = {
         "n_words",  # runs of letters/marks/digits; null for scripts written without spaces (zh, ja, th ...)
         "n_chars",  # characters other than white space (NFC)
         "n_unknown",  # tokens that are the tokenizer's unknown token
+        "n_unknown_chars",  # characters (not white space) inside unknown tokens; null without offsets
         "n_byte_fallback",  # tokens that stand for raw bytes (<0xNN>), or decode to a partial character
     ],
     # one row per variant x output (each label's probability, each association score)
@@ -77,7 +78,7 @@ TABLES: dict[str, list[str]] = {
         # "key_effect", "swap_effect", "middle_dip", "effective_context" (see audit/metrics/long_context.py);
         # parallel (multilingual, attribute "language", group_a = the language, group_b = the reference
         # language for comparisons, null for per-language descriptions): "parity", "parity_by_label",
-        # "token_ratio", "label_agreement",
+        # "token_ratio", "label_agreement", "unknown_char_rate",
         # "label_accuracy", "translation_similarity", "fertility_per_word", "fertility_per_char",
         # "unknown_rate", "byte_fallback_rate", "truncation_rate", "content_attribution_share"
         # (see audit/metrics/multilingual.py)

@@ -8,7 +8,10 @@ into fertility, unknown-token and byte-fallback rates per language.
   vowel signs and Arabic diacritics stay inside their word. Scripts written without spaces
   (Chinese, Japanese, Thai ...) have no such runs to count: ``n_words`` is None there.
 - characters: every character that is not white space, after Unicode NFC.
-- unknown tokens: the tokenizer's unknown token (WordPiece's ``[UNK]``, SentencePiece's ``<unk>``).
+- unknown tokens: the tokenizer's unknown token (WordPiece's ``[UNK]``, SentencePiece's ``<unk>``),
+  and the characters they stand for: WordPiece turns a whole unknown word into one ``[UNK]``, so
+  the share of tokens understates how much of a text the model cannot see (Hindi on MiniLM: 8% of
+  the tokens, about 20% of the characters).
 - byte-fallback tokens: tokens that stand for raw bytes rather than whole characters: SentencePiece
   byte pieces (``<0xE4>``), and byte-level BPE tokens that decode to part of a character (U+FFFD).
   A text whose characters are missing from the vocabulary comes out as such tokens instead of
@@ -39,6 +42,8 @@ class TokenCounts:
     n_words: int | None
     n_chars: int
     n_unknown: int
+    n_unknown_chars: int | None
+    """Characters (other than white space) inside unknown tokens; None without character offsets."""
     n_byte_fallback: int
 
 
@@ -72,12 +77,21 @@ def token_counts(tokenizer: Any, texts: Sequence[str], langs: Sequence[str]) -> 
     """The coverage counts of each text under this tokenizer."""
     if not texts:
         return []
-    encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False, return_offsets_mapping=fast)
+    offsets = encoded["offset_mapping"] if fast else [None] * len(texts)
     unknown = tokenizer.unk_token_id
     is_byte = ByteTokens(tokenizer)
     counts = []
-    for text, lang, token_ids in zip(texts, langs, encoded, strict=True):
+    for text, lang, token_ids, spans in zip(texts, langs, encoded["input_ids"], offsets, strict=True):
         ids = np.asarray(token_ids, dtype=np.int64)
+        unknown_chars = None
+        if spans is not None and unknown is not None:
+            unknown_chars = sum(
+                count_chars(text[start:end])
+                for token, (start, end) in zip(token_ids, spans, strict=True)
+                if token == unknown
+            )
         byte_ids = [int(t) for t in np.unique(ids) if is_byte(int(t))]
         counts.append(
             TokenCounts(
@@ -85,6 +99,7 @@ def token_counts(tokenizer: Any, texts: Sequence[str], langs: Sequence[str]) -> 
                 n_words=count_words(text, lang),
                 n_chars=count_chars(text),
                 n_unknown=int((ids == unknown).sum()) if unknown is not None else 0,
+                n_unknown_chars=unknown_chars,
                 n_byte_fallback=int(np.isin(ids, byte_ids).sum()),
             )
         )

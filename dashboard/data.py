@@ -29,7 +29,7 @@ ADDED_IN_SCHEMA_2: dict[str, tuple[str, ...]] = {
 }
 """Columns a version-1 run's tables lack; they read as null (audit.tables.SCHEMA_VERSION)."""
 ADDED_IN_SCHEMA_3: dict[str, tuple[str, ...]] = {
-    "examples": ("n_text_tokens", "n_words", "n_chars", "n_unknown", "n_byte_fallback"),
+    "examples": ("n_text_tokens", "n_words", "n_chars", "n_unknown", "n_unknown_chars", "n_byte_fallback"),
     "findings": ("subset",),
 }
 """Columns a version-1 or version-2 run's tables lack (tokenization of each text); they read as null."""

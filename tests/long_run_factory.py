@@ -266,6 +266,7 @@ def write_long_run(
                 "n_words": len(document.text.split()),
                 "n_chars": sum(not c.isspace() for c in document.text),
                 "n_unknown": 0,
+                "n_unknown_chars": 0,
                 "n_byte_fallback": 0,
                 "focus_truncated": document.focus is not None and not reached,
             }
@@ -551,6 +552,7 @@ SCHEMA_2_COLUMNS = {
         "n_words",
         "n_chars",
         "n_unknown",
+        "n_unknown_chars",
         "n_byte_fallback",
     ),
     "effects": ("doc_length", "position"),

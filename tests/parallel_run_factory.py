@@ -105,7 +105,7 @@ FUNCTION_WORDS = {
 MARKUP_INSTANCE = "pos-001"
 MARKUP_TAIL = "<b>Really</b> & <script>alert('x')</script>"
 """With ``markup``, the English text of MARKUP_INSTANCE ends with this."""
-SCHEMA_3_COLUMNS = ("n_text_tokens", "n_words", "n_chars", "n_unknown", "n_byte_fallback")
+SCHEMA_3_COLUMNS = ("n_text_tokens", "n_words", "n_chars", "n_unknown", "n_unknown_chars", "n_byte_fallback")
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _PIECE = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
@@ -245,6 +245,7 @@ def write_parallel_run(
                     "n_words": count_words(text, lang),
                     "n_chars": sum(not c.isspace() for c in text),
                     "n_unknown": sum(t.unknown for t in tokens),
+                    "n_unknown_chars": sum(t.end - t.start for t in tokens if t.unknown),
                     "n_byte_fallback": sum(t.byte_fallback for t in tokens),
                 }
             )

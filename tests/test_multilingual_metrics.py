@@ -53,6 +53,7 @@ def planted(shift: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "n_words": None if lang == "zh" else 4,
                     "n_chars": 15 if lang != "zh" else 5,
                     "n_unknown": 7 if lang == "zh" else 0,
+                    "n_unknown_chars": 4 if lang == "zh" else (6 if lang == "ru" else 0),
                     "n_byte_fallback": 0,
                 }
             )
@@ -104,7 +105,7 @@ def test_a_shifted_language_is_found_and_the_others_are_not() -> None:
     assert row(findings, "label_agreement", "de")["effect"] < 0.8
     assert row(findings, "label_agreement", "ru")["effect"] == 1.0
     assert row(findings, "label_accuracy", "en")["effect"] == 1.0
-    assert unreadable == {"ml": {"zh": 0.7}}
+    assert unreadable == {"ml": {"zh": 0.8}}
 
 
 def test_no_shift_no_finding() -> None:
@@ -234,7 +235,7 @@ def test_an_unreadable_reference_makes_every_comparison_of_its_set_no_finding() 
     )
     described = build_language_findings(examples, predictions, model_labels=None, **STATS)
     findings, unreadable = mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.5, 0.05)
-    assert unreadable == {"ml": {"zh": 0.7}}
+    assert unreadable == {"ml": {"zh": 0.8}}
     parity = findings[findings["metric"] == "parity"]
     assert set(parity["group_b"]) == {"zh"} and len(parity) == 3
     assert not parity["significant"].any() and parity["note"].str.contains("reference language zh").all()
@@ -244,3 +245,18 @@ def test_token_ratio_compares_each_text_with_its_reference_text() -> None:
     findings, _ = findings_of(*planted({}))
     zh = row(findings, "token_ratio", "zh")
     assert zh["effect"] == pytest.approx(1.0) and zh["group_b"] == "en"  # 10 tokens each in the plant
+
+
+def test_a_language_whose_characters_are_mostly_unknown_is_unreadable_though_few_tokens_are() -> None:
+    """WordPiece makes one [UNK] of a whole unknown word: ru plants 0 unknown tokens of 10 but 6 of
+    its 15 characters unknown; with a limit of 0.35 that is unreadable (zh too: 4 of 5 characters)."""
+    examples, predictions = planted({})
+    effects = build_parallel_effects(examples, predictions, {"ml": "en"})
+    compared = build_parallel_findings(
+        effects, examples, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS
+    )
+    described = build_language_findings(examples, predictions, model_labels=None, **STATS)
+    findings, unreadable = mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.35, 0.05)
+    assert row(findings, "unknown_rate", "ru")["effect"] == 0.0
+    assert row(findings, "unknown_char_rate", "ru")["effect"] == pytest.approx(0.4)
+    assert unreadable == {"ml": {"ru": 0.4, "zh": 0.8}}

@@ -49,6 +49,7 @@ def test_unknown_tokens_are_counted_and_known_text_has_none() -> None:
     assert known.n_unknown == 0
     assert known.n_byte_fallback == 0
     assert unknown.n_unknown >= 1
+    assert known.n_unknown_chars == 0 and unknown.n_unknown_chars == 2  # 食物, whatever it became in tokens
     assert unknown.n_text_tokens == len(tokenizer("the 食物 was good", add_special_tokens=False)["input_ids"])
 
 

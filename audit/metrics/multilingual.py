@@ -35,8 +35,11 @@ interval, or a share with a Wilson interval; descriptive (no p-value, never sign
   ``fertility_per_char``, ``unknown_rate``, ``byte_fallback_rate``, ``truncation_rate``;
 - ``label_accuracy``: instances whose expected label the model has: predicted == expected.
 
-Unreadable languages: a language whose ``unknown_rate`` reaches ``unknown_rate_limit`` (default
-0.5: most of its tokens are the unknown token) cannot be read by the model at all. Its
+``unknown_char_rate``: the share of a language's characters inside unknown tokens (WordPiece turns
+a whole unknown word into one ``[UNK]``, so the token share understates what is lost).
+
+Unreadable languages: a language whose ``unknown_rate`` or ``unknown_char_rate`` reaches
+``unknown_rate_limit`` (default 0.5: most of it is the unknown token) cannot be read by the model. Its
 ``unknown_rate`` row says so, and its ``parity`` rows keep their statistics but are never
 significant (severity "none") and say why: the difference measures missing vocabulary, not a bias.
 
@@ -71,6 +74,7 @@ METRIC_ORDER = (
     "token_ratio",
     "label_accuracy",
     "unknown_rate",
+    "unknown_char_rate",
     "byte_fallback_rate",
     "fertility_per_word",
     "fertility_per_char",
@@ -293,6 +297,19 @@ def build_language_findings(
                 probe_set, language, "unknown_rate", group["n_unknown"], tokens, confidence, n_resamples, seed
             )
         )
+        if "n_unknown_chars" in group.columns and group["n_unknown_chars"].notna().all():
+            rows.append(
+                _ratio_row(
+                    probe_set,
+                    language,
+                    "unknown_char_rate",
+                    group["n_unknown_chars"].astype(float),
+                    chars,
+                    confidence,
+                    n_resamples,
+                    seed,
+                )
+            )
         rows.append(
             _ratio_row(
                 probe_set,
@@ -359,7 +376,9 @@ def mark_unreadable(
     read them; their comparison rows (and every comparison of the set, when the reference itself
     is unreadable) keep their statistics but leave the BH family, are never significant, and say
     why. Returns the findings and, per probe set, the unreadable languages with their unknown rates."""
-    rates = findings[(findings["metric"] == "unknown_rate") & (findings["effect"] >= limit)]
+    coverage = findings[findings["metric"].isin(["unknown_rate", "unknown_char_rate"])]
+    worst = coverage.groupby(["probe_set", "group_a"])["effect"].transform("max")
+    rates = coverage[(coverage["metric"] == "unknown_rate") & (worst >= limit)].assign(effect=worst)
     unreadable: dict[str, dict[str, float]] = {}
     if rates.empty:
         return findings, unreadable
@@ -372,18 +391,18 @@ def mark_unreadable(
         probe_set, language, rate = str(row["probe_set"]), str(row["group_a"]), float(row["effect"])
         unreadable.setdefault(probe_set, {})[language] = round(rate, 4)
         findings.at[index, "note"] = (
-            f"{rate:.0%} of the {language} tokens are the unknown token (limit {limit:.0%}): the model "
-            f"cannot read {language}"
+            f"up to {rate:.0%} of {language} (tokens or characters) is the unknown token (limit {limit:.0%}): "
+            f"the model cannot read {language}"
         )
         in_set = findings["probe_set"] == probe_set
         as_language = comparison & in_set & (findings["group_a"] == language)
         as_reference = comparison & in_set & (findings["group_b"] == language)
         findings.loc[as_language, "note"] = (
-            f"{rate:.0%} of the {language} tokens are unknown to the model: this difference measures "
+            f"up to {rate:.0%} of {language} is unknown to the model: this difference measures "
             "missing vocabulary, not a bias finding"
         )
         findings.loc[as_reference & ~as_language, "note"] = (
-            f"{rate:.0%} of the tokens of the reference language {language} are unknown to the model: "
+            f"up to {rate:.0%} of the reference language {language} is unknown to the model: "
             "comparisons with it measure missing vocabulary, not a bias finding"
         )
         left_out |= as_language | as_reference
