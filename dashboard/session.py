@@ -58,6 +58,27 @@ def choose_compare_run(run_id: str | None) -> None:
     st.session_state[COMPARE_KEY] = run_id
 
 
+def pick_runs_to_compare(run: RunInfo, *, key: str, help: str) -> list[RunInfo]:
+    """A multiselect of the readable runs (default: this run and the Runs page's comparison run);
+    the chosen runs, in the order picked."""
+    readable = [other for other in available_runs() if other.problem is None]
+    labels = {other.run_id: other.label for other in readable}
+    default = [run.run_id]
+    compared = compare_run(readable)
+    if compared is not None:
+        default.append(compared.run_id)
+    chosen = st.multiselect(
+        "Runs (models) to compare",
+        list(labels),
+        default=[run_id for run_id in default if run_id in labels],
+        format_func=labels.__getitem__,
+        key=key,
+        help=help,
+    )
+    by_id = {other.run_id: other for other in readable}
+    return [by_id[run_id] for run_id in chosen]
+
+
 def require_run() -> RunInfo:
     """The chosen run, or a message and the end of the page when there is none or it is unreadable."""
     runs = available_runs()

@@ -142,26 +142,16 @@ else:
     elif outputs:
         output = outputs[0]
 
-    readable_runs = [other for other in session.available_runs() if other.problem is None]
-    labels = {other.run_id: other.label for other in readable_runs}
-    default = [run.run_id]
-    compared = session.compare_run(readable_runs)
-    if compared is not None:
-        default.append(compared.run_id)
-    chosen_runs = st.multiselect(
-        "Runs (models) to compare",
-        list(labels),
-        default=[run_id for run_id in default if run_id in labels],
-        format_func=labels.__getitem__,
+    chosen_runs = session.pick_runs_to_compare(
+        run,
         key="lang_compare_runs",
         help="Each run's parity for this probe set and output, side by side per language.",
     )
-    if run.run_id not in chosen_runs:
-        chosen_runs = [run.run_id, *chosen_runs]
-    by_id = {other.run_id: other for other in readable_runs}
+    if run.run_id not in {other.run_id for other in chosen_runs}:
+        chosen_runs = [run, *chosen_runs]  # parity is read against this run's own languages
     entries: list[RunParity] = []
-    for run_id in chosen_runs:
-        other = by_id.get(run_id, run)
+    for other in chosen_runs:
+        run_id = other.run_id
         other_findings = findings if run_id == run.run_id else _read_findings(run_id, other.path)
         if other_findings is None:
             continue
@@ -174,7 +164,7 @@ else:
         )
         entries.append(RunParity(run_id, other.model_name, other_findings, other_unreadable))
     rows = parity_by_run(entries, probe_set, metric, output, order)
-    missing = [run_id for run_id in chosen_runs if run_id not in set(rows["run"])]
+    missing = [other.run_id for other in chosen_runs if other.run_id not in set(rows["run"])]
     what = "parity" if metric == "parity" else "similarity to the reference text"
     st.altair_chart(
         parity_chart(

@@ -168,24 +168,12 @@ else:
     )
 right.metric("Model maximum length", f"{max_length:,} tokens" if max_length else "unknown")
 
-readable = [other for other in session.available_runs() if other.problem is None]
-labels = {other.run_id: other.label for other in readable}
-default = [run.run_id]
-compared = session.compare_run(readable)
-if compared is not None:
-    default.append(compared.run_id)
-chosen_runs = st.multiselect(
-    "Runs (models) to compare",
-    list(labels),
-    default=[run_id for run_id in default if run_id in labels],
-    format_func=labels.__getitem__,
-    key="lc_compare_runs",
-    help="One bar per run; each run audits one model.",
+chosen_runs = session.pick_runs_to_compare(
+    run, key="lc_compare_runs", help="One bar per run; each run audits one model."
 )
-by_id = {other.run_id: other for other in readable}
 entries: list[RunEffectiveContext] = []
-for run_id in chosen_runs:
-    other = by_id[run_id]
+for other in chosen_runs:
+    run_id = other.run_id
     other_findings = findings if run_id == run.run_id else _read_findings(run_id, other.path)
     if other_findings is not None:
         entries.append(
@@ -193,7 +181,7 @@ for run_id in chosen_runs:
         )
 bars = effective_context_by_run(entries)
 bars = bars[bars["probe_set"] == probe_set]
-missing = [run_id for run_id in chosen_runs if run_id not in set(bars["run"])]
+missing = [other.run_id for other in chosen_runs if other.run_id not in set(bars["run"])]
 if bars.empty:
     st.info(f"None of the chosen runs has a model-level effective context for probe set {probe_set}.")
 else:
