@@ -46,7 +46,7 @@ if not CHROMIUM.exists():
     )
 pytest.importorskip("playwright.sync_api", reason="install the test extra: pip install playwright")
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Locator, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture
@@ -111,6 +111,30 @@ def browser_page() -> Iterator[Page]:
 
 def expect_no_exception(page: Page) -> None:
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def open_page(page: Page, url: str, title: str, url_path: str) -> None:
+    """From the Runs page to a page of the sidebar, with the run in its URL."""
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible(timeout=UI_TIMEOUT)
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=UI_TIMEOUT)
+    page.wait_for_url(re.compile(rf"/{url_path}\?run="), timeout=UI_TIMEOUT)
+
+
+def expect_charts_drawn(page: Page, n_charts: int) -> Locator:
+    """Every chart of the page draws (the first one at a readable size); returns the charts."""
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    drawing = charts.first.locator("canvas, svg").first
+    expect(drawing).to_be_visible(timeout=UI_TIMEOUT)
+    box = drawing.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 100
+    expect(charts).to_have_count(n_charts, timeout=UI_TIMEOUT)
+    for index in range(n_charts):
+        chart = charts.nth(index)
+        chart.scroll_into_view_if_needed()
+        expect(chart.locator("canvas, svg").first).to_be_visible(timeout=UI_TIMEOUT)
+    return charts
 
 
 def test_runs_list_then_findings_forest_plot(runs_dir: Path, tmp_path: Path) -> None:

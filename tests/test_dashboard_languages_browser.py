@@ -38,7 +38,9 @@ from tests.test_dashboard_browser import (  # noqa: E402
     UI_TIMEOUT,
     browser_page,
     dashboard_server,
+    expect_charts_drawn,
     expect_no_exception,
+    open_page,
 )
 
 N_CHARTS = 6
@@ -72,23 +74,8 @@ def test_languages_page_draws_charts_and_runs_arabic_right_to_left(tmp_path: Pat
     folder = tmp_path / "parallel_runs"
     write_parallel_run(folder, markup=True)
     with dashboard_server(folder, tmp_path) as url, browser_page() as page:
-        page.goto(url)
-        expect(page.get_by_role("heading", name="Runs")).to_be_visible(timeout=UI_TIMEOUT)
-        page.locator('[data-testid="stSidebarNavLink"]', has_text="Languages").click()
-        expect(page.get_by_role("heading", name="Languages")).to_be_visible(timeout=UI_TIMEOUT)
-        page.wait_for_url(re.compile(r"/languages\?run="), timeout=UI_TIMEOUT)
-
-        charts = page.locator('[data-testid="stVegaLiteChart"]')
-        parity = charts.first
-        drawing = parity.locator("canvas, svg").first
-        expect(drawing).to_be_visible(timeout=UI_TIMEOUT)
-        box = drawing.bounding_box()
-        assert box is not None and box["width"] > 300 and box["height"] > 100
-        expect(charts).to_have_count(N_CHARTS, timeout=UI_TIMEOUT)
-        for index in range(N_CHARTS):
-            chart = charts.nth(index)
-            chart.scroll_into_view_if_needed()
-            expect(chart.locator("canvas, svg").first).to_be_visible(timeout=UI_TIMEOUT)
+        open_page(page, url, "Languages", "languages")
+        parity = expect_charts_drawn(page, N_CHARTS).first
         expect(page.locator('[data-testid="stAlert"]').first).to_contain_text("zh")
         expect_no_exception(page)
         parity.scroll_into_view_if_needed()

@@ -29,7 +29,9 @@ from tests.test_dashboard_browser import (  # noqa: E402
     UI_TIMEOUT,
     browser_page,
     dashboard_server,
+    expect_charts_drawn,
     expect_no_exception,
+    open_page,
 )
 
 N_CHARTS = 6
@@ -40,23 +42,8 @@ def test_long_documents_page_draws_its_charts(tmp_path: Path) -> None:
     folder = tmp_path / "long_runs"
     write_long_run(folder, markup=True)
     with dashboard_server(folder, tmp_path) as url, browser_page() as page:
-        page.goto(url)
-        expect(page.get_by_role("heading", name="Runs")).to_be_visible(timeout=UI_TIMEOUT)
-        page.locator('[data-testid="stSidebarNavLink"]', has_text="Long documents").click()
-        expect(page.get_by_role("heading", name="Long documents")).to_be_visible(timeout=UI_TIMEOUT)
-        page.wait_for_url(re.compile(r"/long-documents\?run="), timeout=UI_TIMEOUT)
-
-        charts = page.locator('[data-testid="stVegaLiteChart"]')
-        heat_map = charts.first
-        drawing = heat_map.locator("canvas, svg").first
-        expect(drawing).to_be_visible(timeout=UI_TIMEOUT)
-        box = drawing.bounding_box()
-        assert box is not None and box["width"] > 300 and box["height"] > 100
-        expect(charts).to_have_count(N_CHARTS, timeout=UI_TIMEOUT)
-        for index in range(N_CHARTS):
-            chart = charts.nth(index)
-            chart.scroll_into_view_if_needed()
-            expect(chart.locator("canvas, svg").first).to_be_visible(timeout=UI_TIMEOUT)
+        open_page(page, url, "Long documents", "long-documents")
+        heat_map = expect_charts_drawn(page, N_CHARTS).first
         expect(page.locator('[data-testid="stMetric"]').first).to_contain_text("512 tokens")
         expect_no_exception(page)
         heat_map.scroll_into_view_if_needed()
