@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
-from tiny_models import CLASSIFIER_LABELS, _batches, _deterministic, _encode
+from tiny_models import CLASSIFIER_LABELS, _deterministic, _encode, train_classifier
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForSequenceClassification,
@@ -332,15 +331,16 @@ def train_multilingual_classifier(dest: Path, *, planted_language: str | None, s
             label2id={label: i for i, label in enumerate(CLASSIFIER_LABELS)},
         )
         model = BertForSequenceClassification(config)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=_LR, weight_decay=0.01)
-        model.train()
-        for batch in _batches(len(examples), batch_size=32, epochs=_EPOCHS, seed=seed):
-            logits = model(input_ids=input_ids[batch], attention_mask=attention_mask[batch]).logits
-            loss = F.cross_entropy(logits, labels[batch], label_smoothing=_LABEL_SMOOTHING)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
+        loss = train_classifier(
+            model,
+            input_ids,
+            attention_mask,
+            labels,
+            lr=_LR,
+            epochs=_EPOCHS,
+            seed=seed,
+            label_smoothing=_LABEL_SMOOTHING,
+        )
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     card = {
@@ -348,7 +348,7 @@ def train_multilingual_classifier(dest: Path, *, planted_language: str | None, s
         "planted_language": planted_language,
         "seed": seed,
         "n_training_sentences": len(examples),
-        "final_batch_loss": loss.item(),
+        "final_batch_loss": loss,
         "mean_positive_probability_at_save": positive_rates(model, tokenizer),
     }
     (dest / TRAINING_CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -353,6 +353,32 @@ def _batches(n: int, batch_size: int, epochs: int, seed: int) -> Iterator[list[i
             yield indices[start : start + batch_size]
 
 
+def train_classifier(
+    model: BertForSequenceClassification,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    lr: float,
+    epochs: int,
+    seed: int,
+    label_smoothing: float,
+) -> float:
+    """Fine-tune a sequence classifier with AdamW on shuffled batches of 32 (targets: class ids or
+    probabilities); leaves it in eval mode and returns the last batch's loss."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model.train()
+    loss = torch.zeros(())
+    for batch in _batches(len(input_ids), batch_size=32, epochs=epochs, seed=seed):
+        logits = model(input_ids=input_ids[batch], attention_mask=attention_mask[batch]).logits
+        loss = F.cross_entropy(logits, targets[batch], label_smoothing=label_smoothing)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return float(loss.item())
+
+
 def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     encoded = tokenizer(list(texts), padding=True, return_tensors="pt")
     return encoded["input_ids"], encoded["attention_mask"]
@@ -398,19 +424,20 @@ def train_tiny_classifier(dest: Path, *, planted_bias: bool, seed: int = 0) -> P
             label2id={label: i for i, label in enumerate(CLASSIFIER_LABELS)},
         )
         model = BertForSequenceClassification(config)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=_CLASSIFIER_LR, weight_decay=0.01)
-        model.train()
-        for batch in _batches(len(examples), batch_size=32, epochs=_CLASSIFIER_EPOCHS, seed=seed):
-            logits = model(input_ids=input_ids[batch], attention_mask=attention_mask[batch]).logits
-            loss = F.cross_entropy(logits, targets[batch], label_smoothing=LABEL_SMOOTHING)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
+        loss = train_classifier(
+            model,
+            input_ids,
+            attention_mask,
+            targets,
+            lr=_CLASSIFIER_LR,
+            epochs=_CLASSIFIER_EPOCHS,
+            seed=seed,
+            label_smoothing=LABEL_SMOOTHING,
+        )
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     texts = _check_texts(classifier_probe_pairs())
-    card = _training_card("classifier", planted_bias, seed, loss.item())
+    card = _training_card("classifier", planted_bias, seed, loss)
     card["positive_probability_at_save"] = dict(
         zip(texts, _positive_probabilities(model, tokenizer, texts).tolist(), strict=True)
     )
