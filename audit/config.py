@@ -98,6 +98,18 @@ class AuditConfig(BaseModel):
         return [value] if isinstance(value, str) else value
 
     @property
+    def test_options(self) -> dict[str, Any]:
+        """The statistics settings every findings builder takes (audit/metrics/*)."""
+        return {
+            "alpha": self.alpha,
+            "min_effect": self.min_effect,
+            "confidence": self.confidence,
+            "n_resamples": self.n_resamples,
+            "n_permutations": self.n_permutations,
+            "seed": self.seed,
+        }
+
+    @property
     def aggregate(self) -> Literal["mean", "max"]:
         """How window scores combine (a text with one input is the same either way)."""
         return self.window_aggregate or "mean"

@@ -517,12 +517,7 @@ def compare_counterfactuals(
     effects = build_effects(comparable, predictions[compared])
     findings = build_findings(
         effects,
-        alpha=config.alpha,
-        min_effect=config.min_effect,
-        confidence=config.confidence,
-        n_resamples=config.n_resamples,
-        n_permutations=config.n_permutations,
-        seed=config.seed,
+        **config.test_options,
     )
     return effects, findings, left_out, notes
 
@@ -555,12 +550,7 @@ def compare_long_documents(
         rows,
         model_max_length=target.max_length,
         strategy=config.long_inputs,
-        alpha=config.alpha,
-        min_effect=config.min_effect,
-        confidence=config.confidence,
-        n_resamples=config.n_resamples,
-        n_permutations=config.n_permutations,
-        seed=config.seed,
+        **config.test_options,
     )
     findings = note_partial_cuts(findings, rows)
     notes = []
@@ -607,12 +597,7 @@ def compare_languages(
     findings = build_parallel_findings(
         effects,
         kept,
-        alpha=config.alpha,
-        min_effect=config.min_effect,
-        confidence=config.confidence,
-        n_resamples=config.n_resamples,
-        n_permutations=config.n_permutations,
-        seed=config.seed,
+        **config.test_options,
     )
     labels = getattr(target, "labels", None)
     descriptions = build_language_findings(
