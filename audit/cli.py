@@ -379,15 +379,33 @@ def language_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
 @probes_app.command("list")
 def probes_list() -> None:
     """The built-in probe sets."""
+    from audit.runner import default_probe_sets
     from probes import list_builtin, load_builtin
 
-    table = Table("name", "attributes", "instances", "variants", "groups", "associations", "description")
+    in_default_run = set(default_probe_sets())
+    table = Table(
+        "name",
+        "kind",
+        "in audit run",
+        "attributes",
+        "instances",
+        "variants",
+        "groups",
+        "associations",
+        "description",
+    )
     for set_name in list_builtin():
         probe_set = load_builtin(set_name)
         spec = probe_set.long_document
+        kind = (
+            probe_set.kind if probe_set.reference_lang is None else f"parallel ({probe_set.reference_lang})"
+        )
+        default = "yes" if set_name in in_default_run else "by name"
         if spec is not None:  # built per model: no instances until a model's tokenizer counts them
             table.add_row(
                 set_name,
+                kind,
+                default,
                 ", ".join(sorted({"position", *(s.attribute for s in spec.swaps)})),
                 "per model",
                 "per model",
@@ -399,6 +417,8 @@ def probes_list() -> None:
         groups = sorted({v.variant for v in probe_set.variants})
         table.add_row(
             set_name,
+            kind,
+            default,
             ", ".join(probe_set.attributes),
             str(len(probe_set.instances)),
             str(len(probe_set.variants)),

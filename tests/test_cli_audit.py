@@ -382,3 +382,21 @@ def test_slashes_in_instance_ids_and_group_names_keep_attribution_pairs(run_cli,
     findings = pd.read_parquet(tmp_path / "s" / "findings.parquet")
     tested = findings[findings["metric"] == "mean_delta"].iloc[0]
     assert tested["note"].startswith("only 3 instance(s): no result could reach p < 0.05")
+
+
+def test_probes_list_says_each_sets_kind_and_whether_audit_run_uses_it():
+    import os
+    import subprocess
+    import sys
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "audit", "probes", "list"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split("│")[1].strip(): line for line in listing.stdout.splitlines() if line.count("│") > 3}
+    assert "parallel (en)" in rows["multilingual"] and "│ yes " in rows["multilingual"]
+    assert "│ by name " in rows["long-context"] and "│ by name " in rows["gender-fr"]
+    assert "counterfactual" in rows["gender"] and "│ yes " in rows["gender"]
