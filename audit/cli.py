@@ -69,7 +69,13 @@ def run(
             "built-in set name; repeat."
         ),
     ] = None,
-    task: Annotated[str, typer.Option(help="auto | text-classification | embedding")] = "auto",
+    task: Annotated[
+        str,
+        typer.Option(
+            help="auto (read from the model's config) | text-classification | embedding | masked-lm | "
+            "causal-lm | seq2seq | token-classification | question-answering | module"
+        ),
+    ] = "auto",
     config_file: Annotated[
         Path | None, typer.Option("--config", help="Read settings from an audit.yaml.")
     ] = None,

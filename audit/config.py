@@ -15,7 +15,17 @@ DEFAULT_MIN_EFFECT = 0.02
 """Practical threshold for mean paired differences: 2 points of probability (or of association
 score, a difference of cosine similarities). Smaller shifts are reported but never 'significant'."""
 
-Task = Literal["auto", "text-classification", "embedding"]
+Task = Literal[
+    "auto",
+    "text-classification",
+    "embedding",
+    "masked-lm",
+    "causal-lm",
+    "seq2seq",
+    "token-classification",
+    "question-answering",
+    "module",
+]
 Device = Literal["auto", "cpu", "cuda"]
 
 

@@ -32,8 +32,32 @@ from audit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-TASKS: tuple[str, ...] = ("text-classification", "embedding")
-"""The tasks a model can be loaded for (``--task``); ``auto`` reads the model's config."""
+MODEL_CLASSES: dict[str, str] = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "embedding": "AutoModel",
+    "masked-lm": "AutoModelForMaskedLM",
+    "causal-lm": "AutoModelForCausalLM",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+}
+"""The transformers auto class each task loads a model with."""
+
+TASKS: tuple[str, ...] = (*MODEL_CLASSES, "module")
+"""The tasks a model can be loaded for (``--task``); ``auto`` reads the model's config. "module" is
+a plain PyTorch module built by the user's callable (``--model package.module:function``)."""
+
+ARCHITECTURE_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+    ("ForMaskedLM", "masked-lm"),
+    ("ForCausalLM", "causal-lm"),
+    ("LMHeadModel", "causal-lm"),  # GPT2LMHeadModel, GPTJ..., CTRLLMHeadModel
+    ("MTModel", "seq2seq"),  # MarianMTModel
+)
+"""How ``config.architectures`` names map to tasks (checked in this order); encoder-decoder
+``...ForConditionalGeneration`` classes are seq2seq (see ``detect_task``)."""
 
 POOLINGS: tuple[str, ...] = ("mean", "cls")
 
@@ -139,13 +163,20 @@ def resolve_model(name: str) -> str:
 def detect_task(config: Any, *, folder: Path | None = None) -> str:
     """The task a model is made for, read from ``config.architectures``.
 
-    ``...ForSequenceClassification`` is a classifier; a bare encoder (``BertModel``, ``RobertaModel``,
-    ...) or a sentence-transformers folder (``modules.json``) is an embedding model. Anything else
-    needs an explicit ``--task``.
+    ``...ForSequenceClassification`` is a classifier, ``...ForMaskedLM`` a masked LM,
+    ``...ForCausalLM`` a causal LM, an encoder-decoder ``...ForConditionalGeneration`` (T5, BART,
+    Marian) seq2seq, and so on (``ARCHITECTURE_SUFFIXES``); a bare encoder (``BertModel``,
+    ``RobertaModel``, ...) or a sentence-transformers folder (``modules.json``) is an embedding
+    model. Anything else needs an explicit ``--task``.
     """
     architectures = list(getattr(config, "architectures", None) or [])
-    if any(arch.endswith("ForSequenceClassification") for arch in architectures):
-        return "text-classification"
+    for suffix, task in ARCHITECTURE_SUFFIXES:
+        if any(arch.endswith(suffix) for arch in architectures):
+            return task
+    if getattr(config, "is_encoder_decoder", False) and any(
+        arch.endswith("ForConditionalGeneration") for arch in architectures
+    ):
+        return "seq2seq"
     if folder is not None and (folder / "modules.json").is_file():
         return "embedding"
     if any(_is_bare_encoder(arch, config) for arch in architectures):
@@ -254,7 +285,7 @@ def load_model(
         logger.warning("%s", vocabulary_warning)
 
     labels: list[str] = []
-    if task == "text-classification":
+    if task in ("text-classification", "token-classification"):
         id2label = getattr(config, "id2label", None) or {}
         labels = [str(id2label[i]) for i in sorted(id2label, key=int)]
 
@@ -466,9 +497,9 @@ def _pin_hub_revision(repo_id: str, revision: str | None) -> tuple[str | None, P
 
 
 def _load_weights(source: str, name: str, task: str, revision: str | None, allow_pickle: bool) -> nn.Module:
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    import transformers
 
-    model_class = AutoModelForSequenceClassification if task == "text-classification" else AutoModel
+    model_class = getattr(transformers, MODEL_CLASSES[task])
     try:
         model, info = model_class.from_pretrained(
             source,
@@ -489,9 +520,10 @@ def _load_weights(source: str, name: str, task: str, revision: str | None, allow
             ) from error
         raise UserError(f"cannot load the weights of {name}: {message}") from error
     missing = sorted(info.get("missing_keys") or [])
-    if task == "text-classification" and missing:
+    if task != "embedding" and missing:
+        head = "classification" if task == "text-classification" else task
         raise UserError(
-            f"{name} has no trained classification head (missing weights: {', '.join(missing[:4])}"
+            f"{name} has no trained {head} head (missing weights: {', '.join(missing[:4])}"
             f"{', ...' if len(missing) > 4 else ''}), so its predictions would be random. "
             "Use --task embedding, or a fine-tuned classifier."
         )

@@ -57,7 +57,7 @@ from audit.windows import (
     default_stride,
     encode_long,
 )
-from probes import list_builtin, load_probe_set
+from probes import list_builtin, load_builtin, load_probe_set
 from probes.associations import load_associations
 from probes.long_document import materialize
 from probes.schema import ProbeSet, Span
@@ -127,11 +127,11 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
-    """Every probe set the run needs, fully validated before any model is loaded.
+def load_probe_sets(config: AuditConfig, task: str | None = None) -> list[ProbeSet]:
+    """Every probe set the run needs, fully validated (named sets: before any model is loaded).
 
     Column mapping, defaults and split apply to probe files and datasets, not to built-in sets.
-    With no probes named, ``default_probe_sets()``.
+    With no probes named, ``default_probe_sets(task)``: the built-ins meant for the model's task.
     """
     file_options: dict[str, Any] = {
         "mapping": config.probe_mapping or None,
@@ -140,7 +140,7 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
     }
     sets = [
         load_probe_set(spec, **file_options) if Path(spec).exists() else load_probe_set(spec)
-        for spec in config.probes or default_probe_sets()
+        for spec in config.probes or default_probe_sets(task)
     ]
     if config.associations:
         extra = tuple(a for spec in config.associations for a in load_associations(spec))
@@ -156,14 +156,16 @@ def load_probe_sets(config: AuditConfig) -> list[ProbeSet]:
     return sets
 
 
-def default_probe_sets() -> list[str]:
+def default_probe_sets(task: str | None = None) -> list[str]:
     """The built-in sets an audit runs when none are named: the counterfactual sets and the
     multilingual parallel set, less those marked ``in_default_run: false`` (the French, Spanish and
-    German gender sets); long-context is asked for by name (minutes per model on a CPU)."""
+    German gender sets); long-context is asked for by name (minutes per model on a CPU). With a
+    task, only the sets meant for it (their ``tasks:``)."""
     return [
         name
         for kind in ("counterfactual", "parallel")
         for name in list_builtin(kind=kind, default_run_only=True)  # type: ignore[arg-type]
+        if task is None or task in load_builtin(name).tasks
     ]
 
 
@@ -218,7 +220,7 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     device = resolve_device(config.device)
 
     with timer.stage("probes"):
-        probe_sets = load_probe_sets(config)
+        probe_sets = load_probe_sets(config) if config.probes else []
     with timer.stage("load"):
         loaded = load_model(
             model_name,
@@ -230,6 +232,13 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
         target = build_target(loaded, device)
         if config.max_length is not None:
             target.max_length = min(target.max_length, config.max_length)
+    if not config.probes:
+        with timer.stage("probes"):
+            probe_sets = load_probe_sets(config, task=target.task)
+        if not probe_sets:
+            raise UserError(
+                f"no built-in probe set is meant for {target.task} models; name probe files with --probes"
+            )
     with timer.stage("build long documents"):
         probe_sets = [build_long_documents(s, target, config) for s in probe_sets]
     problems = [p for s in probe_sets for p in probe_set_problems(s, target)]
@@ -743,9 +752,15 @@ def score_all(inputs: list[ProbeInputs], target: Target, config: AuditConfig, ba
         window_scores = np.zeros((len(windows), len(item.head.outputs)), dtype=np.float64)
 
         @torch.no_grad()
-        def step(batch: list[int], windows: list[Encoded] = windows, item: ProbeInputs = item) -> np.ndarray:
+        def step(
+            batch: list[int],
+            windows: list[Encoded] = windows,
+            owners: list[int] = owners,
+            item: ProbeInputs = item,
+        ) -> np.ndarray:
             ids, mask = collate([windows[i] for i in batch], pad_id, target.device)
-            return item.head.forward(ids, mask).detach().cpu().double().numpy()
+            variant_index = torch.tensor([owners[i] for i in batch], dtype=torch.long, device=target.device)
+            return item.head.forward(ids, mask, variant_index).detach().cpu().double().numpy()
 
         for batch in token_budget_batches([w.n_tokens for w in windows], config.batch_tokens):
             for done, values in run_with_backoff(batch, step):
@@ -875,6 +890,7 @@ def token_attributions(
         n_steps=config.ig_steps,
         batch_tokens=config.batch_tokens,
         on_done=partial(bars.advance, task),
+        variant_indices=owners,
     )
     if len(windows) == len(selected):
         return tokens

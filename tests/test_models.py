@@ -193,11 +193,19 @@ def test_sentence_transformers_folder_is_an_embedding_model_with_its_pooling(tmp
 def test_detect_task_reads_architectures_and_names_the_choices() -> None:
     assert detect_task(BertConfig(architectures=["BertForSequenceClassification"])) == "text-classification"
     assert detect_task(BertConfig(architectures=["BertModel"])) == "embedding"
-    from transformers import GPT2Config
+    from transformers import BartConfig, GPT2Config, LlamaConfig, T5Config
 
+    assert detect_task(BertConfig(architectures=["BertForMaskedLM"])) == "masked-lm"
+    assert detect_task(BertConfig(architectures=["BertForTokenClassification"])) == "token-classification"
+    assert detect_task(BertConfig(architectures=["BertForQuestionAnswering"])) == "question-answering"
+    assert detect_task(GPT2Config(architectures=["GPT2LMHeadModel"])) == "causal-lm"
+    assert detect_task(LlamaConfig(architectures=["LlamaForCausalLM"])) == "causal-lm"
+    assert detect_task(T5Config(architectures=["T5ForConditionalGeneration"])) == "seq2seq"
+    assert detect_task(BartConfig(architectures=["BartForConditionalGeneration"])) == "seq2seq"
+    assert detect_task(BertConfig(architectures=["MarianMTModel"])) == "seq2seq"
     with pytest.raises(UserError) as caught:
-        detect_task(GPT2Config(architectures=["GPT2LMHeadModel"]))
-    assert "GPT2LMHeadModel" in str(caught.value)
+        detect_task(GPT2Config(architectures=["GPT2DoubleHeadsModel"]))
+    assert "GPT2DoubleHeadsModel" in str(caught.value)
     assert all(task in str(caught.value) for task in TASKS) and "--task" in str(caught.value)
     with pytest.raises(UserError, match="--task"):
         detect_task(GPT2Config(architectures=["GPT2Model"]))  # a decoder is not a sentence encoder

@@ -1,7 +1,7 @@
 """The Attributor interface, its settings and results, and the registry of methods.
 
-An attributor explains one column of a score function ``forward(input_ids, attention_mask) ->
-(batch, n_outputs)`` (a ``ScoreHead.forward``) through the model's token embedding layer: one
+An attributor explains one column of a score function ``forward(input_ids, attention_mask[,
+variant_index]) -> (batch, n_outputs)`` (a ``ScoreHead.forward``) through the model's token embedding layer: one
 number per token, summed over the embedding dimension.
 """
 
@@ -18,8 +18,8 @@ from torch import nn
 
 from audit.errors import UserError
 
-ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(input_ids, attention_mask) -> (batch, n_outputs); the same shape as ``audit.targets.base.ScoreFunction``
+ScoreFunction = Callable[..., torch.Tensor]
+"""(input_ids, attention_mask[, variant_index]) -> (batch, n_outputs); the same shape as ``audit.targets.base.ScoreFunction``
 (not imported from there so that this package does not pull in every target adapter)."""
 
 
@@ -88,16 +88,29 @@ class Attributor(ABC):
         attention_mask: torch.Tensor,
         special_mask: torch.Tensor,
         output_index: torch.Tensor,
+        variant_index: torch.Tensor | None = None,
     ) -> BatchAttribution:
-        """Attribute column ``output_index[b]`` of row b; all inputs are (batch, tokens) except output_index (batch,)."""
+        """Attribute column ``output_index[b]`` of row b; all inputs are (batch, tokens) except
+        output_index and variant_index (batch,); variant_index is passed on to the score function."""
 
     def explained_scores(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_index: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        output_index: torch.Tensor,
+        variant_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """f(x): the explained column of each row, without gradients."""
         with torch.no_grad():
-            scores = self.forward(input_ids, attention_mask)
+            scores = self.forward(input_ids, *forward_args(attention_mask, variant_index))
         return scores.gather(1, output_index[:, None]).squeeze(1).float()
+
+
+def forward_args(
+    attention_mask: torch.Tensor, variant_index: torch.Tensor | None
+) -> tuple[torch.Tensor, ...]:
+    """The score function's arguments after the input ids (Captum's ``additional_forward_args``)."""
+    return (attention_mask,) if variant_index is None else (attention_mask, variant_index)
 
 
 _METHODS: dict[str, type[Attributor]] = {}

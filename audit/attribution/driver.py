@@ -43,6 +43,7 @@ def attribute_examples(
     batch_tokens: int = 4096,
     device: torch.device | None = None,
     on_done: Callable[[int], None] | None = None,
+    variant_indices: Sequence[int] | None = None,
 ) -> list[TokenAttribution]:
     """Explain column ``output_index[i]`` of ``forward`` for every example, in the examples' order.
 
@@ -50,6 +51,7 @@ def attribute_examples(
     padded tokens and ``internal_batch_size`` examples; integrated gradients runs at most
     ``internal_batch_size`` rows (examples x steps) per pass. A batch that runs out of memory is
     split in half. ``on_done(n)`` is called after each batch with its number of examples.
+    ``variant_indices[i]``, when given, is passed to ``forward`` as example i's variant index.
     """
     if len(output_index) != len(examples):
         raise ValueError(f"{len(examples)} examples but {len(output_index)} output indices")
@@ -67,7 +69,12 @@ def attribute_examples(
         mask = pad_right([[1] * len(e.input_ids) for e in chosen], 0, device)
         special = pad_right([[int(s) for s in e.special] for e in chosen], 1, device).bool()
         targets = torch.tensor([output_index[i] for i in batch], dtype=torch.long, device=device)
-        result = attributor.attribute(ids, mask, special, targets)
+        variants = (
+            None
+            if variant_indices is None
+            else torch.tensor([variant_indices[i] for i in batch], dtype=torch.long, device=device)
+        )
+        result = attributor.attribute(ids, mask, special, targets, variants)
         out = []
         for row, example in enumerate(chosen):
             n = len(example.input_ids)
@@ -188,6 +195,7 @@ def attribution_rows(
     internal_batch_size: int = 64,
     batch_tokens: int = 4096,
     on_done: Callable[[int], None] | None = None,
+    variant_indices: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Attribute every example with every method: the ``attributions`` table.
 
@@ -222,6 +230,7 @@ def attribution_rows(
             batch_tokens=batch_tokens,
             device=device,
             on_done=on_done,
+            variant_indices=variant_indices,
         )
         frames.append(
             attribution_frame(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
-from audit.attribution.base import Attributor, BatchAttribution, register_method
+from audit.attribution.base import Attributor, BatchAttribution, forward_args, register_method
 
 
 def integrated_gradients_baseline(
@@ -31,6 +31,7 @@ class IntegratedGradients(Attributor):
         attention_mask: torch.Tensor,
         special_mask: torch.Tensor,
         output_index: torch.Tensor,
+        variant_index: torch.Tensor | None = None,
     ) -> BatchAttribution:
         baseline = integrated_gradients_baseline(
             input_ids, attention_mask, special_mask, self.settings.baseline_token_id
@@ -40,7 +41,7 @@ class IntegratedGradients(Attributor):
             inputs=input_ids,
             baselines=baseline,
             target=output_index.tolist(),
-            additional_forward_args=(attention_mask,),
+            additional_forward_args=forward_args(attention_mask, variant_index),
             n_steps=self.settings.n_steps,
             internal_batch_size=max(self.settings.internal_batch_size, len(input_ids)),
             return_convergence_delta=True,
@@ -48,8 +49,8 @@ class IntegratedGradients(Attributor):
         per_token = attributions.detach().float().sum(dim=-1) * attention_mask
         return BatchAttribution(
             attributions=per_token,
-            scores=self.explained_scores(input_ids, attention_mask, output_index),
-            baseline_scores=self.explained_scores(baseline, attention_mask, output_index),
+            scores=self.explained_scores(input_ids, attention_mask, output_index, variant_index),
+            baseline_scores=self.explained_scores(baseline, attention_mask, output_index, variant_index),
             convergence_delta=delta.detach().float(),
         )
 
@@ -64,10 +65,13 @@ class GradientXInput(Attributor):
         attention_mask: torch.Tensor,
         special_mask: torch.Tensor,
         output_index: torch.Tensor,
+        variant_index: torch.Tensor | None = None,
     ) -> BatchAttribution:
         method = LayerGradientXActivation(self.forward, self.embedding_layer)
         attributions = method.attribute(
-            inputs=input_ids, target=output_index.tolist(), additional_forward_args=(attention_mask,)
+            inputs=input_ids,
+            target=output_index.tolist(),
+            additional_forward_args=forward_args(attention_mask, variant_index),
         )
         if isinstance(attributions, (tuple, list)):
             raise ValueError(
@@ -76,7 +80,7 @@ class GradientXInput(Attributor):
         per_token = attributions.detach().float().sum(dim=-1) * attention_mask
         return BatchAttribution(
             attributions=per_token,
-            scores=self.explained_scores(input_ids, attention_mask, output_index),
+            scores=self.explained_scores(input_ids, attention_mask, output_index, variant_index),
             baseline_scores=None,
             convergence_delta=None,
         )

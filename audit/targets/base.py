@@ -19,8 +19,13 @@ from torch import nn
 
 from probes.schema import Instance, ProbeSet
 
-ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(input_ids, attention_mask) -> scores of shape (batch, n_outputs)."""
+ScoreFunction = Callable[..., torch.Tensor]
+"""(input_ids, attention_mask[, variant_index]) -> scores of shape (batch, n_outputs).
+
+``variant_index`` (batch,) says which variant of the probe set each row is (a window: its text's).
+The runner always passes it; heads that score a part of the text (a masked LM's shared tokens, a
+translation's target, an answer span) look their per-variant data up by it. Captum passes it as
+an additional forward argument, expanded along the batch exactly like the attention mask."""
 
 
 @dataclass

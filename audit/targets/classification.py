@@ -41,7 +41,9 @@ class ClassificationTarget(Target):
 
         multi_label = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
 
-        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        def forward(
+            input_ids: torch.Tensor, attention_mask: torch.Tensor, variant_index: torch.Tensor | None = None
+        ) -> torch.Tensor:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
             # multi-label heads score each label on its own; single-label heads share one softmax
             return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)

@@ -81,7 +81,9 @@ class EmbeddingTarget(Target):
         anchors = [(self.embed_texts(list(a.a)), self.embed_texts(list(a.b))) for a in associations]
         outputs = [f"assoc:{a.name}" for a in associations]
 
-        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        def forward(
+            input_ids: torch.Tensor, attention_mask: torch.Tensor, variant_index: torch.Tensor | None = None
+        ) -> torch.Tensor:
             vectors = self.embed(input_ids, attention_mask)
             columns = [(vectors @ a.T).mean(dim=1) - (vectors @ b.T).mean(dim=1) for a, b in anchors]
             return torch.stack(columns, dim=1)
@@ -104,7 +106,9 @@ class EmbeddingTarget(Target):
         outputs = [f"sim:{name}" for name in queries]
         anchors = self.embed_texts(list(queries.values()))
 
-        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        def forward(
+            input_ids: torch.Tensor, attention_mask: torch.Tensor, variant_index: torch.Tensor | None = None
+        ) -> torch.Tensor:
             return self.embed(input_ids, attention_mask) @ anchors.T
 
         def predict_labels(scores: np.ndarray) -> list[str | None]:
@@ -131,7 +135,9 @@ class EmbeddingTarget(Target):
         outputs = [f"sim:{name}" for name in ids]
         anchors = self.embed_texts(list(texts.values()))
 
-        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        def forward(
+            input_ids: torch.Tensor, attention_mask: torch.Tensor, variant_index: torch.Tensor | None = None
+        ) -> torch.Tensor:
             return self.embed(input_ids, attention_mask) @ anchors.T
 
         def predict_labels(scores: np.ndarray) -> list[str | None]:
