@@ -384,7 +384,8 @@ def language_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
 
 @probes_app.command("list")
 def probes_list() -> None:
-    """The built-in probe sets."""
+    """The built-in probe sets: which model tasks each is for, and whether `audit run` without
+    --probes uses it (for a model of one of those tasks) or it is asked for by name."""
     from audit.runner import default_probe_sets
     from probes import list_builtin, load_builtin
 
@@ -392,6 +393,7 @@ def probes_list() -> None:
     table = Table(
         "name",
         "kind",
+        "tasks",
         "in audit run",
         "attributes",
         "instances",
@@ -411,6 +413,7 @@ def probes_list() -> None:
             table.add_row(
                 set_name,
                 kind,
+                ", ".join(probe_set.tasks),
                 default,
                 ", ".join(sorted({"position", *(s.attribute for s in spec.swaps)})),
                 "per model",
@@ -424,6 +427,7 @@ def probes_list() -> None:
         table.add_row(
             set_name,
             kind,
+            ", ".join(probe_set.tasks),
             default,
             ", ".join(probe_set.attributes),
             str(len(probe_set.instances)),

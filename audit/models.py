@@ -188,6 +188,29 @@ def detect_task(config: Any, *, folder: Path | None = None) -> str:
     )
 
 
+def task_before_loading(name: str, task: str = "auto") -> str | None:
+    """The task a model will be loaded for, read without loading its weights (so probe sets meant
+    for another task are refused before any model is loaded): the task asked for, a bundled model's,
+    or the one a local folder's config.json names. None when that needs the hub or cannot be read:
+    ``load_model`` then tells, and the runner checks again after loading."""
+    if task != "auto":
+        return task
+    if name in BUNDLED:
+        return BUNDLED[name].task
+    path = Path(name).expanduser()
+    if ":" in name and not path.exists():
+        return "module"
+    if not (path / "config.json").is_file():
+        return None
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
+        return detect_task(config, folder=path)
+    except (OSError, ValueError, UserError):
+        return None
+
+
 def load_model(
     name: str,
     *,

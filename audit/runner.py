@@ -43,7 +43,7 @@ from audit.metrics.multilingual import (
     mark_unreadable,
 )
 from audit.metrics.paired import build_effects, build_findings
-from audit.models import LoadedModel, describe_model, load_model
+from audit.models import LoadedModel, describe_model, load_model, task_before_loading
 from audit.store import RunStore
 from audit.tables import SCHEMA_VERSION, TABLES, flags
 from audit.targets import ScoreHead, Target, build_target
@@ -221,6 +221,11 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
 
     with timer.stage("probes"):
         probe_sets = load_probe_sets(config) if config.probes else []
+    expected_task = task_before_loading(model_name, config.task)
+    if expected_task is not None:
+        problems = [p for s in probe_sets if (p := task_mismatch(s, expected_task))]
+        if problems:
+            raise UserError("\n".join(problems))
     with timer.stage("load"):
         loaded = load_model(
             model_name,
@@ -388,13 +393,18 @@ def analyse_and_write(
 
 def probe_set_problems(probe_set: ProbeSet, target: Target) -> list[str]:
     """Why a probe set cannot run on this target (empty when it can)."""
-    problems = []
-    if target.task not in probe_set.tasks:
-        problems.append(
-            f"probe set {probe_set.name!r} is meant for {', '.join(probe_set.tasks)}, not {target.task}; "
-            "pick another probe set or model, or list the task under 'tasks:' in the probe file"
-        )
-    return problems + target.check_probe_set(probe_set)
+    mismatch = task_mismatch(probe_set, target.task)
+    return ([mismatch] if mismatch else []) + target.check_probe_set(probe_set)
+
+
+def task_mismatch(probe_set: ProbeSet, task: str) -> str | None:
+    """Why a probe set is not meant for a model of this task (None when it is)."""
+    if task in probe_set.tasks:
+        return None
+    return (
+        f"probe set {probe_set.name!r} is meant for {', '.join(probe_set.tasks)}, not {task}; "
+        "pick another probe set or model, or list the task under 'tasks:' in the probe file"
+    )
 
 
 def long_input_policy(config: AuditConfig, target: Target) -> LongInputPolicy:
