@@ -29,6 +29,7 @@ from torch import nn
 
 from audit.bundled import BUNDLED, bundled_dir, ensure_bundled, minilm_dir
 from audit.errors import UserError
+from audit.module_models import ModuleSpec, is_module_reference, load_module_model, parse_reference
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,9 @@ class LoadedModel:
     """True when the model ships custom code (``auto_map``) that was NOT run: the stock class was used."""
     warnings: list[str] = field(default_factory=list)
     """Problems found while loading that did not stop it (also logged): the manifest records them."""
+    module_spec: ModuleSpec | None = None
+    """Task "module" only: how the user's plain PyTorch module is called, and its manifest record
+    (audit/module_models.py)."""
 
     @property
     def device(self) -> torch.device:
@@ -138,6 +142,9 @@ def resolve_model(name: str) -> str:
             "the model name is empty: give a bundled name (" + ", ".join(BUNDLED) + "), "
             "a local folder or a Hugging Face hub id"
         )
+    if is_module_reference(name):  # package.module:callable or path/to/file.py:callable
+        parse_reference(name)
+        return name
     if name in BUNDLED:
         if name == "minilm":
             return str(minilm_dir())
@@ -228,6 +235,8 @@ def load_model(
     if task != "auto" and task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose one of: auto, {', '.join(TASKS)}")
     torch_device = _parse_device(device)
+    if is_module_reference(name) or task == "module":
+        return _load_module(name, task=task, revision=revision, device=torch_device)
 
     if name in BUNDLED:
         if revision is not None:
@@ -354,7 +363,24 @@ def describe_model(loaded: LoadedModel) -> dict[str, Any]:
         "problem_type": loaded.problem_type if loaded.task == "text-classification" else None,
         "remote_code_ignored": loaded.remote_code_ignored,
         "load_warnings": list(loaded.warnings),
+        "module": loaded.module_spec.describe() if loaded.module_spec is not None else None,
     }
+
+
+def _load_module(name: str, *, task: str, revision: str | None, device: torch.device) -> LoadedModel:
+    """A plain PyTorch module from the user's callable (audit/module_models.py)."""
+    if not is_module_reference(name):
+        raise UserError(
+            f"--task module audits a plain PyTorch module: give --model package.module:callable or "
+            f"path/to/file.py:callable, not {name!r}"
+        )
+    if task not in ("auto", "module"):
+        raise UserError(
+            f"{name!r} names a callable that builds a plain PyTorch module: its task is module, not {task}"
+        )
+    if revision is not None:
+        raise UserError(f"--revision applies to hub models; {name!r} names a callable")
+    return load_module_model(name, device=device)
 
 
 # --- checks -------------------------------------------------------------------------------------

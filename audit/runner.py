@@ -46,7 +46,7 @@ from audit.metrics.paired import build_effects, build_findings
 from audit.models import LoadedModel, describe_model, load_model, task_before_loading
 from audit.store import RunStore
 from audit.tables import SCHEMA_VERSION, TABLES, flags
-from audit.targets import ScoreHead, Target, build_target
+from audit.targets import ScoreHead, Target, build_target, probe_set_tasks
 from audit.tokenization import TokenCounts, token_counts
 from audit.windows import (
     EncodedText,
@@ -165,7 +165,7 @@ def default_probe_sets(task: str | None = None) -> list[str]:
         name
         for kind in ("counterfactual", "parallel")
         for name in list_builtin(kind=kind, default_run_only=True)  # type: ignore[arg-type]
-        if task is None or task in load_builtin(name).tasks
+        if task is None or set(probe_set_tasks(task)) & set(load_builtin(name).tasks)
     ]
 
 
@@ -324,6 +324,9 @@ def analyse_and_write(
         warnings.append(
             "no statistical test could be run: nothing in this run can be called significant or fair"
         )
+    no_attention = target.attention_unavailable() if config.attention else None
+    if no_attention:
+        warnings.append(no_attention)
     for warning in warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
@@ -346,7 +349,7 @@ def analyse_and_write(
                 )
                 attributions = pd.concat([attributions, long_tokens], ignore_index=True)
     attention = pd.DataFrame(columns=TABLES["attention"])
-    if config.attention:
+    if config.attention and not no_attention:
         with progress(console) as bars, timer.stage("attention"):
             attention = attention_all(inputs, target, config, bars)
 
@@ -399,7 +402,7 @@ def probe_set_problems(probe_set: ProbeSet, target: Target) -> list[str]:
 
 def task_mismatch(probe_set: ProbeSet, task: str) -> str | None:
     """Why a probe set is not meant for a model of this task (None when it is)."""
-    if task in probe_set.tasks:
+    if set(probe_set_tasks(task)) & set(probe_set.tasks):
         return None
     return (
         f"probe set {probe_set.name!r} is meant for {', '.join(probe_set.tasks)}, not {task}; "

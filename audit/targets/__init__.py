@@ -15,6 +15,7 @@ from audit.models import LoadedModel
 from audit.targets.base import ScoreHead, Target
 from audit.targets.classification import ClassificationTarget
 from audit.targets.embedding import EmbeddingTarget
+from audit.targets.module import ModuleTarget
 
 TargetFactory = Callable[[LoadedModel, torch.device], Target]
 
@@ -25,18 +26,31 @@ TARGET_FACTORIES: dict[str, TargetFactory] = {
     "embedding": lambda loaded, device: EmbeddingTarget(
         loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.pooling
     ),
+    "module": lambda loaded, device: ModuleTarget(loaded, device),
 }
 
 TASKS = tuple(TARGET_FACTORIES)
+
+PROBE_SET_TASKS: dict[str, tuple[str, ...]] = {"module": ("module", "text-classification")}
+"""The probe-set ``tasks:`` a model of each task runs, when not only its own: a plain PyTorch
+module is a classifier, so it also runs the sets written for text classifiers."""
+
+
+def probe_set_tasks(task: str) -> tuple[str, ...]:
+    """The ``tasks:`` values of the probe sets a model of this task can run."""
+    return PROBE_SET_TASKS.get(task, (task,))
+
 
 __all__ = [
     "TARGET_FACTORIES",
     "TASKS",
     "ClassificationTarget",
     "EmbeddingTarget",
+    "ModuleTarget",
     "ScoreHead",
     "Target",
     "build_target",
+    "probe_set_tasks",
 ]
 
 

@@ -80,3 +80,12 @@ class Target(ABC):
     def transformer(self) -> nn.Module:
         """The module whose attention layers the attention statistics read."""
         return self.model
+
+    def attention_unavailable(self) -> str | None:
+        """Why attention statistics cannot be read from this model (None: they can); the runner
+        skips the attention step and records this as a warning."""
+        return None
+
+    @property
+    def has_attention(self) -> bool:
+        return self.attention_unavailable() is None

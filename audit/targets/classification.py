@@ -35,16 +35,26 @@ class ClassificationTarget(Target):
             ]
         return []
 
+    @property
+    def multi_label(self) -> bool:
+        """Each label scored by its own sigmoid (multi-label head) rather than one softmax."""
+        return getattr(self.model.config, "problem_type", None) == "multi_label_classification"
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The model's logits (batch, labels); subclasses that call their model otherwise override it."""
+        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits
+
     def head(self, probe_set: ProbeSet) -> ScoreHead:
         labels = self.labels
         outputs = [f"prob:{label}" for label in labels]
 
-        multi_label = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
+        multi_label = self.multi_label
 
         def forward(
             input_ids: torch.Tensor, attention_mask: torch.Tensor, variant_index: torch.Tensor | None = None
         ) -> torch.Tensor:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+            logits = self.logits(input_ids, attention_mask).float()
             # multi-label heads score each label on its own; single-label heads share one softmax
             return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
 
