@@ -101,8 +101,13 @@ def test_sliding_windows_read_the_whole_document(
     effects = _key_effects(run_dir)
     for position in (0.0, 0.5, 1.0):
         row = effects.loc[(2048, position)]
-        assert row["effect"] > 0.05 and row["significant"], row  # mean over ~8 windows: diluted, not gone
+        assert row["effect"] > 0.05, row.to_dict()  # mean over ~8 windows: diluted, not gone
         assert pd.isna(row["note"])
+        # at the start the key lies in one window of eight, and the filler it pushes along changes
+        # the other windows a little: the mean is too diluted to test there (max aggregation reads
+        # it: test_window_max_aggregation_keeps_the_key_window_whole); in the middle and at the end it lies in two windows
+        if position > 0:
+            assert row["significant"], row.to_dict()
     examples = pd.read_parquet(run_dir / "examples.parquet")
     assert (examples.loc[examples["doc_length"] == 2048, "n_windows"] > 1).all()
     assert not examples["truncated"].any()
