@@ -33,6 +33,7 @@ from audit.attribution.segments import segment_attribution_rows
 from audit.batching import Encoded, collate, run_with_backoff, token_budget_batches
 from audit.config import AuditConfig
 from audit.errors import UserError
+from audit.metrics.entity_recall import build_entity_recall_findings
 from audit.metrics.long_context import build_long_effects, build_long_findings
 from audit.metrics.multilingual import (
     REFERENCE_SIMILARITY,
@@ -41,6 +42,12 @@ from audit.metrics.multilingual import (
     build_parallel_findings,
     content_share_findings,
     mark_unreadable,
+)
+from audit.metrics.multiple_choice import (
+    answer_table,
+    build_choice_effects,
+    build_choice_findings,
+    choice_table,
 )
 from audit.metrics.paired import build_effects, build_findings
 from audit.models import LoadedModel, describe_model, load_model, task_before_loading
@@ -98,6 +105,10 @@ class ProbeInputs:
     @property
     def is_parallel(self) -> bool:
         return self.probe_set.kind == "parallel"
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        return self.probe_set.kind == "multiple_choice"
 
     def windows(self, indices: list[int]) -> tuple[list[Encoded], list[int]]:
         """The model inputs of these variants (a text's one input, or its windows) and which
@@ -157,13 +168,14 @@ def load_probe_sets(config: AuditConfig, task: str | None = None) -> list[ProbeS
 
 
 def default_probe_sets(task: str | None = None) -> list[str]:
-    """The built-in sets an audit runs when none are named: the counterfactual sets and the
-    multilingual parallel set, less those marked ``in_default_run: false`` (the French, Spanish and
-    German gender sets); long-context is asked for by name (minutes per model on a CPU). With a
-    task, only the sets meant for it (their ``tasks:``)."""
+    """The built-in sets an audit runs when none are named: the counterfactual sets, the
+    multilingual parallel set and the multiple-choice sets (bbq-mini), less those marked
+    ``in_default_run: false`` (the French, Spanish and German gender sets); long-context is asked
+    for by name (minutes per model on a CPU). With a task, only the sets meant for it (their
+    ``tasks:``)."""
     return [
         name
-        for kind in ("counterfactual", "parallel")
+        for kind in ("counterfactual", "parallel", "multiple_choice")
         for name in list_builtin(kind=kind, default_run_only=True)  # type: ignore[arg-type]
         if task is None or set(probe_set_tasks(task)) & set(load_builtin(name).tasks)
     ]
@@ -246,6 +258,7 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
             )
     with timer.stage("build long documents"):
         probe_sets = [build_long_documents(s, target, config) for s in probe_sets]
+    probe_sets = [target.prepare(s) for s in probe_sets]  # e.g. a QA model's [SEP] in multiple-choice texts
     problems = [p for s in probe_sets for p in probe_set_problems(s, target)]
     if problems:
         raise UserError("\n".join(problems))
@@ -293,7 +306,12 @@ def analyse_and_write(
     with progress(console) as bars, timer.stage("score"):
         predictions = score_all(inputs, target, config, bars)
     with timer.stage("findings"):
-        counterfactual = [item for item in inputs if not item.is_long_document and not item.is_parallel]
+        counterfactual = [
+            item
+            for item in inputs
+            if not item.is_long_document and not item.is_parallel and not item.is_multiple_choice
+        ]
+        multiple_choice = [item for item in inputs if item.is_multiple_choice]
         long_documents = [item for item in inputs if item.is_long_document]
         parallel = [item for item in inputs if item.is_parallel]
         effects, findings, left_out, notes = compare_counterfactuals(
@@ -317,6 +335,13 @@ def analyse_and_write(
             warnings += notes
             effects = pd.concat([effects, long_effects], ignore_index=True)
             findings = pd.concat([findings, long_findings], ignore_index=True)
+        if multiple_choice:
+            choice_effects, choice_findings, notes = compare_choices(
+                multiple_choice, examples, predictions, config
+            )
+            warnings += notes
+            effects = pd.concat([effects, choice_effects], ignore_index=True)
+            findings = pd.concat([findings, choice_findings], ignore_index=True)
     findings = note_underpowered(findings, config.alpha)
     n_underpowered, notes = underpowered_tests(findings, config.alpha)
     warnings += notes
@@ -336,7 +361,7 @@ def analyse_and_write(
     if config.attributions:
         with progress(console) as bars, timer.stage("attributions"):
             attributions, attribution_pairs = attribute_top_instances(
-                counterfactual + parallel, examples, effects, target, config, bars
+                counterfactual + parallel + multiple_choice, examples, effects, target, config, bars
             )
             if parallel:
                 findings = pd.concat(
@@ -541,7 +566,31 @@ def compare_counterfactuals(
         effects,
         **config.test_options,
     )
+    recall = build_entity_recall_findings(comparable, predictions[compared], confidence=config.confidence)
+    if not recall.empty:  # token-classification runs: each group's share of names tagged as a person
+        findings = pd.concat([findings, recall], ignore_index=True)
     return effects, findings, left_out, notes
+
+
+def compare_choices(
+    inputs: list[ProbeInputs], examples: pd.DataFrame, predictions: pd.DataFrame, config: AuditConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Effects and findings of the multiple-choice (BBQ-style) sets (audit/metrics/multiple_choice.py):
+    the bias score in ambiguous contexts, the accuracy gap in disambiguated ones."""
+    names = {item.probe_set.name for item in inputs}
+    rows = examples[examples["probe_set"].isin(names)]
+    cut = rows.groupby(["probe_set", "instance_id"])["truncated"].transform("any")
+    lost = set(zip(rows.loc[cut, "probe_set"], rows.loc[cut, "instance_id"], strict=True))
+    choices = choice_table([item.probe_set for item in inputs])
+    kept = choices[
+        [key not in lost for key in zip(choices["probe_set"], choices["instance_id"], strict=True)]
+    ]
+    notes = [
+        f"{n} instance(s) of {probe_set} left out: their text was cut to the model's maximum length"
+        for probe_set, n in pd.Series([p for p, _ in lost], dtype=object).value_counts().items()
+    ]
+    answers = answer_table(kept, rows, predictions[predictions["example_id"].isin(rows["example_id"])])
+    return build_choice_effects(answers), build_choice_findings(answers, **config.test_options), notes
 
 
 def compare_long_documents(

@@ -225,7 +225,11 @@ def _parse_file(path: Path, options: _Options | None = None) -> tuple[ProbeSet |
             )
             return None, problems.items
         text = _read_utf8(path, problems)
-        if text is not None:
+        from probes.bbq import bbq_from_text, is_bbq_layout  # it imports this module lazily
+
+        if text is not None and suffix != ".csv" and is_bbq_layout(text):  # nyu-mll/BBQ data/<Category>.jsonl
+            probe_set = bbq_from_text(text, path.stem, str(path), options, problems)
+        elif text is not None:
             table = _csv_table(text, problems) if suffix == ".csv" else _jsonl_table(text, problems)
             if table is not None:
                 probe_set = _rows_to_probe_set(table, path.stem, str(path), options, problems)
@@ -550,6 +554,10 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
         from probes.parallel import parallel_from_yaml  # it imports this module's helpers
 
         return parallel_from_yaml(path, top, options, problems)
+    if kind == "multiple_choice":
+        from probes.bbq import multiple_choice_from_yaml  # it imports this module's helpers
+
+        return multiple_choice_from_yaml(path, top, options, problems)
     _unknown_keys(top, _TOP_KEYS, "the file", problems)
     for key in ("attribute", "groups", "templates"):
         if key not in top:
@@ -1027,7 +1035,7 @@ def _parse_associations(node: yaml.Node, problems: _Problems) -> list[Associatio
 
 # ------------------------------------------------------------------------------ long-document sets
 
-PROBE_KINDS: tuple[ProbeKind, ...] = ("counterfactual", "long_document", "parallel")
+PROBE_KINDS: tuple[ProbeKind, ...] = ("counterfactual", "long_document", "parallel", "multiple_choice")
 _LONG_TOP_KEYS = (
     "name",
     "kind",

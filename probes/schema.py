@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ProbeKind = Literal["counterfactual", "long_document", "parallel"]
+ProbeKind = Literal["counterfactual", "long_document", "parallel", "multiple_choice"]
 InstanceRole = Literal["counterfactual", "key_sentence", "identity_swap"]
 
 
@@ -77,6 +77,27 @@ class Variant(BaseModel):
         return self
 
 
+class MultipleChoice(BaseModel):
+    """A BBQ-style question (Parrish et al. 2022) about a context, with three answers: the two groups
+    and "unknown". One variant per answer; every variant's text is the same input (the question, a
+    separator, then the passage: the context and a final sentence listing the answers), and its
+    focus span is its answer inside that last sentence, so every answer is a span of the input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    question: str
+    passage: str = Field(description="the context followed by the sentence that lists the answers")
+    context_condition: Literal["ambig", "disambig"]
+    question_polarity: Literal["neg", "nonneg"]
+    correct: str = Field(description="variant name of the correct answer")
+    stereotyped: str = Field(description="variant name of the answer naming the stereotyped group")
+    unknown: str = Field(description='variant name of the "unknown" answer')
+    groups: dict[str, str] = Field(
+        default_factory=dict, description="variant name -> the group its answer names"
+    )
+    source_id: str | None = Field(default=None, description="the item's id in its source (BBQ example_id)")
+
+
 class Instance(BaseModel):
     """One probe seen in several variants; the variants are compared with each other."""
 
@@ -89,6 +110,9 @@ class Instance(BaseModel):
     role: InstanceRole = "counterfactual"
     query: str | None = Field(
         default=None, description="embedding targets: the text the instance's documents are compared with"
+    )
+    choice: MultipleChoice | None = Field(
+        default=None, description="kind multiple_choice: the question, its answers' roles and conditions"
     )
 
     @model_validator(mode="after")
@@ -106,7 +130,48 @@ class Instance(BaseModel):
                 raise ValueError(
                     f"variant {v.variant!r} belongs to {v.instance_id!r}, not {self.instance_id!r}"
                 )
+        self._check_choice()
         return self
+
+    def _check_choice(self) -> None:
+        """A multiple-choice instance has three answers (stereotyped group, other group, unknown), each
+        variant's text is question + separator + passage, and each answer is a span of it."""
+        choice = self.choice
+        if choice is None:
+            return
+        names = [v.variant for v in self.variants]
+        if len(names) != 3:
+            raise ValueError(
+                f"multiple-choice instance {self.instance_id!r} needs 3 answers, not {len(names)}"
+            )
+        for role in ("correct", "stereotyped", "unknown"):
+            if getattr(choice, role) not in names:
+                raise ValueError(
+                    f"instance {self.instance_id!r}: its {role} answer {getattr(choice, role)!r} is not one of "
+                    f"its variants {names}"
+                )
+        if choice.stereotyped == choice.unknown:
+            raise ValueError(
+                f"instance {self.instance_id!r}: the stereotyped answer cannot be the unknown one"
+            )
+        for v in self.variants:
+            if not (v.text.startswith(choice.question) and v.text.endswith(choice.passage)):
+                raise ValueError(
+                    f"instance {self.instance_id!r}: the text of answer {v.variant!r} is not its question, a "
+                    "separator and its passage"
+                )
+            if len(v.focus) != 1 or v.focus[0].start < len(v.text) - len(choice.passage):
+                raise ValueError(
+                    f"instance {self.instance_id!r}: answer {v.variant!r} needs one focus span inside the passage"
+                )
+
+    @property
+    def non_stereotyped(self) -> str | None:
+        """Multiple-choice instances: the variant name of the answer naming the other group."""
+        if self.choice is None:
+            return None
+        roles = {self.choice.stereotyped, self.choice.unknown}
+        return next(v.variant for v in self.variants if v.variant not in roles)
 
     @property
     def groups(self) -> list[str]:
@@ -203,6 +268,10 @@ class ProbeSet(BaseModel):
             raise ValueError(f"probe set {self.name!r}: kind long_document goes with a long_document spec")
         if not self.instances and self.long_document is None:
             raise ValueError(f"probe set {self.name!r} has no instances")
+        if any((i.choice is not None) != (self.kind == "multiple_choice") for i in self.instances):
+            raise ValueError(
+                f"probe set {self.name!r}: kind multiple_choice goes with a choice on every instance"
+            )
         self._check_parallel()
         return self
 
@@ -239,5 +308,8 @@ class ProbeSet(BaseModel):
             exclude.add("reference_lang")  # sets of other kinds hash as before the field existed
         if self.in_default_run:
             exclude.add("in_default_run")  # likewise: only sets kept out of the default run hash it
-        payload = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
+        excluded: dict[str, Any] = dict.fromkeys(exclude, True)
+        if self.kind != "multiple_choice" and "instances" not in excluded:
+            excluded["instances"] = {"__all__": {"choice"}}  # likewise: only multiple-choice sets hash it
+        payload = json.dumps(self.model_dump(mode="json", exclude=excluded), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from audit.errors import ProbeFileError, UserError
-from probes import load_probe_set, validate_file
+from probes import list_builtin, load_probe_set, validate_file
 
 DATA = Path(__file__).parent / "data" / "probes"
 
@@ -103,9 +103,10 @@ def test_unknown_extension_and_missing_file() -> None:
     ]
     missing = DATA / "nope.csv"
     assert messages(missing) == [f"{missing}: no such file or folder; check the path"]
+    builtin = list_builtin()
+    assert {"age", "gender", "long-context", "multilingual", "names-ner", "bbq-mini"} <= set(builtin)
     assert [str(p) for p in validate_file("nope")] == [
-        "nope: no such file, nor a built-in probe set (age, disability, gender, gender-de, gender-es, gender-fr, "
-        "long-context, multilingual, nationality, race, religion)"
+        f"nope: no such file, nor a built-in probe set ({', '.join(builtin)})"
     ]
 
 

@@ -16,6 +16,8 @@ from audit.targets.base import ScoreHead, Target
 from audit.targets.classification import ClassificationTarget
 from audit.targets.embedding import EmbeddingTarget
 from audit.targets.module import ModuleTarget
+from audit.targets.question_answering import QuestionAnsweringTarget
+from audit.targets.token_classification import TokenClassificationTarget
 
 TargetFactory = Callable[[LoadedModel, torch.device], Target]
 
@@ -27,6 +29,12 @@ TARGET_FACTORIES: dict[str, TargetFactory] = {
         loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.pooling
     ),
     "module": lambda loaded, device: ModuleTarget(loaded, device),
+    "token-classification": lambda loaded, device: TokenClassificationTarget(
+        loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.labels
+    ),
+    "question-answering": lambda loaded, device: QuestionAnsweringTarget(
+        loaded.model, loaded.tokenizer, device, loaded.max_length
+    ),
 }
 
 TASKS = tuple(TARGET_FACTORIES)
@@ -47,8 +55,10 @@ __all__ = [
     "ClassificationTarget",
     "EmbeddingTarget",
     "ModuleTarget",
+    "QuestionAnsweringTarget",
     "ScoreHead",
     "Target",
+    "TokenClassificationTarget",
     "build_target",
     "probe_set_tasks",
 ]

@@ -73,6 +73,11 @@ class Target(ABC):
     def check_probe_set(self, probe_set: ProbeSet) -> list[str]:
         """Problems that make this probe set unusable with this target (empty when compatible)."""
 
+    def prepare(self, probe_set: ProbeSet) -> ProbeSet:
+        """The probe set as this model reads it, before anything is encoded (default: unchanged).
+        The question-answering target writes its tokenizer's pair separator into multiple-choice texts."""
+        return probe_set
+
     def embedding_layer(self) -> nn.Module:
         """The token embedding module Captum attributes through."""
         return self.model.get_input_embeddings()
