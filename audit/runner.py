@@ -50,6 +50,7 @@ from audit.metrics.multiple_choice import (
     choice_table,
 )
 from audit.metrics.paired import build_effects, build_findings
+from audit.metrics.preference import with_preference_findings
 from audit.models import LoadedModel, describe_model, load_model, task_before_loading
 from audit.store import RunStore
 from audit.tables import SCHEMA_VERSION, TABLES, flags
@@ -443,6 +444,12 @@ def long_input_policy(config: AuditConfig, target: Target) -> LongInputPolicy:
                 "--window-stride applies to --long-inputs window; add that, or leave the stride out"
             )
         return LongInputPolicy("truncate")
+    if not target.windows_supported:
+        raise UserError(
+            f"--long-inputs window does not apply to {target.task} models: their scores are computed on each "
+            "whole text (a masked LM masks tokens of the whole variant), so texts longer than the model are "
+            "cut and flagged instead; leave --long-inputs out"
+        )
     capacity = target.max_length - target.tokenizer.num_special_tokens_to_add(pair=False)
     stride = config.window_stride if config.window_stride is not None else default_stride(capacity)
     return LongInputPolicy("window", stride, config.aggregate)
@@ -566,6 +573,9 @@ def compare_counterfactuals(
         effects,
         **config.test_options,
     )
+    preferences = {item.probe_set.name: item.head.preference_outputs for item in inputs}
+    if any(preferences.values()):  # stereotype vs anti-stereotype sets (audit/metrics/preference.py)
+        findings = with_preference_findings(findings, effects, preferences, **config.test_options)
     recall = build_entity_recall_findings(comparable, predictions[compared], confidence=config.confidence)
     if not recall.empty:  # token-classification runs: each group's share of names tagged as a person
         findings = pd.concat([findings, recall], ignore_index=True)

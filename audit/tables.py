@@ -74,7 +74,9 @@ TABLES: dict[str, list[str]] = {
         "attribute",
         "group_a",
         "group_b",
-        "metric",  # counterfactual: "mean_delta", "flip_rate", "seat_effect_size"; long-document:
+        "metric",  # counterfactual: "mean_delta", "flip_rate", "seat_effect_size"; stereotype vs
+        # anti-stereotype sets: "stereotype_preference", "language_modeling_score" (audit/metrics/preference.py);
+        # long-document:
         # "key_effect", "swap_effect", "middle_dip", "effective_context" (see audit/metrics/long_context.py);
         # parallel (multilingual, attribute "language", group_a = the language, group_b = the reference
         # language for comparisons, null for per-language descriptions): "parity", "parity_by_label",

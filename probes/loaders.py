@@ -202,7 +202,12 @@ def _parse_file(path: Path, options: _Options | None = None) -> tuple[ProbeSet |
         problems.add(None, f"no such file or folder; check the path{builtin_hint}")
         return None, problems.items
     probe_set: ProbeSet | None = None
-    if path.is_dir() or suffix in DATASET_EXTENSIONS:
+    from probes.public_formats import parse_public_format, public_format  # it imports this module
+
+    layout = public_format(path, options.has_row_options()) if path.is_file() else None  # CrowS-Pairs ...
+    if layout is not None:
+        probe_set = parse_public_format(layout, path, options, problems)
+    elif path.is_dir() or suffix in DATASET_EXTENSIONS:
         problems = _Problems(_dataset_label(path, options.split))
         probe_set = _parse_dataset(path, options, problems)
     elif suffix in YAML_EXTENSIONS:
@@ -237,7 +242,8 @@ def _parse_file(path: Path, options: _Options | None = None) -> tuple[ProbeSet |
         problems.add(
             None,
             f"unknown file extension {path.suffix or '(none)'!r}; use .yaml/.yml (templates), .csv or .jsonl "
-            "(pairs or variants rows), .parquet or a dataset folder (Hugging Face dataset)",
+            "(pairs or variants rows), .parquet or a dataset folder (Hugging Face dataset), or a public benchmark "
+            "file (CrowS-Pairs .csv, StereoSet .json, WinoBias pro_/anti_stereotyped_*.txt.dev)",
         )
     if problems.items:
         # the file's own problems first, then those of the files it names (keys_file ...), by line

@@ -99,7 +99,8 @@ def test_unknown_extension_and_missing_file() -> None:
     f = DATA / "pairs.txt"
     assert messages(f) == [
         f"{f}: unknown file extension '.txt'; use .yaml/.yml (templates), .csv or .jsonl (pairs or variants rows), "
-        ".parquet or a dataset folder (Hugging Face dataset)"
+        ".parquet or a dataset folder (Hugging Face dataset), or a public benchmark file (CrowS-Pairs .csv, "
+        "StereoSet .json, WinoBias pro_/anti_stereotyped_*.txt.dev)"
     ]
     missing = DATA / "nope.csv"
     assert messages(missing) == [f"{missing}: no such file or folder; check the path"]

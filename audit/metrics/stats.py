@@ -368,11 +368,21 @@ def flip_rate_ci(flips: np.ndarray | list[bool], *, confidence: float = 0.95) ->
         array = array.astype(bool)
     n = int(array.size)
     k = int(array.sum())
-    rate = k / n
+    low, high = wilson_interval(k, n, confidence=confidence)
+    return FlipRate(rate=k / n, ci_low=low, ci_high=high, n=n, n_flipped=k)
+
+
+def wilson_interval(successes: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the rate ``successes / n`` (successes may be fractional, e.g. ties
+    counted half); exactly 0 or 1 at the edges."""
+    _check_confidence(confidence)
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    rate = successes / n
     z = float(special.ndtri(1.0 - (1.0 - confidence) / 2.0))
     denominator = 1.0 + z**2 / n
     centre = (rate + z**2 / (2 * n)) / denominator
     half = z * math.sqrt(rate * (1 - rate) / n + z**2 / (4 * n**2)) / denominator
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return FlipRate(rate=rate, ci_low=low, ci_high=high, n=n, n_flipped=k)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high

@@ -15,6 +15,7 @@ from audit.models import LoadedModel
 from audit.targets.base import ScoreHead, Target
 from audit.targets.classification import ClassificationTarget
 from audit.targets.embedding import EmbeddingTarget
+from audit.targets.masked_lm import MaskedLMTarget
 from audit.targets.module import ModuleTarget
 from audit.targets.question_answering import QuestionAnsweringTarget
 from audit.targets.token_classification import TokenClassificationTarget
@@ -28,6 +29,7 @@ TARGET_FACTORIES: dict[str, TargetFactory] = {
     "embedding": lambda loaded, device: EmbeddingTarget(
         loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.pooling
     ),
+    "masked-lm": lambda loaded, device: MaskedLMTarget(loaded.model, loaded.tokenizer, device, loaded.max_length),
     "module": lambda loaded, device: ModuleTarget(loaded, device),
     "token-classification": lambda loaded, device: TokenClassificationTarget(
         loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.labels
@@ -54,6 +56,7 @@ __all__ = [
     "TASKS",
     "ClassificationTarget",
     "EmbeddingTarget",
+    "MaskedLMTarget",
     "ModuleTarget",
     "QuestionAnsweringTarget",
     "ScoreHead",

@@ -44,6 +44,11 @@ class ScoreHead:
     notes: dict[str, Any] = field(default_factory=dict)
     key_outputs: Callable[[Instance], list[str]] | None = None
     """Long-document instances: the output(s) its key sentence should move (default: the tested ones)."""
+    preference_outputs: list[str] = field(default_factory=list)
+    """Outputs on which sets with "stereotype" and "anti-stereotype" variants (CrowS-Pairs, StereoSet,
+    WinoBias) also get a stereotype_preference finding: how often the stereotype scores higher
+    (audit/metrics/preference.py). Empty: no such finding (e.g. a masked LM sets ["pll"])."""
+
 
     @property
     def tested_outputs(self) -> list[str]:
@@ -58,6 +63,9 @@ class Target(ABC):
     """A loaded model for one task. Subclasses implement ``head``."""
 
     task: str = ""
+    windows_supported: bool = True
+    """Whether texts longer than the model may be scored as sliding windows (--long-inputs window);
+    a head whose per-variant data is computed on the whole text (a masked LM's masks) says False."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device, max_length: int) -> None:
         self.model: Any = model  # a transformers PreTrainedModel (typed loosely: its methods are dynamic)
