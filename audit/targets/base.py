@@ -49,7 +49,6 @@ class ScoreHead:
     WinoBias) also get a stereotype_preference finding: how often the stereotype scores higher
     (audit/metrics/preference.py). Empty: no such finding (e.g. a masked LM sets ["pll"])."""
 
-
     @property
     def tested_outputs(self) -> list[str]:
         return self.outputs if self.compared_outputs is None else self.compared_outputs
