@@ -29,7 +29,9 @@ TARGET_FACTORIES: dict[str, TargetFactory] = {
     "embedding": lambda loaded, device: EmbeddingTarget(
         loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.pooling
     ),
-    "masked-lm": lambda loaded, device: MaskedLMTarget(loaded.model, loaded.tokenizer, device, loaded.max_length),
+    "masked-lm": lambda loaded, device: MaskedLMTarget(
+        loaded.model, loaded.tokenizer, device, loaded.max_length
+    ),
     "module": lambda loaded, device: ModuleTarget(loaded, device),
     "token-classification": lambda loaded, device: TokenClassificationTarget(
         loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.labels
