@@ -551,6 +551,12 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
     top = _mapping(root, "the file", problems)
     if top is None:
         return None
+    kind_node = top["kind"][1] if "kind" in top else None
+    # a translation file makes a counterfactual set whose variants carry target texts (seq2seq)
+    if isinstance(kind_node, yaml.ScalarNode) and kind_node.value == "translation":
+        from probes.translation import translation_from_yaml  # it imports this module's helpers
+
+        return translation_from_yaml(path, top, options, problems)
     kind = _probe_kind(top, problems)
     if kind is None:
         return None
@@ -1818,10 +1824,13 @@ def _rows_to_probe_set(
     build = _pairs_instances if is_pairs else _variants_instances
     instances, lines = build(records, table.place, problems)
     _check_example_ids(instances, lines, table.place, problems)
+    from probes.translation import attach_row_targets  # seq2seq target columns; it imports this module
+
+    instances, extra = attach_row_targets(instances, lines, table, renamed, is_pairs, problems)
     if problems.items:
         return None
     try:
-        return ProbeSet(name=options.name or stem, source=source, instances=tuple(instances))
+        return ProbeSet(name=options.name or stem, source=source, instances=tuple(instances), **extra)
     except ValidationError as error:
         for message in _to_problem_list(error):
             problems.add(None, message)

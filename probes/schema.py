@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 ProbeKind = Literal["counterfactual", "long_document", "parallel", "multiple_choice"]
 InstanceRole = Literal["counterfactual", "key_sentence", "identity_swap"]
+TARGET_FIELDS = ("targets", "target_lang", "target_words")
+"""Variant fields of seq2seq sets (a set without them hashes as before they existed)."""
 
 
 class Span(BaseModel):
@@ -59,6 +61,15 @@ class Variant(BaseModel):
         default=None, ge=0.0, le=1.0, description="long documents: key sentence start (0..1); None: no key"
     )
     swap_group: str | None = Field(default=None, description="long-document identity swaps: the group")
+    targets: dict[str, str] = Field(
+        default_factory=dict,
+        description="seq2seq: name -> a target text (a translation) whose log-likelihood given this text is scored",
+    )
+    target_lang: str | None = Field(default=None, description="seq2seq: the language the targets are in")
+    target_words: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="seq2seq: name -> words whose presence marks a generated output as that target's form",
+    )
 
     @field_validator("text")
     @classmethod
@@ -74,7 +85,23 @@ class Variant(BaseModel):
                 raise ValueError(
                     f"focus span {span.start}:{span.end} lies outside the text ({len(self.text)} characters)"
                 )
+        self._check_targets()
         return self
+
+    def _check_targets(self) -> None:
+        """Target names and texts are not blank; words and a target language go with targets."""
+        for name, target in self.targets.items():
+            if not name.strip() or not target.strip():
+                raise ValueError(f"target {name!r} of variant {self.variant!r} has an empty name or text")
+        unknown = sorted(set(self.target_words) - set(self.targets))
+        if unknown:
+            raise ValueError(
+                f"target_words name(s) {unknown} that are not targets of variant {self.variant!r}"
+            )
+        if any(not words or not all(w.strip() for w in words) for words in self.target_words.values()):
+            raise ValueError(f"target_words of variant {self.variant!r} hold an empty list or an empty word")
+        if self.target_lang is not None and not self.targets:
+            raise ValueError(f"variant {self.variant!r} has a target_lang but no targets")
 
 
 class MultipleChoice(BaseModel):
@@ -309,7 +336,12 @@ class ProbeSet(BaseModel):
         if self.in_default_run:
             exclude.add("in_default_run")  # likewise: only sets kept out of the default run hash it
         excluded: dict[str, Any] = dict.fromkeys(exclude, True)
-        if self.kind != "multiple_choice" and "instances" not in excluded:
-            excluded["instances"] = {"__all__": {"choice"}}  # likewise: only multiple-choice sets hash it
+        instance_fields: dict[str, Any] = {}
+        if self.kind != "multiple_choice":
+            instance_fields["choice"] = True  # likewise: only multiple-choice sets hash it
+        if not any(v.targets or v.target_lang or v.target_words for v in self.variants):
+            instance_fields["variants"] = {"__all__": dict.fromkeys(TARGET_FIELDS, True)}  # likewise: targets
+        if instance_fields and "instances" not in excluded:
+            excluded["instances"] = {"__all__": instance_fields}
         payload = json.dumps(self.model_dump(mode="json", exclude=excluded), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

@@ -18,6 +18,7 @@ from audit.targets.embedding import EmbeddingTarget
 from audit.targets.masked_lm import MaskedLMTarget
 from audit.targets.module import ModuleTarget
 from audit.targets.question_answering import QuestionAnsweringTarget
+from audit.targets.seq2seq import Seq2SeqTarget
 from audit.targets.token_classification import TokenClassificationTarget
 
 TargetFactory = Callable[[LoadedModel, torch.device], Target]
@@ -37,6 +38,9 @@ TARGET_FACTORIES: dict[str, TargetFactory] = {
         loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.labels
     ),
     "question-answering": lambda loaded, device: QuestionAnsweringTarget(
+        loaded.model, loaded.tokenizer, device, loaded.max_length
+    ),
+    "seq2seq": lambda loaded, device: Seq2SeqTarget(
         loaded.model, loaded.tokenizer, device, loaded.max_length
     ),
 }
@@ -62,6 +66,7 @@ __all__ = [
     "ModuleTarget",
     "QuestionAnsweringTarget",
     "ScoreHead",
+    "Seq2SeqTarget",
     "Target",
     "TokenClassificationTarget",
     "build_target",
