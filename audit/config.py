@@ -101,6 +101,19 @@ class AuditConfig(BaseModel):
         description="parallel sets: a language with this share of unknown tokens or more is unreadable; "
         "its differences are not bias findings",
     )
+    generate: int = Field(
+        default=0,
+        ge=0,
+        description="causal LMs: continuations generated per variant of every counterfactual set (0: none)",
+    )
+    sample: bool = Field(
+        default=True, description="generation: sample (temperature 1, top-p 0.95) or, when false, greedy"
+    )
+    max_new_tokens: int = Field(default=20, ge=1, description="generation: most tokens per continuation")
+    generation_scorer: str | None = Field(
+        default=None,
+        description="generation: a model (classifier, embedding model or causal LM) that scores each continuation",
+    )
 
     @field_validator("models", "probes", "associations", "attribution_methods", mode="before")
     @classmethod

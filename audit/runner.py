@@ -33,6 +33,7 @@ from audit.attribution.segments import segment_attribution_rows
 from audit.batching import Encoded, collate, run_with_backoff, token_budget_batches
 from audit.config import AuditConfig
 from audit.errors import UserError
+from audit.generation import GenerationPlan, GenerationResult, generate_all, plan_generation
 from audit.metrics.entity_recall import build_entity_recall_findings
 from audit.metrics.long_context import build_long_effects, build_long_findings
 from audit.metrics.multilingual import (
@@ -267,6 +268,8 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     with timer.stage("encode"):
         inputs = [encode_probe_set(s, target, policy) for s in probe_sets]
         examples = examples_table(inputs)
+    with timer.stage("load"):  # --generate: refused for models that do not generate; the scorer loads here
+        generation = plan_generation(config, target, probe_sets, device)
 
     store = RunStore.create(
         config.out / (config.name or default_run_name(model_name)),
@@ -278,7 +281,16 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
     store.write_manifest(manifest)
     try:
         findings = analyse_and_write(
-            inputs, examples, target, config, store, manifest, timer, console, list(loaded.warnings)
+            inputs,
+            examples,
+            target,
+            config,
+            store,
+            manifest,
+            timer,
+            console,
+            list(loaded.warnings),
+            generation=generation,
         )
     except KeyboardInterrupt:
         store.mark(manifest, "interrupted")
@@ -299,13 +311,23 @@ def analyse_and_write(
     timer: Timer,
     console: Console,
     warnings: list[str],
+    generation: GenerationPlan | None = None,
 ) -> pd.DataFrame:
     """Score, compare, test, explain, and write every table; returns the findings.
 
     ``warnings`` (from loading, so far) grows with what the analysis finds; all go to the manifest.
+    ``generation`` (--generate): continuations of the counterfactual variants, scored by the plan's
+    scorer into per-variant ``gen:*`` outputs that are compared like the others (audit/generation.py).
     """
     with progress(console) as bars, timer.stage("score"):
         predictions = score_all(inputs, target, config, bars)
+    generated: GenerationResult | None = None
+    if generation is not None:
+        with progress(console) as bars, timer.stage("generate"):
+            generated = generate_continuations(inputs, target, config, generation, bars)
+        predictions = pd.concat([predictions, generated.predictions], ignore_index=True)
+        warnings += generated.warnings
+        manifest["generation"] = generated.manifest
     with timer.stage("findings"):
         counterfactual = [
             item
@@ -316,7 +338,11 @@ def analyse_and_write(
         long_documents = [item for item in inputs if item.is_long_document]
         parallel = [item for item in inputs if item.is_parallel]
         effects, findings, left_out, notes = compare_counterfactuals(
-            counterfactual, examples, predictions, config
+            counterfactual,
+            examples,
+            predictions,
+            config,
+            extra_outputs=generated.tested_outputs if generated is not None else (),
         )
         warnings += notes
         unreadable: dict[str, dict[str, float]] = {}
@@ -374,6 +400,9 @@ def analyse_and_write(
                     long_documents, effects, target, config, bars
                 )
                 attributions = pd.concat([attributions, long_tokens], ignore_index=True)
+        for note in unconverged_attributions(attributions, examples):
+            console.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
+            warnings.append(note)
     attention = pd.DataFrame(columns=TABLES["attention"])
     if config.attention and not no_attention:
         with progress(console) as bars, timer.stage("attention"):
@@ -389,6 +418,9 @@ def analyse_and_write(
             "attribution_pairs": attribution_pairs,
             "attention": attention,
             "segment_attributions": segments,
+            "generations": generated.table
+            if generated is not None
+            else pd.DataFrame(columns=TABLES["generations"]),
         }
         for name, frame in tables.items():
             store.write_table(name, frame)
@@ -561,11 +593,16 @@ def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:
 
 
 def compare_counterfactuals(
-    inputs: list[ProbeInputs], examples: pd.DataFrame, predictions: pd.DataFrame, config: AuditConfig
+    inputs: list[ProbeInputs],
+    examples: pd.DataFrame,
+    predictions: pd.DataFrame,
+    config: AuditConfig,
+    extra_outputs: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, int]], list[str]]:
-    """Effects and findings of the counterfactual sets (audit/metrics/paired.py)."""
+    """Effects and findings of the counterfactual sets (audit/metrics/paired.py); ``extra_outputs``
+    are tested too (the ``gen:*`` scores of generated continuations)."""
     names = {item.probe_set.name for item in inputs}
-    tested = {output for item in inputs for output in item.head.tested_outputs}
+    tested = {output for item in inputs for output in item.head.tested_outputs} | set(extra_outputs)
     comparable, left_out, notes = comparable_examples(examples[examples["probe_set"].isin(names)])
     compared = predictions["output"].isin(tested) & predictions["example_id"].isin(comparable["example_id"])
     effects = build_effects(comparable, predictions[compared])
@@ -601,6 +638,22 @@ def compare_choices(
     ]
     answers = answer_table(kept, rows, predictions[predictions["example_id"].isin(rows["example_id"])])
     return build_choice_effects(answers), build_choice_findings(answers, **config.test_options), notes
+
+
+def generate_continuations(
+    inputs: list[ProbeInputs], target: Target, config: AuditConfig, plan: GenerationPlan, bars: Progress
+) -> GenerationResult:
+    """--generate: continuations of every variant of the counterfactual sets, scored by the plan's scorer."""
+    chosen = [item for item in inputs if item.probe_set.kind == "counterfactual"]
+    n_rows = sum(len(item.example_ids) for item in chosen) * plan.settings.n_samples
+    task = bars.add_task(f"generate x{plan.settings.n_samples}", total=n_rows)
+    return generate_all(
+        plan,
+        [(item.probe_set, item.example_ids) for item in chosen],
+        target,
+        batch_tokens=config.batch_tokens,
+        on_done=partial(bars.advance, task),
+    )
 
 
 def compare_long_documents(
@@ -732,6 +785,37 @@ def content_shares(
         if rate is not None:
             shares.at[index, "note"] = f"{row['note']}; {rate:.0%} of its tokens are unknown to the model"
     return shares
+
+
+IG_TOLERANCE = 0.1
+"""An integrated-gradients attribution whose convergence delta exceeds this share of the score
+difference it explains (f(x) - f(baseline)) is reported as not converged."""
+
+
+def unconverged_attributions(attributions: pd.DataFrame, examples: pd.DataFrame) -> list[str]:
+    """Per probe set, a warning when integrated gradients did not converge for some of its
+    attributed examples: their token attributions do not add up to the explained difference (deep
+    decoders, whose interpolated embeddings pass through sharp regions, are the usual case)."""
+    ig = attributions[attributions["method"] == "integrated_gradients"]
+    if ig.empty or ig["convergence_delta"].isna().all():
+        return []
+    per_example = ig.groupby("example_id").agg(
+        total=("attribution", "sum"), delta=("convergence_delta", "first")
+    )
+    explained = (per_example["total"] - per_example["delta"]).abs()
+    relative = per_example["delta"].abs() / explained.clip(lower=1e-12)
+    sets = examples.set_index("example_id")["probe_set"]
+    notes = []
+    for probe_set, values in relative.groupby(relative.index.map(lambda e: sets.get(e, "?"))):
+        off = values[values > IG_TOLERANCE]
+        if len(off):
+            notes.append(
+                f"integrated gradients did not converge for {len(off)} of {len(values)} attributed examples of "
+                f"{probe_set} (convergence delta above {IG_TOLERANCE:.0%} of the difference explained; median "
+                f"{values.median():.0%}): their token attributions are indicative only; raise --ig-steps, or "
+                "compare with gradient_x_input"
+            )
+    return notes
 
 
 def problem_findings(findings: pd.DataFrame) -> pd.Series:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2: long-document columns (doc_length, position, swap_group, n_windows, note), sink_mass,
 segment_attributions. 3: tokenization columns of examples (n_text_tokens, n_words, n_chars,
 n_unknown, n_byte_fallback), the findings' subset column and the parallel (multilingual) metrics. Readers treat a missing
-column of an older run as null."""
+column of an older run as null. 4: the generations table (causal LMs with --generate); a run
+without the file reads it as an empty table."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -145,6 +146,16 @@ TABLES: dict[str, list[str]] = {
         "head",
         "stat",  # "entropy", "focus_mass", "special_mass", "sink_mass", "mean_distance"
         "value",
+    ],
+    # causal LMs audited with --generate: one row per variant x generated sample (audit/generation.py);
+    # with --generation-scorer one more float column per scorer output, named like its per-variant
+    # output in predictions (e.g. "gen:prob:positive": this sample's score; predictions hold the mean)
+    "generations": [
+        "example_id",
+        "sample",  # 0 .. N-1
+        "text",  # the generated continuation only (special tokens removed, white space stripped)
+        "n_new_tokens",  # tokens generated before the end-of-text token
+        "stopped",  # the model ended the text before --max-new-tokens
     ],
 }
 

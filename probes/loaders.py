@@ -355,6 +355,7 @@ _TOP_KEYS = (
     "templates",
     "associations",
     "in_default_run",
+    "continuations",
 )
 _TEMPLATE_KEYS = ("text", "id", "label")
 _ASSOCIATION_KEYS = ("name", "a_name", "b_name", "a", "b", "source")
@@ -591,6 +592,7 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
     lexicons = _parse_lexicons(top["lexicons"][1], problems) if "lexicons" in top else {}
     templates = _parse_templates(top["templates"][1], problems) if "templates" in top else None
     associations = _parse_associations(top["associations"][1], problems) if "associations" in top else []
+    continuations = _parse_continuations(top, tasks, problems)
     if groups is None or lexicons is None or templates is None or attribute is None:
         return None
     instances = _expand(groups, lexicons, templates, attribute, lang, problems)
@@ -603,6 +605,8 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
         return None
     try:
         extra: dict[str, Any] = {"tasks": tuple(tasks)} if tasks else {}
+        if continuations:
+            extra["continuations"] = tuple(continuations)
         return ProbeSet(
             name=set_name,
             description=description or "",
@@ -617,6 +621,36 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
         for message in _to_problem_list(error):
             problems.add(1, message)
         return None
+
+
+def _parse_continuations(
+    top: dict[str, tuple[yaml.Node, yaml.Node]], tasks: list[str] | None, problems: _Problems
+) -> list[str]:
+    """The file's ``continuations`` (causal LMs score log P(continuation | variant) for each): a
+    list of distinct texts, in a set whose ``tasks`` include causal-lm."""
+    if "continuations" not in top:
+        return []
+    key, node = top["continuations"]
+    values = _text_list(node, "continuations", problems) or []
+    first: dict[str, tuple[str, int]] = {}  # output name -> the first continuation with it, and its line
+    for item in node.value if isinstance(node, yaml.SequenceNode) else []:
+        if not isinstance(item, yaml.ScalarNode) or not item.value.strip():
+            continue
+        name = item.value.strip()
+        if name in first and item.value != first[name][0]:  # exact repeats: reported by _text_list
+            problems.add(
+                _line(item),
+                f"continuation {item.value!r} names the same output (loglik:{name}) as the one on line "
+                f"{first[name][1]}: spaces around a continuation do not make it another one",
+            )
+        first.setdefault(name, (item.value, _line(item)))
+    if "causal-lm" not in (tasks or ()):
+        problems.add(
+            _line(key),
+            "continuations are scored by causal language models only; add causal-lm to 'tasks:' "
+            "(e.g. tasks: [causal-lm])",
+        )
+    return values
 
 
 def _in_default_run(top: dict[str, tuple[yaml.Node, yaml.Node]], problems: _Problems) -> bool:

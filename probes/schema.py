@@ -283,6 +283,24 @@ class ProbeSet(BaseModel):
         default=True,
         description="whether an audit with no probes named runs this built-in set (list_builtin(default_run_only=True))",
     )
+    continuations: tuple[str, ...] = Field(
+        default=(),
+        description="causal LMs: texts whose log-likelihood after every variant is scored (BOLD / HolisticBias style)",
+    )
+
+    @field_validator("continuations")
+    @classmethod
+    def _distinct_continuations(cls, continuations: tuple[str, ...]) -> tuple[str, ...]:
+        """Each continuation names an output ("loglik:<continuation>"): not blank, not repeated."""
+        seen: set[str] = set()
+        for continuation in continuations:
+            name = continuation.strip()
+            if not name:
+                raise ValueError("a continuation is empty")
+            if name in seen:
+                raise ValueError(f"continuation {name!r} is listed twice")
+            seen.add(name)
+        return continuations
 
     @model_validator(mode="after")
     def _unique_instances(self) -> ProbeSet:
@@ -335,6 +353,8 @@ class ProbeSet(BaseModel):
             exclude.add("reference_lang")  # sets of other kinds hash as before the field existed
         if self.in_default_run:
             exclude.add("in_default_run")  # likewise: only sets kept out of the default run hash it
+        if not self.continuations:
+            exclude.add("continuations")  # likewise: only sets with continuations hash them
         excluded: dict[str, Any] = dict.fromkeys(exclude, True)
         instance_fields: dict[str, Any] = {}
         if self.kind != "multiple_choice":

@@ -25,7 +25,7 @@ def test_bad_template_file_reports_every_problem_at_its_line() -> None:
     f = DATA / "bad_templates.yaml"
     assert messages(f) == [
         f"{f}:3: the file has an unknown key 'colour' (known keys: name, kind, description, card, card_file, attribute, "
-        "lang, tasks, groups, lexicons, templates, associations, in_default_run)",
+        "lang, tasks, groups, lexicons, templates, associations, in_default_run, continuations)",
         f"{f}:6: slot 'name' has 2 values in group 'female' but 3 in group 'male'; list slots pair up by position "
         "(item i of every group makes one instance), so give every group the same number",
         f"{f}:7: groups repeats the key 'female' (first on line 6); YAML would keep only the last one, so remove "

@@ -13,6 +13,7 @@ import torch
 from audit.errors import UserError
 from audit.models import LoadedModel
 from audit.targets.base import ScoreHead, Target
+from audit.targets.causal_lm import CausalLMTarget
 from audit.targets.classification import ClassificationTarget
 from audit.targets.embedding import EmbeddingTarget
 from audit.targets.masked_lm import MaskedLMTarget
@@ -40,6 +41,9 @@ TARGET_FACTORIES: dict[str, TargetFactory] = {
     "question-answering": lambda loaded, device: QuestionAnsweringTarget(
         loaded.model, loaded.tokenizer, device, loaded.max_length
     ),
+    "causal-lm": lambda loaded, device: CausalLMTarget(
+        loaded.model, loaded.tokenizer, device, loaded.max_length
+    ),
     "seq2seq": lambda loaded, device: Seq2SeqTarget(
         loaded.model, loaded.tokenizer, device, loaded.max_length
     ),
@@ -60,6 +64,7 @@ def probe_set_tasks(task: str) -> tuple[str, ...]:
 __all__ = [
     "TARGET_FACTORIES",
     "TASKS",
+    "CausalLMTarget",
     "ClassificationTarget",
     "EmbeddingTarget",
     "MaskedLMTarget",
