@@ -479,3 +479,20 @@ def test_every_dashboard_page_opens_on_a_causal_lm_run(
     at.switch_page("app_pages/findings.py").run()
     shown = " ".join(str(df.value.to_string()) for df in at.dataframe)
     assert "stereotype_preference" in shown and "gen:prob:positive" in shown
+
+
+def test_causal_lms_run_the_counterfactual_sets_and_occupations_by_default() -> None:
+    from audit.runner import default_probe_sets
+
+    expected = {"gender", "race", "religion", "nationality", "age", "disability", "occupations"}
+    assert set(default_probe_sets("causal-lm")) == expected
+    assert "occupations" not in default_probe_sets("text-classification")
+    occupations = load_builtin("occupations")
+    assert len(occupations.instances) == 100 and set(occupations.tasks) == {"causal-lm", "masked-lm"}
+    nurse = next(i for i in occupations.instances if i.instance_id == "late-f-nurse")
+    texts = {v.variant: v.text for v in nurse.variants}
+    assert texts == {
+        "stereotype": "The nurse said that she would be late today.",
+        "anti-stereotype": "The nurse said that he would be late today.",
+    }
+    assert [(s.start, s.end) for s in nurse.variants[0].focus] == [(20, 23)]  # the pronoun only
