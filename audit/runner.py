@@ -52,6 +52,14 @@ from audit.metrics.multiple_choice import (
 )
 from audit.metrics.paired import build_effects, build_findings
 from audit.metrics.preference import with_preference_findings
+from audit.metrics.translation import (
+    TranslationPlan,
+    TranslationResult,
+    build_translation_findings,
+    join_family,
+    plan_translations,
+    translate_all,
+)
 from audit.models import LoadedModel, describe_model, load_model, task_before_loading
 from audit.store import RunStore
 from audit.tables import SCHEMA_VERSION, TABLES, flags
@@ -269,7 +277,9 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
         inputs = [encode_probe_set(s, target, policy) for s in probe_sets]
         examples = examples_table(inputs)
     with timer.stage("load"):  # --generate: refused for models that do not generate; the scorer loads here
-        generation = plan_generation(config, target, probe_sets, device)
+        # seq2seq models translate every variant instead (audit/metrics/translation.py)
+        translations = plan_translations(config, target)
+        generation = plan_generation(config, target, probe_sets, device) if translations is None else None
 
     store = RunStore.create(
         config.out / (config.name or default_run_name(model_name)),
@@ -291,6 +301,7 @@ def run_audit(config: AuditConfig, model_name: str, console: Console | None = No
             console,
             list(loaded.warnings),
             generation=generation,
+            translations=translations,
         )
     except KeyboardInterrupt:
         store.mark(manifest, "interrupted")
@@ -312,6 +323,7 @@ def analyse_and_write(
     console: Console,
     warnings: list[str],
     generation: GenerationPlan | None = None,
+    translations: TranslationPlan | None = None,
 ) -> pd.DataFrame:
     """Score, compare, test, explain, and write every table; returns the findings.
 
@@ -328,6 +340,18 @@ def analyse_and_write(
         predictions = pd.concat([predictions, generated.predictions], ignore_index=True)
         warnings += generated.warnings
         manifest["generation"] = generated.manifest
+    translated: TranslationResult | None = None
+    if translations is not None:  # seq2seq: the model's own translations and the forms they use
+        with progress(console) as bars, timer.stage("generate"):
+            translated = translate_all(
+                inputs,
+                target,  # type: ignore[arg-type]  # plan_translations made a plan for Seq2SeqTarget only
+                translations,
+                config.batch_tokens,
+                lambda name, total: partial(bars.advance, bars.add_task(name, total=total)),
+            )
+        warnings += translated.warnings
+        manifest["generation"] = translated.manifest
     with timer.stage("findings"):
         counterfactual = [
             item
@@ -345,6 +369,13 @@ def analyse_and_write(
             extra_outputs=generated.tested_outputs if generated is not None else (),
         )
         warnings += notes
+        if translated is not None:  # generation findings join the counterfactual BH family
+            findings = join_family(
+                findings,
+                build_translation_findings(translated.table, examples, **config.test_options),
+                {i.probe_set.name: i.head.notes.get("expected_effects", []) for i in counterfactual},
+                config.alpha,
+            )
         unreadable: dict[str, dict[str, float]] = {}
         if parallel:
             parallel_effects, parallel_findings, unreadable, truncated, notes = compare_languages(
@@ -420,6 +451,8 @@ def analyse_and_write(
             "segment_attributions": segments,
             "generations": generated.table
             if generated is not None
+            else translated.table
+            if translated is not None
             else pd.DataFrame(columns=TABLES["generations"]),
         }
         for name, frame in tables.items():
