@@ -9,6 +9,9 @@ the higher score.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import pandas as pd
 
 SCHEMA_VERSION = 4
@@ -158,6 +161,70 @@ TABLES: dict[str, list[str]] = {
         "stopped",  # the model ended the text before --max-new-tokens
     ],
 }
+
+
+FINDING_DTYPES: dict[str, str] = {
+    **dict.fromkeys(
+        ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "threshold", "position"),
+        "float64",
+    ),
+    "n": "int64",
+    "significant": "bool",
+    "doc_length": "Int64",
+}
+"""The dtypes of the findings' numeric and flag columns (the others hold strings or nulls)."""
+
+
+def findings_frame(rows: Sequence[dict[str, object]], *, object_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A findings table of these rows (none: an empty one) with ``FINDING_DTYPES``; ``object_columns``
+    are kept as Python objects (so their nulls stay None) instead of the string dtype pandas infers."""
+    frame = pd.DataFrame(rows, columns=TABLES["findings"])
+    return frame.astype({**FINDING_DTYPES, **dict.fromkeys(object_columns, "object")})
+
+
+def finding_row(
+    *,
+    probe_set: str,
+    attribute: str,
+    group_a: str | None,
+    group_b: str | None,
+    metric: str,
+    output: str | None,
+    effect: float,
+    ci_low: float,
+    ci_high: float,
+    n: int,
+    p_value: float = math.nan,
+    effect_size: float = math.nan,
+    threshold: float = math.nan,
+    note: str | None = None,
+    subset: str | None = None,
+) -> dict[str, object]:
+    """One findings row, not yet in a Benjamini-Hochberg family: no q-value, not significant, severity
+    "none" (audit/metrics/paired.py ``apply_family_tests`` fills them); no document length or
+    position. Rows without a p-value are descriptive."""
+    return {
+        "probe_set": probe_set,
+        "attribute": attribute,
+        "group_a": group_a,
+        "group_b": group_b,
+        "metric": metric,
+        "output": output,
+        "effect": effect,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p_value,
+        "q_value": math.nan,
+        "effect_size": effect_size,
+        "n": n,
+        "threshold": threshold,
+        "significant": False,
+        "severity": "none",
+        "doc_length": pd.NA,
+        "position": math.nan,
+        "note": note,
+        "subset": subset,
+    }
 
 
 def empty_table(name: str) -> pd.DataFrame:

@@ -11,11 +11,10 @@ recall gap with its CI and sign-flip p-value; audit/metrics/paired.py).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from audit.metrics import stats
-from audit.tables import TABLES
+from audit.tables import finding_row, findings_frame
 
 RECALLED_PERSON = "recalled:PER"
 """The output that says whether a name was recognised as a person (1.0) or not (0.0)."""
@@ -38,42 +37,18 @@ def build_entity_recall_findings(
         hits = frame["score"].to_numpy(dtype=float) > 0.5
         rate = stats.flip_rate_ci(hits, confidence=confidence)
         rows.append(
-            {
-                "probe_set": str(probe_set),
-                "attribute": str(attribute),
-                "group_a": str(group),
-                "group_b": None,
-                "metric": METRIC,
-                "output": RECALLED_PERSON,
-                "effect": rate.rate,
-                "ci_low": rate.ci_low,
-                "ci_high": rate.ci_high,
-                "p_value": np.nan,
-                "q_value": np.nan,
-                "effect_size": np.nan,
-                "n": rate.n,
-                "threshold": np.nan,
-                "significant": False,
-                "severity": "none",
-                "doc_length": pd.NA,
-                "position": np.nan,
-                "note": f"{rate.n_flipped} of {rate.n} names tagged as a person",
-                "subset": None,
-            }
+            finding_row(
+                probe_set=str(probe_set),
+                attribute=str(attribute),
+                group_a=str(group),
+                group_b=None,
+                metric=METRIC,
+                output=RECALLED_PERSON,
+                effect=rate.rate,
+                ci_low=rate.ci_low,
+                ci_high=rate.ci_high,
+                n=rate.n,
+                note=f"{rate.n_flipped} of {rate.n} names tagged as a person",
+            )
         )
-    frame = pd.DataFrame(rows, columns=TABLES["findings"])
-    return frame.astype(
-        {
-            "effect": "float64",
-            "ci_low": "float64",
-            "ci_high": "float64",
-            "p_value": "float64",
-            "q_value": "float64",
-            "effect_size": "float64",
-            "n": "int64",
-            "threshold": "float64",
-            "significant": "bool",
-            "doc_length": "Int64",
-            "position": "float64",
-        }
-    )
+    return findings_frame(rows)

@@ -73,7 +73,7 @@ import pandas as pd
 
 from audit.metrics import stats
 from audit.metrics.paired import _RandomMatrices, severity
-from audit.tables import TABLES, check_columns
+from audit.tables import FINDING_DTYPES, TABLES, check_columns
 
 KEY_BASELINE = "none"
 """Variant of a key-sentence instance without the key sentence (group_b of key rows)."""
@@ -122,15 +122,6 @@ _EFFECT_DTYPES = {
     "score_b": "float64",
     "delta": "float64",
     "flipped": "boolean",
-    "doc_length": "Int64",
-    "position": "float64",
-}
-_FINDING_DTYPES = {
-    **dict.fromkeys(
-        ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "threshold"), "float64"
-    ),
-    "n": "int64",
-    "significant": "bool",
     "doc_length": "Int64",
     "position": "float64",
 }
@@ -538,7 +529,7 @@ def build_long_findings(
         model_max_length, strategy, alpha, min_effect, confidence, (n_resamples, n_permutations)
     )
     if effects.empty:
-        return _typed_empty("findings", _FINDING_DTYPES)
+        return _typed_empty("findings", FINDING_DTYPES)
     ex = _normalised_examples(examples)
     keys, swaps = _split_effects(effects, ex)
     outputs_per_instance = keys.groupby(["probe_set", "instance_id"])["output"].nunique()
@@ -742,7 +733,7 @@ def _findings_frame(
 ) -> pd.DataFrame:
     rows = tested + descriptive
     if not rows:
-        return _typed_empty("findings", _FINDING_DTYPES)
+        return _typed_empty("findings", FINDING_DTYPES)
     flags = [significant.get(id(row), False) for row in rows]
     frame = pd.DataFrame(
         {

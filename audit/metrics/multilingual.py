@@ -59,7 +59,7 @@ import pandas as pd
 
 from audit.metrics import stats
 from audit.metrics.paired import build_effects, build_findings, severity
-from audit.tables import TABLES
+from audit.tables import TABLES, findings_frame
 from probes.function_words import content_mask
 
 LANGUAGE = "language"
@@ -582,26 +582,8 @@ def _empty_row(probe_set: str, language: str, metric: str, n: int, note: str) ->
 
 
 def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=TABLES["findings"])
-    return frame.astype(
-        {
-            "effect": "float64",
-            "ci_low": "float64",
-            "ci_high": "float64",
-            "p_value": "float64",
-            "q_value": "float64",
-            "effect_size": "float64",
-            "threshold": "float64",
-            "n": "int64",
-            "significant": "bool",
-            "doc_length": "Int64",
-            "position": "float64",
-            "output": "object",
-            "group_b": "object",
-            "note": "object",
-            "subset": "object",
-        }
-    )
+    """Findings rows of parallel sets; the columns that may be null are kept as objects (None, not NaN)."""
+    return findings_frame(rows, object_columns=("output", "group_b", "note", "subset"))
 
 
 def _ordered(findings: pd.DataFrame) -> pd.DataFrame:

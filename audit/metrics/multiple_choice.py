@@ -50,8 +50,8 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from audit.metrics import stats
-from audit.metrics.paired import severity
-from audit.tables import TABLES
+from audit.metrics.paired import apply_family_tests
+from audit.tables import TABLES, finding_row, findings_frame
 from probes.schema import ProbeSet
 
 LOGPROB_ANSWER = "logprob:answer"
@@ -227,28 +227,24 @@ def _row(
     group_a: str | None = PRO,
     group_b: str | None = ANTI,
 ) -> dict[str, Any]:
-    return {
-        "probe_set": probe_set,
-        "attribute": attribute,
-        "group_a": group_a,
-        "group_b": group_b,
-        "metric": metric,
-        "output": PROB_ANSWER,
-        "effect": effect,
-        "ci_low": ci[0],
-        "ci_high": ci[1],
-        "p_value": p_value,
-        "q_value": math.nan,
-        "effect_size": effect_size,
-        "n": n,
-        "threshold": threshold,
-        "significant": False,
-        "severity": "none",
-        "doc_length": pd.NA,
-        "position": math.nan,
-        "note": note,
-        "subset": subset,
-    }
+    """A row of a multiple-choice set: output ``prob:answer``, pro- vs anti-stereotype unless told."""
+    return finding_row(
+        probe_set=probe_set,
+        attribute=attribute,
+        group_a=group_a,
+        group_b=group_b,
+        metric=metric,
+        output=PROB_ANSWER,
+        effect=effect,
+        ci_low=ci[0],
+        ci_high=ci[1],
+        n=n,
+        p_value=p_value,
+        effect_size=effect_size,
+        threshold=threshold,
+        note=note,
+        subset=subset,
+    )
 
 
 def _accuracy_row(
@@ -396,17 +392,6 @@ def _disambiguated_rows(
     return out
 
 
-def _empty_findings() -> pd.DataFrame:
-    return _typed(pd.DataFrame(columns=TABLES["findings"]))
-
-
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    floats = ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "threshold", "position")
-    return frame.astype(
-        {**dict.fromkeys(floats, "float64"), "n": "int64", "significant": "bool", "doc_length": "Int64"}
-    )
-
-
 def build_choice_findings(
     answers: pd.DataFrame,
     *,
@@ -419,7 +404,7 @@ def build_choice_findings(
 ) -> pd.DataFrame:
     """The findings of the multiple-choice sets (see the module docstring), one BH family."""
     if answers.empty:
-        return _empty_findings()
+        return findings_frame([])
     options = {
         "min_effect": min_effect,
         "confidence": confidence,
@@ -435,21 +420,8 @@ def build_choice_findings(
             rows += _ambiguous_rows(str(probe_set), str(attribute), ambiguous, options)
         if len(disambiguated):
             rows += _disambiguated_rows(str(probe_set), str(attribute), disambiguated, options)
-    findings = _typed(pd.DataFrame(rows, columns=TABLES["findings"]))
-    tested = findings["p_value"].notna()
-    if tested.any():
-        findings.loc[tested, "q_value"] = stats.benjamini_hochberg(
-            findings.loc[tested, "p_value"].to_numpy(dtype=float)
-        )
-    with np.errstate(invalid="ignore"):
-        significant = (
-            tested & (findings["q_value"] < alpha) & (findings["effect"].abs() >= findings["threshold"])
-        )
-    findings["significant"] = significant.fillna(False).astype(bool)
-    findings["severity"] = [
-        severity(bool(s), float(e), float(t)) if s else "none"
-        for s, e, t in zip(findings["significant"], findings["effect"], findings["threshold"], strict=True)
-    ]
+    findings = findings_frame(rows)
+    apply_family_tests(findings, alpha=alpha)
     findings["_rank"] = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
     findings = findings.sort_values(["probe_set", "attribute", "subset", "_rank"], kind="mergesort")
     return findings.drop(columns="_rank").reset_index(drop=True)[TABLES["findings"]]

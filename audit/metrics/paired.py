@@ -329,6 +329,23 @@ def severity(significant: bool, effect: float, threshold: float) -> str:
     return "high"
 
 
+def apply_family_tests(findings: pd.DataFrame, *, alpha: float, centre: float | np.ndarray = 0.0) -> None:
+    """Test the rows of ``findings`` as one Benjamini-Hochberg family, in place: ``q_value`` over
+    every row with a p-value (rows without one get none), ``significant`` when q < alpha and
+    |effect - centre| >= threshold, and ``severity`` of effect - centre against the threshold.
+    ``centre``: the effect that means "no difference", one for all rows or one per row (0 for a
+    difference; 0.5 for a share tested against an even split)."""
+    findings["q_value"] = stats.benjamini_hochberg(findings["p_value"].to_numpy(dtype=float))
+    distance = findings["effect"].to_numpy(dtype=float) - centre
+    with np.errstate(invalid="ignore"):
+        significant = (findings["q_value"] < alpha) & (np.abs(distance) >= findings["threshold"])
+    findings["significant"] = significant.fillna(False).astype(bool)
+    findings["severity"] = [
+        severity(bool(s), float(d), float(t))
+        for s, d, t in zip(findings["significant"], distance, findings["threshold"], strict=True)
+    ]
+
+
 def _empty_findings() -> pd.DataFrame:
     floats = ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "threshold")
     return _empty_table("findings", {**dict.fromkeys(floats, "float64"), "n": "int64", "significant": "bool"})
@@ -408,14 +425,7 @@ def build_findings(
             "threshold": [t.threshold for t in tests],
         }
     )
-    findings["q_value"] = stats.benjamini_hochberg(findings["p_value"].to_numpy(dtype=float))
-    with np.errstate(invalid="ignore"):
-        significant = (findings["q_value"] < alpha) & (findings["effect"].abs() >= findings["threshold"])
-    findings["significant"] = significant.fillna(False).astype(bool)
-    findings["severity"] = [
-        severity(s, e, t)
-        for s, e, t in zip(findings["significant"], findings["effect"], findings["threshold"], strict=True)
-    ]
+    apply_family_tests(findings, alpha=alpha)
     findings["_metric_rank"] = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
     findings = findings.sort_values(
         [*pair_key, "_metric_rank", "output"], kind="mergesort", na_position="last"

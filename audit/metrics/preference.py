@@ -36,8 +36,8 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from audit.metrics import stats
-from audit.metrics.paired import severity
-from audit.tables import TABLES, check_columns
+from audit.metrics.paired import apply_family_tests
+from audit.tables import TABLES, check_columns, finding_row, findings_frame
 
 STEREOTYPE = "stereotype"
 ANTI_STEREOTYPE = "anti-stereotype"
@@ -90,22 +90,7 @@ def build_preference_findings(
             )
             if row is not None:
                 rows.append(row)
-    frame = pd.DataFrame(rows, columns=TABLES["findings"])
-    return frame.astype(
-        {
-            "effect": "float64",
-            "ci_low": "float64",
-            "ci_high": "float64",
-            "p_value": "float64",
-            "q_value": "float64",
-            "effect_size": "float64",
-            "threshold": "float64",
-            "n": "int64",
-            "significant": "bool",
-            "doc_length": "Int64",
-            "position": "float64",
-        }
-    )
+    return findings_frame(rows)
 
 
 def _preference_row(
@@ -121,15 +106,16 @@ def _preference_row(
     notes = [f"stereotype scored higher in {int(wins)} of {n} instance(s)"]
     if ties:
         notes.append(f"{int(ties)} tie(s) count half in the share and are left out of the binomial test")
-    return _row(
-        probe_set,
-        attribute,
-        STEREOTYPE,
-        ANTI_STEREOTYPE,
-        PREFERENCE,
-        output,
+    return finding_row(
+        probe_set=probe_set,
+        attribute=attribute,
+        group_a=STEREOTYPE,
+        group_b=ANTI_STEREOTYPE,
+        metric=PREFERENCE,
+        output=output,
         effect=rate,
-        ci=(low, high),
+        ci_low=low,
+        ci_high=high,
         p_value=p_value,
         effect_size=2 * math.asin(math.sqrt(rate)) - 2 * math.asin(math.sqrt(0.5)),
         n=n,
@@ -160,62 +146,20 @@ def _language_modeling_row(
         n_resamples=n_resamples,
         rng=np.random.default_rng([seed, _BOOTSTRAP, shares.size]),
     )
-    return _row(
-        probe_set,
-        attribute,
-        RELATED,
-        UNRELATED,
-        LANGUAGE_MODELING,
-        output,
+    return finding_row(
+        probe_set=probe_set,
+        attribute=attribute,
+        group_a=RELATED,
+        group_b=UNRELATED,
+        metric=LANGUAGE_MODELING,
+        output=output,
         effect=float(shares.mean()),
-        ci=(low, high),
-        p_value=math.nan,
-        effect_size=math.nan,
+        ci_low=low,
+        ci_high=high,
         n=int(shares.size),
-        threshold=math.nan,
         note="share of stereotype-vs-unrelated and anti-stereotype-vs-unrelated comparisons the meaningful "
         "sentence wins (StereoSet LMS, pooled over target terms); descriptive, not a bias test",
     )
-
-
-def _row(
-    probe_set: str,
-    attribute: str,
-    group_a: str,
-    group_b: str,
-    metric: str,
-    output: str,
-    *,
-    effect: float,
-    ci: tuple[float, float],
-    p_value: float,
-    effect_size: float,
-    n: int,
-    threshold: float,
-    note: str,
-) -> dict[str, object]:
-    return {
-        "probe_set": probe_set,
-        "attribute": attribute,
-        "group_a": group_a,
-        "group_b": group_b,
-        "metric": metric,
-        "output": output,
-        "effect": effect,
-        "ci_low": ci[0],
-        "ci_high": ci[1],
-        "p_value": p_value,
-        "q_value": math.nan,
-        "effect_size": effect_size,
-        "n": n,
-        "threshold": threshold,
-        "significant": False,
-        "severity": "none",
-        "doc_length": pd.NA,
-        "position": math.nan,
-        "note": note,
-        "subset": None,
-    }
 
 
 def with_preference_findings(
@@ -240,15 +184,6 @@ def with_preference_findings(
     if extra.empty:
         return findings
     combined = pd.concat([findings, extra], ignore_index=True) if not findings.empty else extra
-    combined["q_value"] = stats.benjamini_hochberg(combined["p_value"].to_numpy(dtype=float))
-    # how far from "no difference" each row's effect is: 0 for paired rows, 0.5 for a preference share
-    centre = np.where(combined["metric"] == PREFERENCE, 0.5, 0.0)
-    distance = combined["effect"].to_numpy(dtype=float) - centre
-    with np.errstate(invalid="ignore"):
-        significant = (combined["q_value"] < alpha) & (np.abs(distance) >= combined["threshold"])
-    combined["significant"] = significant.fillna(False).astype(bool)
-    combined["severity"] = [
-        severity(bool(s), float(d), float(t))
-        for s, d, t in zip(combined["significant"], distance, combined["threshold"], strict=True)
-    ]
+    # "no difference" is 0 for a paired row's effect and an even split (0.5) for a preference share
+    apply_family_tests(combined, alpha=alpha, centre=np.where(combined["metric"] == PREFERENCE, 0.5, 0.0))
     return combined[TABLES["findings"]]

@@ -32,13 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from audit.errors import UserError
 from audit.metrics import stats
-from audit.metrics.paired import _RandomMatrices, severity
-from audit.tables import TABLES
+from audit.metrics.paired import _RandomMatrices, apply_family_tests
+from audit.tables import TABLES, finding_row
 from audit.targets.seq2seq import Seq2SeqTarget, generated_form
 from probes.schema import ProbeSet
 from probes.translation import NEITHER
@@ -214,17 +213,17 @@ def build_translation_findings(
             counts = per_group["form"].value_counts()
             described = ", ".join(f"{int(counts.get(f, 0))} {f}" for f in [*forms, NEITHER])
             out.append(
-                _row(
-                    probe_set,
-                    attribute,
-                    variant,
-                    None,
-                    "generation_accuracy",
-                    GENERATION_OUTPUT,
-                    rate.rate,
-                    rate.ci_low,
-                    rate.ci_high,
-                    rate.n,
+                finding_row(
+                    probe_set=str(probe_set),
+                    attribute=str(attribute),
+                    group_a=str(variant),
+                    group_b=None,
+                    metric="generation_accuracy",
+                    output=GENERATION_OUTPUT,
+                    effect=rate.rate,
+                    ci_low=rate.ci_low,
+                    ci_high=rate.ci_high,
+                    n=rate.n,
                     note=f"{rate.n_flipped} of {rate.n} translations use the expected form {per_group['label'].iloc[0]!r} ({described})",
                 )
             )
@@ -235,17 +234,17 @@ def build_translation_findings(
                     (per_group["form"] == form).to_numpy(dtype=bool), confidence=confidence
                 )
                 out.append(
-                    _row(
-                        probe_set,
-                        attribute,
-                        variant,
-                        None,
-                        "generation_share",
-                        f"{GENERATION_OUTPUT}:{form}",
-                        rate.rate,
-                        rate.ci_low,
-                        rate.ci_high,
-                        rate.n,
+                    finding_row(
+                        probe_set=str(probe_set),
+                        attribute=str(attribute),
+                        group_a=str(variant),
+                        group_b=None,
+                        metric="generation_share",
+                        output=f"{GENERATION_OUTPUT}:{form}",
+                        effect=rate.rate,
+                        ci_low=rate.ci_low,
+                        ci_high=rate.ci_high,
+                        n=rate.n,
                         note=f"{rate.n_flipped} of {rate.n} translations of sources without a stated form use {form!r}",
                     )
                 )
@@ -278,17 +277,17 @@ def _gap_rows(
                 )[0]
             )
             rows.append(
-                _row(
-                    probe_set,
-                    attribute,
-                    a,
-                    b,
-                    "generation_accuracy_gap",
-                    GENERATION_OUTPUT,
-                    float(deltas.mean()),
-                    float(low),
-                    float(high),
-                    n,
+                finding_row(
+                    probe_set=probe_set,
+                    attribute=attribute,
+                    group_a=str(a),
+                    group_b=str(b),
+                    metric="generation_accuracy_gap",
+                    output=GENERATION_OUTPUT,
+                    effect=float(deltas.mean()),
+                    ci_low=float(low),
+                    ci_high=float(high),
+                    n=n,
                     p_value=p,
                     effect_size=stats.cohens_dz(deltas) if n > 1 else math.nan,
                     threshold=ACCURACY_GAP_THRESHOLD,
@@ -296,47 +295,6 @@ def _gap_rows(
                 )
             )
     return rows
-
-
-def _row(
-    probe_set: Any,
-    attribute: Any,
-    group_a: Any,
-    group_b: Any,
-    metric: str,
-    output: str,
-    effect: float,
-    ci_low: float,
-    ci_high: float,
-    n: int,
-    *,
-    p_value: float = math.nan,
-    effect_size: float = math.nan,
-    threshold: float = math.nan,
-    note: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "probe_set": str(probe_set),
-        "attribute": str(attribute),
-        "group_a": str(group_a),
-        "group_b": None if group_b is None else str(group_b),
-        "metric": metric,
-        "output": output,
-        "effect": float(effect),
-        "ci_low": float(ci_low),
-        "ci_high": float(ci_high),
-        "p_value": p_value,
-        "q_value": math.nan,
-        "effect_size": effect_size,
-        "n": int(n),
-        "threshold": threshold,
-        "significant": False,
-        "severity": "none",
-        "doc_length": pd.NA,
-        "position": math.nan,
-        "note": note,
-        "subset": None,
-    }
 
 
 def join_family(
@@ -353,14 +311,7 @@ def join_family(
     if not frames:
         return findings
     joined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].copy()
-    joined["q_value"] = stats.benjamini_hochberg(joined["p_value"].to_numpy(dtype=float))
-    with np.errstate(invalid="ignore"):
-        significant = (joined["q_value"] < alpha) & (joined["effect"].abs() >= joined["threshold"])
-    joined["significant"] = significant.fillna(False).astype(bool)
-    joined["severity"] = [
-        severity(s, e, t)
-        for s, e, t in zip(joined["significant"], joined["effect"], joined["threshold"], strict=True)
-    ]
+    apply_family_tests(joined, alpha=alpha)
     for probe_set, outputs in expected_effects.items():
         mask = (
             (joined["probe_set"] == probe_set)
