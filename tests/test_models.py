@@ -327,8 +327,10 @@ def test_hub_id_loads_from_the_hub_cache_pinned_to_its_commit(tmp_path, monkeypa
 
 def test_bundled_names_and_status(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PROBELENS_HOME", str(tmp_path))
-    assert set(BUNDLED) == {"minilm", "minilm-sentiment"}
+    assert set(BUNDLED) == {"minilm", "minilm-sentiment", "smollm2"}
     assert BUNDLED["minilm"].task == "embedding" and BUNDLED["minilm-sentiment"].task == "text-classification"
+    assert BUNDLED["smollm2"].task == "causal-lm"
+    assert bundled_status("smollm2") == (False, tmp_path / "models" / "smollm2")
     assert bundled_status("minilm") == (True, minilm_dir())
     assert ensure_bundled("minilm") == minilm_dir()
     assert bundled_status("minilm-sentiment") == (False, tmp_path / "models" / "minilm-sentiment")
