@@ -132,9 +132,12 @@ class CausalLMTarget(Target):
             input_ids: torch.Tensor, attention_mask: torch.Tensor, variant_index: torch.Tensor | None = None
         ) -> torch.Tensor:
             labels = self._text_targets(input_ids, attention_mask, variant_index, targets)
+            # embedded once, through the module Captum hooks, then run in slices of rows: calling the
+            # hooked module once per slice would hand every slice the whole batch's embeddings
+            embeds = self.embedding_layer()(input_ids)
             rows = self._rows_per_pass(input_ids.shape[1])
             parts = [
-                self._text_loglik(input_ids[i : i + rows], attention_mask[i : i + rows], labels[i : i + rows])
+                self._text_loglik(embeds[i : i + rows], attention_mask[i : i + rows], labels[i : i + rows])
                 for i in range(0, len(input_ids), rows)
             ]
             return torch.cat(parts)[:, None]
@@ -161,9 +164,9 @@ class CausalLMTarget(Target):
         return labels
 
     def _text_loglik(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+        self, embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logits = self.model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
         logp = _token_logprobs(logits[:, :-1], labels[:, 1:])
         scored = attention_mask[:, 1:].to(logp.dtype)
         return (logp * scored).sum(dim=1)
