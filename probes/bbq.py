@@ -364,23 +364,11 @@ def _record_instance(record: Mapping[str, Any], line: int, problems: _Problems) 
 def bbq_instances(text: str, problems: _Problems) -> list[Instance]:
     """Every row of a BBQ-layout JSONL text as an instance (rows with problems are reported and left
     out; the caller returns nothing when there is any problem)."""
+    from probes.loaders import json_lines  # the loaders import this module lazily
+
     instances: list[Instance] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as error:
-            problems.add(
-                number, f"not valid JSON ({error.msg} at column {error.colno}); each line must be one BBQ row"
-            )
-            continue
-        if not isinstance(record, dict):
-            problems.add(
-                number, f"line is a JSON {type(record).__name__}, not an object; write one BBQ row per line"
-            )
-            continue
+    for number, record in json_lines(text, problems, each_line="one BBQ row", write="one BBQ row"):
         instance = _record_instance(record, number, problems)
         if instance is None:
             continue

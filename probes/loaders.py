@@ -27,7 +27,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1689,6 +1689,49 @@ class _Table:
     """True when every row has every column (CSV); JSONL and datasets may lack keys per row."""
 
 
+def csv_rows(reader: Any, n_columns: int, problems: _Problems) -> Iterator[tuple[int, list[str]]]:
+    """The rows after a CSV header, each with the line it starts on; blank rows are skipped, and rows
+    of another width than the header's, or that cannot be read, are problems."""
+    line = reader.line_num + 1
+    try:
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != n_columns:
+                problems.add(
+                    start,
+                    f"row has {len(row)} fields but the header has {n_columns}; quote fields that contain commas",
+                )
+                continue
+            yield start, row
+    except csv.Error as error:
+        problems.add(reader.line_num, f"cannot read the row: {error}")
+
+
+def json_lines(
+    text: str, problems: _Problems, *, each_line: str = "one JSON object", write: str = "one {...}"
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a JSONL text, each with its line; blank lines are skipped, and lines that
+    are not a JSON object are problems ("each line must be <each_line>", "write <write> per line")."""
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as error:
+            problems.add(
+                number, f"not valid JSON ({error.msg} at column {error.colno}); each line must be {each_line}"
+            )
+            continue
+        if not isinstance(record, dict):
+            problems.add(
+                number, f"line is a JSON {type(record).__name__}, not an object; write {write} per line"
+            )
+            continue
+        yield number, record
+
+
 def _csv_table(text: str, problems: _Problems) -> _Table | None:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -1708,22 +1751,9 @@ def _csv_table(text: str, problems: _Problems) -> _Table | None:
         elif header.index(column) != index:
             problems.add(1, f"the header names column {column!r} twice")
             ok = False
-    rows: list[tuple[int, dict[str, str | None]]] = []
-    line = reader.line_num + 1
-    try:
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                problems.add(
-                    start,
-                    f"row has {len(row)} fields but the header has {len(header)}; quote fields that contain commas",
-                )
-                continue
-            rows.append((start, dict(zip(header, row, strict=True))))
-    except csv.Error as error:
-        problems.add(reader.line_num, f"cannot read the row: {error}")
+    rows: list[tuple[int, dict[str, str | None]]] = [
+        (start, dict(zip(header, row, strict=True))) for start, row in csv_rows(reader, len(header), problems)
+    ]
     if not ok:
         return None
     if not rows and not problems.items:
@@ -1734,22 +1764,7 @@ def _csv_table(text: str, problems: _Problems) -> _Table | None:
 def _jsonl_table(text: str, problems: _Problems) -> _Table | None:
     rows: list[tuple[int, dict[str, str | None]]] = []
     columns: dict[str, None] = {}
-    for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as error:
-            problems.add(
-                number,
-                f"not valid JSON ({error.msg} at column {error.colno}); each line must be one JSON object",
-            )
-            continue
-        if not isinstance(record, dict):
-            problems.add(
-                number, f"line is a JSON {type(record).__name__}, not an object; write one {{...}} per line"
-            )
-            continue
+    for number, record in json_lines(text, problems):
         values = _plain_values(record, number, problems)
         if values is not None:
             rows.append((number, values))

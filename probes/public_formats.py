@@ -51,7 +51,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from probes.loaders import _normalised, _Options, _Problems, _read_utf8, _to_problem_list
+from probes.loaders import _normalised, _Options, _Problems, _read_utf8, _to_problem_list, csv_rows
 from probes.schema import Instance, ProbeSet, Span, Variant
 
 PUBLIC_TASKS = ("masked-lm", "causal-lm")
@@ -219,23 +219,10 @@ def _crows_pairs(path: Path, text: str, options: _Options, problems: _Problems) 
         return None
     instances: list[Instance] = []
     seen: dict[str, int] = {}
-    line = reader.line_num + 1
-    try:
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                problems.add(
-                    start,
-                    f"row has {len(row)} fields but the header has {len(header)}; quote fields with commas",
-                )
-                continue
-            instance = _crows_pairs_row(dict(zip(header, row, strict=True)), start, seen, problems)
-            if instance is not None:
-                instances.append(instance)
-    except csv.Error as error:
-        problems.add(reader.line_num, f"cannot read the row: {error}")
+    for start, row in csv_rows(reader, len(header), problems):
+        instance = _crows_pairs_row(dict(zip(header, row, strict=True)), start, seen, problems)
+        if instance is not None:
+            instances.append(instance)
     if not instances and not problems.items:
         problems.add(1, "the file has a header but no pairs")
     return _probe_set(

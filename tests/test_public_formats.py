@@ -133,7 +133,7 @@ def test_crows_pairs_problems_are_located(tmp_path: Path) -> None:
         f"{f}:6: column sent_less is empty",
         f"{f}:7: id '1' is already used on line 2; ids must be unique",
         f"{f}:8: sent_more and sent_less are the same sentence; a pair must differ",
-        f"{f}:9: row has 3 fields but the header has 9; quote fields with commas",
+        f"{f}:9: row has 3 fields but the header has 9; quote fields that contain commas",
     ]
     with pytest.raises(ProbeFileError):
         load_probe_set(f)  # nothing partial: the good first pair is not returned alone
