@@ -289,6 +289,16 @@ def _to_problem_list(error: ValidationError) -> list[str]:
     return [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()]
 
 
+def validated_probe_set(problems: _Problems, line: int | None, **fields: Any) -> ProbeSet | None:
+    """``ProbeSet(**fields)``, or None with each validation error a problem at ``line``."""
+    try:
+        return ProbeSet(**fields)
+    except ValidationError as error:
+        for message in _to_problem_list(error):
+            problems.add(line, message)
+        return None
+
+
 # ------------------------------------------------------------------------------------- focus spans
 
 
@@ -603,24 +613,21 @@ def _parse_yaml(path: Path, text: str, options: _Options, problems: _Problems) -
     in_default_run = _in_default_run(top, problems)
     if problems.items:
         return None
-    try:
-        extra: dict[str, Any] = {"tasks": tuple(tasks)} if tasks else {}
-        if continuations:
-            extra["continuations"] = tuple(continuations)
-        return ProbeSet(
-            name=set_name,
-            description=description or "",
-            card=card or "",
-            source=str(path),
-            instances=tuple(instances),
-            associations=tuple(associations or ()),
-            in_default_run=in_default_run,
-            **extra,
-        )
-    except ValidationError as error:
-        for message in _to_problem_list(error):
-            problems.add(1, message)
-        return None
+    extra: dict[str, Any] = {"tasks": tuple(tasks)} if tasks else {}
+    if continuations:
+        extra["continuations"] = tuple(continuations)
+    return validated_probe_set(
+        problems,
+        1,
+        name=set_name,
+        description=description or "",
+        card=card or "",
+        source=str(path),
+        instances=tuple(instances),
+        associations=tuple(associations or ()),
+        in_default_run=in_default_run,
+        **extra,
+    )
 
 
 def _parse_continuations(
@@ -1878,12 +1885,9 @@ def _rows_to_probe_set(
     instances, extra = attach_row_targets(instances, lines, table, renamed, is_pairs, problems)
     if problems.items:
         return None
-    try:
-        return ProbeSet(name=options.name or stem, source=source, instances=tuple(instances), **extra)
-    except ValidationError as error:
-        for message in _to_problem_list(error):
-            problems.add(None, message)
-        return None
+    return validated_probe_set(
+        problems, None, name=options.name or stem, source=source, instances=tuple(instances), **extra
+    )
 
 
 _Lines = dict[tuple[str, str], int]

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
 
 from audit.errors import Problem
 from probes.long_document import ID_PATTERN
@@ -467,19 +466,18 @@ def _make_set(
 ) -> ProbeSet | None:
     if problems.items:
         return None
-    try:
-        return ProbeSet(
-            name=name,
-            kind="parallel",
-            source=source,
-            instances=tuple(instances),
-            reference_lang=reference,
-            **extra,
-        )
-    except ValidationError as error:
-        for e in error.errors():
-            problems.add(line, f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}")
-        return None
+    from probes.loaders import validated_probe_set  # the loaders import this module
+
+    return validated_probe_set(
+        problems,
+        line,
+        name=name,
+        kind="parallel",
+        source=source,
+        instances=tuple(instances),
+        reference_lang=reference,
+        **extra,
+    )
 
 
 def _languages_from(

@@ -49,9 +49,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from probes.loaders import _normalised, _Options, _Problems, _read_utf8, _to_problem_list, csv_rows
+from probes.loaders import _normalised, _Options, _Problems, _read_utf8, csv_rows, validated_probe_set
 from probes.schema import Instance, ProbeSet, Span, Variant
 
 PUBLIC_TASKS = ("masked-lm", "causal-lm")
@@ -176,19 +174,16 @@ def _probe_set(
 ) -> ProbeSet | None:
     if problems.items:
         return None
-    try:
-        return ProbeSet(
-            name=name,
-            description=description,
-            card=card,
-            source=str(path),
-            tasks=PUBLIC_TASKS,
-            instances=tuple(instances),
-        )
-    except ValidationError as error:
-        for message in _to_problem_list(error):
-            problems.add(None, message)
-        return None
+    return validated_probe_set(
+        problems,
+        None,
+        name=name,
+        description=description,
+        card=card,
+        source=str(path),
+        tasks=PUBLIC_TASKS,
+        instances=tuple(instances),
+    )
 
 
 def _id_problem(instance_id: str) -> str | None:

@@ -185,7 +185,15 @@ def translation_from_yaml(
     path: Path, top: dict[str, tuple[yaml.Node, yaml.Node]], options: _Options, problems: _Problems
 ) -> ProbeSet | None:
     """A ``kind: translation`` YAML file (its top-level mapping already read by the loaders)."""
-    from probes.loaders import _in_default_run, _line, _read_card, _text, _text_list, _unknown_keys
+    from probes.loaders import (
+        _in_default_run,
+        _line,
+        _read_card,
+        _text,
+        _text_list,
+        _unknown_keys,
+        validated_probe_set,
+    )
 
     _unknown_keys(top, TRANSLATION_TOP_KEYS, "the file", problems)
     for key in ("attribute", "target_lang", "forms", "occupations", "sentences"):
@@ -260,22 +268,17 @@ def translation_from_yaml(
             )
     if problems.items:
         return None
-    try:
-        return ProbeSet(
-            name=set_name,
-            description=description,
-            card=card,
-            source=str(path),
-            tasks=tuple(tasks),
-            instances=tuple(instances),
-            in_default_run=in_default_run,
-        )
-    except ValidationError as error:
-        from probes.loaders import _to_problem_list
-
-        for message in _to_problem_list(error):
-            problems.add(_line(top["sentences"][0]), message)
-        return None
+    return validated_probe_set(
+        problems,
+        _line(top["sentences"][0]),
+        name=set_name,
+        description=description,
+        card=card,
+        source=str(path),
+        tasks=tuple(tasks),
+        instances=tuple(instances),
+        in_default_run=in_default_run,
+    )
 
 
 def _focus(text: str, texts: Iterable[str]) -> Any:
