@@ -18,6 +18,7 @@ from rich.table import Column, Table
 from typer.exceptions import TyperException
 
 from audit.errors import ProbeFileError, UserError
+from audit.tasks import task_option_help
 
 app = typer.Typer(
     help="Audit transformer language models for bias: counterfactual probes, statistics, attributions.",
@@ -71,10 +72,7 @@ def run(
     ] = None,
     task: Annotated[
         str,
-        typer.Option(
-            help="auto (read from the model's config) | text-classification | embedding | masked-lm | "
-            "causal-lm | seq2seq | token-classification | question-answering | module"
-        ),
+        typer.Option(help=task_option_help()),
     ] = "auto",
     config_file: Annotated[
         Path | None, typer.Option("--config", help="Read settings from an audit.yaml.")
@@ -607,7 +605,7 @@ def runs_show(
 @models_app.command("list")
 def models_list() -> None:
     """The bundled models and whether they are ready."""
-    from audit.bundled import BUNDLED, bundled_status
+    from audit.bundled.registry import BUNDLED, bundled_status
 
     table = Table("name", "task", "ready", "folder", "about")
     for short_name, info in BUNDLED.items():
@@ -622,7 +620,7 @@ def models_build(
     rebuild: Annotated[bool, typer.Option(help="Build again even when ready.")] = False,
 ) -> None:
     """Build (or find) the bundled models; fast when they are ready."""
-    from audit.bundled import BUNDLED, ensure_bundled
+    from audit.bundled.registry import BUNDLED, ensure_bundled
 
     for short_name in names or list(BUNDLED):
         folder = ensure_bundled(short_name, rebuild=rebuild)

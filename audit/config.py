@@ -7,26 +7,19 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from audit.errors import UserError
+from audit.tasks import TASKS, task_option_help
 
 DEFAULT_MODELS = ("minilm-sentiment", "minilm")
 DEFAULT_MIN_EFFECT = 0.02
 """Practical threshold for mean paired differences: 2 points of probability (or of association
 score, a difference of cosine similarities). Smaller shifts are reported but never 'significant'."""
 
-Task = Literal[
-    "auto",
-    "text-classification",
-    "embedding",
-    "masked-lm",
-    "causal-lm",
-    "seq2seq",
-    "token-classification",
-    "question-answering",
-    "module",
-]
 Device = Literal["auto", "cpu", "cuda"]
+TASK_CHOICES: tuple[str, ...] = ("auto", *TASKS)
+"""``task``: auto (read from the model's config) or a task of ``audit.tasks.TASKS``."""
 
 
 class AuditConfig(BaseModel):
@@ -47,7 +40,7 @@ class AuditConfig(BaseModel):
         default_factory=list,
         description="association files or built-in set names, for probe sets without their own (embeddings)",
     )
-    task: Task = "auto"
+    task: str = Field(default="auto", description=task_option_help())
     out: Path = Path("runs")
     name: str | None = Field(default=None, description="run folder name; default <timestamp>-<model>")
     overwrite: bool = False
@@ -136,6 +129,14 @@ class AuditConfig(BaseModel):
     def aggregate(self) -> Literal["mean", "max"]:
         """How window scores combine (a text with one input is the same either way)."""
         return self.window_aggregate or "mean"
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _known_task(cls, value: Any) -> Any:
+        if value not in TASK_CHOICES:
+            expected = ", ".join(map(repr, TASK_CHOICES[:-1])) + f" or {TASK_CHOICES[-1]!r}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
 
     @field_validator("name")
     @classmethod

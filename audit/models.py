@@ -20,45 +20,20 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from audit.bundled import BUNDLED, bundled_dir, ensure_bundled, minilm_dir
+from audit.bundled.registry import BUNDLED, bundled_folder, ensure_bundled
 from audit.errors import UserError
-from audit.module_models import ModuleSpec, is_module_reference, load_module_model, parse_reference
+from audit.loaded_model import LoadedModel
+from audit.module_models import is_module_reference, load_module_model, parse_reference
+from audit.tasks import ARCHITECTURE_SUFFIXES, TASKS
 
 logger = logging.getLogger(__name__)
-
-MODEL_CLASSES: dict[str, str] = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "embedding": "AutoModel",
-    "masked-lm": "AutoModelForMaskedLM",
-    "causal-lm": "AutoModelForCausalLM",
-    "seq2seq": "AutoModelForSeq2SeqLM",
-    "token-classification": "AutoModelForTokenClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-}
-"""The transformers auto class each task loads a model with."""
-
-TASKS: tuple[str, ...] = (*MODEL_CLASSES, "module")
-"""The tasks a model can be loaded for (``--task``); ``auto`` reads the model's config. "module" is
-a plain PyTorch module built by the user's callable (``--model package.module:function``)."""
-
-ARCHITECTURE_SUFFIXES: tuple[tuple[str, str], ...] = (
-    ("ForSequenceClassification", "text-classification"),
-    ("ForTokenClassification", "token-classification"),
-    ("ForQuestionAnswering", "question-answering"),
-    ("ForMaskedLM", "masked-lm"),
-    ("ForCausalLM", "causal-lm"),
-    ("LMHeadModel", "causal-lm"),  # GPT2LMHeadModel, GPTJ..., CTRLLMHeadModel
-    ("MTModel", "seq2seq"),  # MarianMTModel
-)
-"""How ``config.architectures`` names map to tasks (checked in this order); encoder-decoder
-``...ForConditionalGeneration`` classes are seq2seq (see ``detect_task``)."""
 
 POOLINGS: tuple[str, ...] = ("mean", "cls")
 
@@ -88,47 +63,6 @@ _SMALL_VOCABULARY_FRACTION = 0.1
 """A tokenizer with fewer tokens than this fraction of config.vocab_size is probably not the model's."""
 
 
-@dataclass
-class LoadedModel:
-    """A model ready to score: eval mode, on its device, with what the manifest must record."""
-
-    model: nn.Module
-    tokenizer: Any
-    """A fast (Rust-backed) tokenizer: ``return_offsets_mapping=True`` works."""
-    task: str
-    """One of TASKS."""
-    name: str
-    """The name as the user gave it ("minilm", "./folder", "org/model")."""
-    source: str
-    """The resolved local folder, or the hub id."""
-    revision: str | None
-    """The hub commit hash when known, else the revision asked for, else None (local folders)."""
-    weight_hash: str
-    """sha256 of the weight file (several shards: sha256 over 'name sha256' lines, sorted by name)."""
-    labels: list[str]
-    """Label names in id order for classifiers; [] for embedding models."""
-    max_length: int
-    """Most tokens (special tokens included) the model can use; longer inputs are truncated."""
-    pooling: str
-    """"mean" or "cls": how an embedding model pools token vectors (classifiers: unused, "mean")."""
-    normalize: bool
-    """True when the embedding model L2-normalises its sentence embeddings (sentence-transformers)."""
-    problem_type: str = "single_label_classification"
-    """One of PROBLEM_TYPES: softmax over labels, or an independent sigmoid per label for
-    "multi_label_classification" ("regression" heads are refused). Embedding models: unused."""
-    remote_code_ignored: bool = False
-    """True when the model ships custom code (``auto_map``) that was NOT run: the stock class was used."""
-    warnings: list[str] = field(default_factory=list)
-    """Problems found while loading that did not stop it (also logged): the manifest records them."""
-    module_spec: ModuleSpec | None = None
-    """Task "module" only: how the user's plain PyTorch module is called, and its manifest record
-    (audit/module_models.py)."""
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-
 def resolve_model(name: str) -> str:
     """Where a model name points: a bundled short name's folder, a local folder, or a hub id.
 
@@ -146,9 +80,7 @@ def resolve_model(name: str) -> str:
         parse_reference(name)
         return name
     if name in BUNDLED:
-        if name == "minilm":
-            return str(minilm_dir())
-        return str(bundled_dir() / name)
+        return str(bundled_folder(name))
     path = Path(name).expanduser()
     if path.exists():
         return os.path.abspath(path)
@@ -548,7 +480,9 @@ def _pin_hub_revision(repo_id: str, revision: str | None) -> tuple[str | None, P
 def _load_weights(source: str, name: str, task: str, revision: str | None, allow_pickle: bool) -> nn.Module:
     import transformers
 
-    model_class = getattr(transformers, MODEL_CLASSES[task])
+    class_name = TASKS[task].model_class
+    assert class_name is not None, f"task {task} loads no transformers model"
+    model_class = getattr(transformers, class_name)
     try:
         model, info = model_class.from_pretrained(
             source,

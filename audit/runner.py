@@ -34,6 +34,7 @@ from audit.batching import Encoded, collate, run_with_backoff, token_budget_batc
 from audit.config import AuditConfig
 from audit.errors import UserError
 from audit.generation import GenerationPlan, GenerationResult, generate_all, plan_generation
+from audit.loaded_model import LoadedModel
 from audit.metrics.entity_recall import build_entity_recall_findings
 from audit.metrics.long_context import build_long_effects, build_long_findings
 from audit.metrics.multilingual import (
@@ -60,10 +61,11 @@ from audit.metrics.translation import (
     plan_translations,
     translate_all,
 )
-from audit.models import LoadedModel, describe_model, load_model, task_before_loading
+from audit.models import describe_model, load_model, task_before_loading
 from audit.store import RunStore
 from audit.tables import SCHEMA_VERSION, TABLES, flags
-from audit.targets import ScoreHead, Target, build_target, probe_set_tasks
+from audit.targets import ScoreHead, Target, build_target
+from audit.tasks import probe_set_tasks
 from audit.tokenization import TokenCounts, token_counts
 from audit.windows import (
     EncodedText,

@@ -31,8 +31,8 @@ from audit.attribution.methods import IntegratedGradients
 from audit.batching import collate, encode_texts
 from audit.generation import GenerationSettings, generate, generate_rows, prompt_ids
 from audit.models import load_model
-from audit.targets import CausalLMTarget, build_target
-from audit.targets.causal_lm import continuation_text
+from audit.targets import build_target
+from audit.targets.causal_lm import CausalLMTarget, continuation_text
 from probes import load_builtin, load_probe_set, validate_file
 from tests.test_attention import eager_reference
 

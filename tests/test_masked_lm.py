@@ -16,8 +16,8 @@ from audit.attribution.driver import attribute_examples
 from audit.batching import collate, encode_texts
 from audit.errors import UserError
 from audit.models import load_model
-from audit.targets import MaskedLMTarget, build_target
-from audit.targets.masked_lm import FOCUS_LOGLIK, PLL
+from audit.targets import build_target
+from audit.targets.masked_lm import FOCUS_LOGLIK, PLL, MaskedLMTarget
 from probes import load_builtin, load_probe_set
 from probes.schema import Instance, ProbeSet, Variant
 

@@ -16,10 +16,12 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import BertConfig, BertForSequenceClassification, BertModel, PreTrainedTokenizerFast
 
-from audit import bundled
-from audit.bundled import BUNDLED, bundled_dir, bundled_status, ensure_bundled, minilm_dir
+from audit.bundled import minilm_sentiment, registry
+from audit.bundled.minilm import minilm_dir
+from audit.bundled.registry import BUNDLED, bundled_dir, bundled_status, ensure_bundled
 from audit.errors import UserError
-from audit.models import TASKS, describe_model, detect_task, load_model, resolve_model
+from audit.models import describe_model, detect_task, load_model, resolve_model
+from audit.tasks import TASKS
 
 WORDS = ["the", "film", "was", "good", "bad", "he", "she", "is", "a", "nurse", "."]
 
@@ -339,7 +341,9 @@ def test_bundled_names_and_status(tmp_path, monkeypatch) -> None:
     half = _save_tiny_bert(tmp_path / "models" / "minilm-sentiment", classifier=True)
     assert bundled_status("minilm-sentiment") == (False, half)
     # nor is a build made by another version of the recipe
-    (half / bundled._COMPLETE_MARKER).write_text(json.dumps({"recipe_version": bundled.RECIPE_VERSION - 1}))
+    (half / registry._COMPLETE_MARKER).write_text(
+        json.dumps({"recipe_version": minilm_sentiment.RECIPE_VERSION - 1})
+    )
     assert bundled_status("minilm-sentiment")[0] is False
 
     with pytest.raises(
@@ -349,21 +353,25 @@ def test_bundled_names_and_status(tmp_path, monkeypatch) -> None:
 
 
 def test_training_data_is_public_deduplicated_and_split_without_overlap() -> None:
-    examples = bundled._load_examples()
+    examples = minilm_sentiment._load_examples()
     sources = {e.source for e in examples}
     assert sources == {"tweets", "imdb"}
     assert len({e.text.casefold() for e in examples}) == len(examples)
     assert not any("<br" in e.text for e in examples)
-    train, test = bundled._stratified_split(examples, test_fraction=bundled.TEST_FRACTION, seed=0)
+    train, test = minilm_sentiment._stratified_split(
+        examples, test_fraction=minilm_sentiment.TEST_FRACTION, seed=0
+    )
     assert not {e.text for e in train} & {e.text for e in test}
     assert len(train) + len(test) == len(examples)
-    again, _ = bundled._stratified_split(examples, test_fraction=bundled.TEST_FRACTION, seed=0)
+    again, _ = minilm_sentiment._stratified_split(
+        examples, test_fraction=minilm_sentiment.TEST_FRACTION, seed=0
+    )
     assert [e.text for e in again] == [e.text for e in train]  # seeded: the same split every time
     for source in sources:
         for label in (0, 1):
             n_all = sum(e.source == source and e.label == label for e in examples)
             n_test = sum(e.source == source and e.label == label for e in test)
-            assert abs(n_test - n_all * bundled.TEST_FRACTION) <= 1  # stratified
+            assert abs(n_test - n_all * minilm_sentiment.TEST_FRACTION) <= 1  # stratified
 
 
 @pytest.mark.slow
@@ -380,7 +388,7 @@ def test_minilm_sentiment_builds_once_reaches_80_percent_and_loads_by_its_short_
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["heldout_accuracy"] >= 0.80
     assert metrics["heldout_accuracy"] > metrics["majority_class_baseline_accuracy"] + 0.2
-    assert metrics["n_test"] + metrics["n_train"] == len(bundled._load_examples())
+    assert metrics["n_test"] + metrics["n_train"] == len(minilm_sentiment._load_examples())
     card = (folder / "README.md").read_text()
     assert f"{metrics['heldout_accuracy']:.1%}" in card and "Apache-2.0" in card and "MIT" in card
 

@@ -19,8 +19,10 @@ from transformers import PreTrainedTokenizerBase
 from audit.batching import collate, encode_texts
 from audit.errors import UserError
 from audit.models import describe_model, load_model
-from audit.module_models import NO_ATTENTION_NOTE, EncodeTokenizer, state_dict_sha256
-from audit.targets import ModuleTarget, build_target
+from audit.module_models import EncodeTokenizer, state_dict_sha256
+from audit.module_spec import NO_ATTENTION_NOTE
+from audit.targets import build_target
+from audit.targets.module import ModuleTarget
 from audit.windows import LongInputPolicy, encode_long
 from probes import load_builtin
 from tests.conftest import invoke_main

@@ -15,7 +15,7 @@ from tiny_models import build_tokenizer
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from audit.bundled import minilm_dir
+from audit.bundled.minilm import minilm_dir
 from audit.errors import ProbeFileError, UserError
 from probes import list_builtin, load_builtin, load_probe_set, validate_file
 from probes.long_document import (

@@ -27,8 +27,8 @@ from audit.batching import collate, encode_texts
 from audit.errors import ProbeFileError
 from audit.models import load_model
 from audit.runner import probe_set_problems
-from audit.targets import Seq2SeqTarget, build_target
-from audit.targets.seq2seq import EXPECTED_PROBABILITY, GENDER_PREFERENCE
+from audit.targets import build_target
+from audit.targets.seq2seq import EXPECTED_PROBABILITY, GENDER_PREFERENCE, Seq2SeqTarget
 from probes.schema import ProbeSet
 from probes.translation import NEITHER, classify_output, default_form_words, differing_words
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from audit.bundled import ensure_bundled
+from audit.bundled.registry import ensure_bundled
 from audit.tables import TABLES
 
 pytestmark = pytest.mark.slow

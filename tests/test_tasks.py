@@ -44,3 +44,33 @@ def test_probe_set_for_another_task_is_refused_before_the_weights_load(
     assert "'lm-only' is meant for causal-lm, not text-classification" in result.stderr
     assert "weights" not in result.stderr
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_every_task_row_names_its_adapter_and_auto_class() -> None:
+    """One table of tasks (audit/tasks.py): each row's adapter is a Target of that task, its auto
+    class exists, and the CLI and the config offer exactly its names."""
+    import subprocess
+    import sys
+
+    import transformers
+
+    from audit.config import TASK_CHOICES
+    from audit.targets import adapter_class
+    from audit.tasks import ARCHITECTURE_SUFFIXES, TASKS, probe_set_tasks, task_option_help
+
+    for name, info in TASKS.items():
+        assert adapter_class(name).task == name
+        assert info.model_class is None or hasattr(transformers, info.model_class)
+        assert name in task_option_help()
+    assert TASK_CHOICES[0] == "auto" and TASK_CHOICES[1:] == tuple(TASKS)
+    assert [task for _, task in ARCHITECTURE_SUFFIXES] == [
+        "text-classification", "token-classification", "question-answering",
+        "masked-lm", "causal-lm", "causal-lm", "seq2seq",
+    ]  # fmt: skip
+    assert probe_set_tasks("module") == ("module", "text-classification")
+    assert probe_set_tasks("causal-lm") == ("causal-lm",)
+    # the CLI reads the table without importing torch
+    code = "import sys, audit.cli; print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audit.loaded_model import LoadedModel
 from probes.schema import Instance, ProbeSet
 
 ScoreFunction = Callable[..., torch.Tensor]
@@ -71,6 +72,12 @@ class Target(ABC):
         self.tokenizer = tokenizer
         self.device = device
         self.max_length = max_length
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, device: torch.device) -> Target:
+        """The adapter for a loaded model (``audit.targets.build_target`` calls it). An adapter whose
+        constructor takes more than the model, tokenizer, device and length overrides it."""
+        return cls(loaded.model, loaded.tokenizer, device, loaded.max_length)
 
     @abstractmethod
     def head(self, probe_set: ProbeSet) -> ScoreHead:

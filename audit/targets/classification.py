@@ -8,12 +8,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from audit.loaded_model import LoadedModel
 from audit.targets.base import ScoreHead, Target
 from probes.schema import Instance, ProbeSet
 
 
 class ClassificationTarget(Target):
     task = "text-classification"
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, device: torch.device) -> Target:
+        return cls(loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.labels)
 
     def __init__(
         self, model: nn.Module, tokenizer: Any, device: torch.device, max_length: int, labels: list[str]

@@ -16,12 +16,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from audit.batching import collate, encode_texts, token_budget_batches
+from audit.loaded_model import LoadedModel
 from audit.targets.base import ScoreHead, Target
 from probes.schema import Instance, ProbeSet
 
 
 class EmbeddingTarget(Target):
     task = "embedding"
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, device: torch.device) -> Target:
+        return cls(loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.pooling)
 
     def __init__(
         self, model: nn.Module, tokenizer: Any, device: torch.device, max_length: int, pooling: str = "mean"

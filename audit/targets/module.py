@@ -13,13 +13,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audit.models import LoadedModel
-from audit.module_models import ModuleSpec
+from audit.loaded_model import LoadedModel
+from audit.module_spec import ModuleSpec
+from audit.targets.base import Target
 from audit.targets.classification import ClassificationTarget
 
 
 class ModuleTarget(ClassificationTarget):
     task = "module"
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, device: torch.device) -> Target:
+        return cls(loaded, device)
 
     def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
         if loaded.module_spec is None:

@@ -34,6 +34,7 @@ from torch import nn
 from audit.attribution.batches import focus_token_mask
 from audit.batching import encode_texts
 from audit.errors import UserError
+from audit.loaded_model import LoadedModel
 from audit.metrics.entity_recall import RECALLED_PERSON
 from audit.targets.base import ScoreHead, Target
 from probes.schema import ProbeSet
@@ -58,6 +59,10 @@ def person_label_ids(labels: list[str]) -> list[int]:
 class TokenClassificationTarget(Target):
     task = "token-classification"
     windows_supported = False  # the span is found once per variant, in its one input
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, device: torch.device) -> Target:
+        return cls(loaded.model, loaded.tokenizer, device, loaded.max_length, loaded.labels)
 
     def __init__(
         self, model: nn.Module, tokenizer: Any, device: torch.device, max_length: int, labels: list[str]
