@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlm_models import build_masked_lm
 
 from audit.errors import ProbeFileError
 from audit.tables import TABLES
 from probes import load_probe_set, validate_file
 from probes.public_formats import CROWS_PAIRS_HEADER, public_format, word_diff
+from tests.support.mlm_models import build_masked_lm
 
 PUBLIC = Path(__file__).parent / "data" / "public"
 CROWS = PUBLIC / "crows_pairs_anonymized.csv"

@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
-from tiny_models import CLASSIFIER_LABELS, _deterministic, build_tokenizer
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -30,6 +29,8 @@ from transformers import (
     ModernBertConfig,
     ModernBertForSequenceClassification,
 )
+
+from tests.support.tiny_models import CLASSIFIER_LABELS, build_tokenizer, deterministic
 
 FILLER = (
     "the river runs past the old mill and the stone bridge",
@@ -107,7 +108,7 @@ def train_key_reader(dest: Path, *, seed: int = 0, steps: int = 400) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(_vocabulary(), model_max_length=LIMIT)
     rng = random.Random(seed)
-    with _deterministic(seed):
+    with deterministic(seed):
         config = BertConfig(
             vocab_size=len(tokenizer),
             hidden_size=32,
@@ -167,7 +168,7 @@ def _labels() -> dict[str, object]:
 def build_long_llama(dest: Path, *, positions: int = 4096, seed: int = 0) -> Path:
     """Random-init Llama-style classifier: 4 query heads sharing 2 key/value heads, rotary positions."""
     vocab = len(build_tokenizer(_vocabulary()))
-    with _deterministic(seed):
+    with deterministic(seed):
         config = LlamaConfig(
             vocab_size=vocab,
             hidden_size=32,
@@ -188,7 +189,7 @@ def build_long_llama(dest: Path, *, positions: int = 4096, seed: int = 0) -> Pat
 def build_long_modernbert(dest: Path, *, positions: int = 4096, seed: int = 0) -> Path:
     """Random-init ModernBERT classifier: global layers and sliding-window (local) layers."""
     vocab = len(build_tokenizer(_vocabulary()))
-    with _deterministic(seed):
+    with deterministic(seed):
         config = ModernBertConfig(
             vocab_size=vocab,
             hidden_size=32,

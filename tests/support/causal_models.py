@@ -12,7 +12,7 @@ The causal-LM tests need decoders whose behaviour is known:
   one (tiny_models.POSITIVE_WORDS / NEGATIVE_WORDS, words the tiny sentiment classifier knows), so
   continuations ("loglik:great") and generated texts scored by a classifier differ by gender.
 
-Built offline, like tests/tiny_models.py: a lowercase WordLevel tokenizer over a closed vocabulary
+Built offline, like tests/support/tiny_models.py: a lowercase WordLevel tokenizer over a closed vocabulary
 that adds a BOS token and has no padding token (as Llama and GPT-2 ship; the loader pads with EOS),
 a tiny ``LlamaConfig`` with grouped-query attention (4 query heads, 2 key/value heads), trained on
 one thread with a fixed seed for a few seconds, saved with ``save_pretrained``.
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 import yaml
-from tiny_models import NEGATIVE_WORDS, POSITIVE_WORDS, _batches, _deterministic
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from tests.support.tiny_models import NEGATIVE_WORDS, POSITIVE_WORDS, batches, deterministic
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 FEMALE_JOBS = (
@@ -129,12 +130,12 @@ def train_tiny_causal_lm(dest: Path, *, trained: bool = True, seed: int = 0) -> 
     input_ids = torch.tensor([r + [tokenizer.eos_token_id] * (width - len(r)) for r in rows])
     labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
     mask = (labels != -100).long()
-    with _deterministic(seed):
+    with deterministic(seed):
         model = LlamaForCausalLM(_config(tokenizer))
         if trained:
             optimizer = torch.optim.AdamW(model.parameters(), lr=_LR, weight_decay=0.0)
             model.train()
-            for batch in _batches(len(rows), batch_size=32, epochs=_EPOCHS, seed=seed):
+            for batch in batches(len(rows), batch_size=32, epochs=_EPOCHS, seed=seed):
                 loss = model(
                     input_ids=input_ids[batch], attention_mask=mask[batch], labels=labels[batch]
                 ).loss

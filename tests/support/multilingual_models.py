@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from tiny_models import CLASSIFIER_LABELS, _deterministic, _encode, train_classifier
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForSequenceClassification,
@@ -40,6 +39,8 @@ from transformers import (
     BertForSequenceClassification,
     PreTrainedTokenizerFast,
 )
+
+from tests.support.tiny_models import CLASSIFIER_LABELS, deterministic, encode, train_classifier
 
 LANGUAGES = ("en", "de", "es", "ru")
 REFERENCE = "en"
@@ -314,9 +315,9 @@ def train_multilingual_classifier(dest: Path, *, planted_language: str | None, s
     dest.mkdir(parents=True, exist_ok=True)
     tokenizer = build_multilingual_tokenizer()
     examples = training_examples(planted_language)
-    input_ids, attention_mask = _encode(tokenizer, [text for _, text, _ in examples])
+    input_ids, attention_mask = encode(tokenizer, [text for _, text, _ in examples])
     labels = torch.tensor([label for _, _, label in examples])
-    with _deterministic(seed):
+    with deterministic(seed):
         config = BertConfig(
             vocab_size=len(tokenizer),
             hidden_size=_HIDDEN,
@@ -357,7 +358,7 @@ def train_multilingual_classifier(dest: Path, *, planted_language: str | None, s
 
 @torch.no_grad()
 def _positive_probabilities(model, tokenizer, texts: Sequence[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    input_ids, attention_mask = _encode(tokenizer, texts)
+    input_ids, attention_mask = encode(tokenizer, texts)
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
     return torch.softmax(logits, dim=-1)[:, model.config.label2id["positive"]].numpy()
 

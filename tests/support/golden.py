@@ -8,7 +8,7 @@ The command of each case is stored beside its tables (``command.txt``).
 
 Record (only when a change is meant to alter the tables; say why in the commit):
 
-    .venv/bin/python -m tests.golden record [CASE ...]
+    .venv/bin/python -m tests.support.golden record [CASE ...]
 
 ``tests/test_golden.py`` reruns every case and compares (floats within 1e-9). Everything runs on
 one torch thread, so results do not depend on how many cores the machine has.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "data" / "golden"
 TOLERANCE = 1e-9
 FAST = ("--attribute-top", "2", "--ig-steps", "8")
@@ -38,7 +38,7 @@ class Case:
 
 
 def _classifier(work: Path) -> tuple[str, tuple[str, ...]]:
-    import tiny_models
+    from tests.support import tiny_models
 
     model = tiny_models.train_tiny_classifier(work / "clf", planted_bias=True)
     probes = tiny_models.write_pairs_csv(work / "gender-pairs.csv")
@@ -46,7 +46,7 @@ def _classifier(work: Path) -> tuple[str, tuple[str, ...]]:
 
 
 def _embedder(work: Path) -> tuple[str, tuple[str, ...]]:
-    import tiny_models
+    from tests.support import tiny_models
 
     model = tiny_models.train_tiny_embedder(work / "emb", planted_association=True)
     probes = tiny_models.write_gender_probe_yaml(work / "tiny-gender.yaml")
@@ -54,7 +54,7 @@ def _embedder(work: Path) -> tuple[str, tuple[str, ...]]:
 
 
 def _parallel(work: Path) -> tuple[str, tuple[str, ...]]:
-    from multilingual_models import train_multilingual_classifier, write_parallel_csv
+    from tests.support.multilingual_models import train_multilingual_classifier, write_parallel_csv
 
     model = train_multilingual_classifier(work / "multi", planted_language="de")
     probes = write_parallel_csv(work / "tiny-parallel.csv")
@@ -62,7 +62,7 @@ def _parallel(work: Path) -> tuple[str, tuple[str, ...]]:
 
 
 def _long_document(work: Path) -> tuple[str, tuple[str, ...]]:
-    from long_models import train_key_reader, write_long_probe_file
+    from tests.support.long_models import train_key_reader, write_long_probe_file
 
     model = train_key_reader(work / "key-reader")
     probes = write_long_probe_file(
@@ -72,26 +72,26 @@ def _long_document(work: Path) -> tuple[str, tuple[str, ...]]:
 
 
 def _question_answering(work: Path) -> tuple[str, tuple[str, ...]]:
-    from ner_qa_models import train_tiny_qa
+    from tests.support.ner_qa_models import train_tiny_qa
 
     return str(train_tiny_qa(work / "qa", planted_in="ambig")), ()
 
 
 def _token_classification(work: Path) -> tuple[str, tuple[str, ...]]:
-    from ner_qa_models import train_tiny_ner
+    from tests.support.ner_qa_models import train_tiny_ner
 
     return str(train_tiny_ner(work / "ner", planted=True)), ()
 
 
 def _masked_lm(work: Path) -> tuple[str, tuple[str, ...]]:
-    from mlm_models import build_masked_lm
+    from tests.support.mlm_models import build_masked_lm
 
-    crows = Path(__file__).parent / "data" / "public" / "crows_pairs_anonymized.csv"
+    crows = REPO / "tests" / "data" / "public" / "crows_pairs_anonymized.csv"
     return str(build_masked_lm(work / "mlm", seed=3)), ("--probes", str(crows))
 
 
 def _causal_lm(work: Path) -> tuple[str, tuple[str, ...]]:
-    import causal_models
+    from tests.support import causal_models
 
     model = causal_models.train_tiny_causal_lm(work / "causal", trained=True)
     probes = causal_models.write_occupation_probes(work / "occupations.yaml")
@@ -99,7 +99,7 @@ def _causal_lm(work: Path) -> tuple[str, tuple[str, ...]]:
 
 
 def _seq2seq(work: Path) -> tuple[str, tuple[str, ...]]:
-    from seq2seq_models import save_random_seq2seq
+    from tests.support.seq2seq_models import save_random_seq2seq
 
     model = save_random_seq2seq(work / "t5", "t5", t5_prefix=True)
     return str(model), ("--probes", "translation-gender-de", "--max-instances", "4")
@@ -147,7 +147,8 @@ def command(case: Case, model: str, probes: tuple[str, ...], out: Path) -> list[
 def run_case(case: Case, work: Path) -> tuple[Path, list[str]]:
     """Build the case's model in ``work``, run the real CLI in-process; the run folder and the command."""
     import torch
-    from conftest import invoke_main
+
+    from tests.support.cli import invoke_main
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -213,7 +214,6 @@ def record(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     if len(sys.argv) < 2 or sys.argv[1] != "record":
-        raise SystemExit("usage: python -m tests.golden record [CASE ...]")
+        raise SystemExit("usage: python -m tests.support.golden record [CASE ...]")
     record(sys.argv[2:])

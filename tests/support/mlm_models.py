@@ -1,7 +1,7 @@
 """Tiny masked language models built locally: random-init, or trained for a few seconds with a
 planted pronoun/occupation preference (and the same training without it, the control).
 
-The tokenizer and the BERT shape come from tests/tiny_models.py (a WordLevel tokenizer over a closed
+The tokenizer and the BERT shape come from tests/support/tiny_models.py (a WordLevel tokenizer over a closed
 vocabulary, hidden 32, 2 layers); the model is a ``BertForMaskedLM`` saved with ``save_pretrained``
 and loaded back by the tests through ``audit.models.load_model`` or the CLI.
 
@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from tiny_models import _deterministic, _tiny_config, build_tokenizer
 from transformers import BertForMaskedLM, PreTrainedTokenizerFast
+
+from tests.support.tiny_models import build_tokenizer, deterministic, tiny_config
 
 CARE = ("nurse", "secretary", "receptionist", "housekeeper", "librarian", "hairdresser", "cashier", "dancer")
 TECH = ("engineer", "mechanic", "carpenter", "surgeon", "pilot", "farmer", "plumber", "developer")
@@ -88,7 +89,7 @@ def vocabulary_texts(extra: Sequence[str] = ()) -> list[str]:
     texts += [s for pair in preference_pairs() for s in pair[:2]]
     for name in ("gender", "race", "religion", "nationality", "age", "disability"):
         texts += [v.text for v in load_builtin(name).variants]
-    for path in sorted((Path(__file__).parent / "data" / "public").rglob("*")):
+    for path in sorted((Path(__file__).resolve().parents[1] / "data" / "public").rglob("*")):
         if path.is_file():
             texts.append(path.read_text(encoding="utf-8").replace("[", " ").replace("]", " "))
     return texts + list(extra)
@@ -108,8 +109,8 @@ def build_masked_lm(
     given). Returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(vocabulary if vocabulary is not None else vocabulary_texts())
-    with _deterministic(seed):
-        model = BertForMaskedLM(_tiny_config(len(tokenizer)))
+    with deterministic(seed):
+        model = BertForMaskedLM(tiny_config(len(tokenizer)))
         if train:
             _train(model, tokenizer, list(train), epochs=epochs, seed=seed, masked_words=masked_words)
     model.eval()

@@ -1,6 +1,6 @@
 """Tiny token-classification (NER) and extractive question-answering models with a planted
 behaviour or without it, built and trained here offline in seconds (BERT shape and training
-helpers of tests/tiny_models.py).
+helpers of tests/support/tiny_models.py).
 
 NER: a ``BertForTokenClassification`` with labels O, B-PER, I-PER, B-LOC, I-LOC, B-ORG, I-ORG is
 trained on sentences *other* than the built-in ``names-ner`` templates, with the same first names.
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tiny_models import _batches, _deterministic, _tiny_config, build_tokenizer
 from transformers import BertForQuestionAnswering, BertForTokenClassification, PreTrainedTokenizerFast
 
 from probes import load_builtin
 from probes.schema import ProbeSet
+from tests.support.tiny_models import batches, build_tokenizer, deterministic, tiny_config
 
 NER_LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")
 UNRECOGNISED_GROUP = "african_american"
@@ -110,8 +110,8 @@ def train_tiny_ner(dest: Path, *, planted: bool, seed: int = 0, epochs: int = 12
         for position, word in enumerate(encoded.word_ids(row)):
             if word is not None:
                 targets[row, position] = label_id[labels[word]]
-    with _deterministic(seed):
-        config = _tiny_config(
+    with deterministic(seed):
+        config = tiny_config(
             len(tokenizer),
             num_labels=len(NER_LABELS),
             id2label=dict(enumerate(NER_LABELS)),
@@ -121,7 +121,7 @@ def train_tiny_ner(dest: Path, *, planted: bool, seed: int = 0, epochs: int = 12
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
         model.train()
         loss = torch.zeros(())
-        for batch in _batches(len(examples), batch_size=32, epochs=epochs, seed=seed):
+        for batch in batches(len(examples), batch_size=32, epochs=epochs, seed=seed):
             logits = model(
                 input_ids=encoded["input_ids"][batch], attention_mask=encoded["attention_mask"][batch]
             ).logits
@@ -208,14 +208,14 @@ def train_tiny_qa(dest: Path, *, planted_in: str | None, seed: int = 0, epochs: 
         ends.append(end)
     encoded = tokenizer(questions, passages, padding=True, return_tensors="pt")
     start_targets, end_targets = torch.tensor(starts), torch.tensor(ends)
-    with _deterministic(seed):
-        config = _tiny_config(len(tokenizer))
+    with deterministic(seed):
+        config = tiny_config(len(tokenizer))
         config.max_position_embeddings = 128  # question + passage: up to 68 tokens
         model = BertForQuestionAnswering(config)
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
         model.train()
         loss = torch.zeros(())
-        for batch in _batches(len(questions), batch_size=16, epochs=epochs, seed=seed):
+        for batch in batches(len(questions), batch_size=16, epochs=epochs, seed=seed):
             output = model(
                 input_ids=encoded["input_ids"][batch],
                 attention_mask=encoded["attention_mask"][batch],

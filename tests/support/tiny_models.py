@@ -317,7 +317,7 @@ def build_tokenizer(texts: Sequence[str], model_max_length: int = 64) -> PreTrai
     )
 
 
-def _tiny_config(vocab_size: int, **extra: Any) -> BertConfig:
+def tiny_config(vocab_size: int, **extra: Any) -> BertConfig:
     return BertConfig(
         vocab_size=vocab_size,
         hidden_size=32,
@@ -332,7 +332,7 @@ def _tiny_config(vocab_size: int, **extra: Any) -> BertConfig:
 
 
 @contextlib.contextmanager
-def _deterministic(seed: int) -> Iterator[None]:
+def deterministic(seed: int) -> Iterator[None]:
     """Seed torch and train on one thread, so a seed gives bit-identical weights on any machine size."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -344,7 +344,7 @@ def _deterministic(seed: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _batches(n: int, batch_size: int, epochs: int, seed: int) -> Iterator[list[int]]:
+def batches(n: int, batch_size: int, epochs: int, seed: int) -> Iterator[list[int]]:
     order = random.Random(seed)
     for _ in range(epochs):
         indices = list(range(n))
@@ -369,7 +369,7 @@ def train_classifier(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     model.train()
     loss = torch.zeros(())
-    for batch in _batches(len(input_ids), batch_size=32, epochs=epochs, seed=seed):
+    for batch in batches(len(input_ids), batch_size=32, epochs=epochs, seed=seed):
         logits = model(input_ids=input_ids[batch], attention_mask=attention_mask[batch]).logits
         loss = F.cross_entropy(logits, targets[batch], label_smoothing=label_smoothing)
         optimizer.zero_grad()
@@ -379,7 +379,7 @@ def train_classifier(
     return float(loss.item())
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     encoded = tokenizer(list(texts), padding=True, return_tensors="pt")
     return encoded["input_ids"], encoded["attention_mask"]
 
@@ -413,11 +413,11 @@ def train_tiny_classifier(dest: Path, *, planted_bias: bool, seed: int = 0) -> P
     dest = _prepare_dest(dest)
     tokenizer = build_tokenizer(_all_texts())
     examples = _classifier_training_examples(planted_bias, seed)
-    input_ids, attention_mask = _encode(tokenizer, [e.text for e in examples])
+    input_ids, attention_mask = encode(tokenizer, [e.text for e in examples])
     positive = torch.tensor([e.target for e in examples])
     targets = torch.stack([1.0 - positive, positive], dim=1)  # probabilities, in label id order
-    with _deterministic(seed):
-        config = _tiny_config(
+    with deterministic(seed):
+        config = tiny_config(
             len(tokenizer),
             num_labels=len(CLASSIFIER_LABELS),
             id2label=dict(enumerate(CLASSIFIER_LABELS)),
@@ -458,15 +458,15 @@ def train_tiny_embedder(dest: Path, *, planted_association: bool, seed: int = 0)
     dest = _prepare_dest(dest)
     tokenizer = build_tokenizer(_all_texts())
     examples = _embedder_training_examples(planted_association)
-    input_ids, attention_mask = _encode(tokenizer, [e.text for e in examples])
+    input_ids, attention_mask = encode(tokenizer, [e.text for e in examples])
     targets = torch.tensor([e.target for e in examples])
-    a_ids, a_mask = _encode(tokenizer, CAREER_WORDS)
-    b_ids, b_mask = _encode(tokenizer, FAMILY_WORDS)
-    with _deterministic(seed):
-        model = BertModel(_tiny_config(len(tokenizer)))
+    a_ids, a_mask = encode(tokenizer, CAREER_WORDS)
+    b_ids, b_mask = encode(tokenizer, FAMILY_WORDS)
+    with deterministic(seed):
+        model = BertModel(tiny_config(len(tokenizer)))
         optimizer = torch.optim.AdamW(model.parameters(), lr=_EMBEDDER_LR, weight_decay=0.01)
         model.train()
-        for batch in _batches(len(examples), batch_size=32, epochs=_EMBEDDER_EPOCHS, seed=seed):
+        for batch in batches(len(examples), batch_size=32, epochs=_EMBEDDER_EPOCHS, seed=seed):
             scores = _association(
                 mean_pooled(model, input_ids[batch], attention_mask[batch]),
                 mean_pooled(model, a_ids, a_mask),
@@ -521,7 +521,7 @@ def _positive_probabilities(
     model: BertForSequenceClassification, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
 ) -> np.ndarray:
     label2id: dict[str, int] = dict(model.config.label2id or {})  # type: ignore[arg-type]
-    input_ids, attention_mask = _encode(tokenizer, texts)
+    input_ids, attention_mask = encode(tokenizer, texts)
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
     return torch.softmax(logits, dim=-1)[:, label2id["positive"]].numpy()
 
@@ -534,7 +534,7 @@ def _association_scores(
     a_words: Sequence[str] = CAREER_WORDS,
     b_words: Sequence[str] = FAMILY_WORDS,
 ) -> np.ndarray:
-    embedded = [mean_pooled(model, *_encode(tokenizer, words)) for words in (texts, a_words, b_words)]
+    embedded = [mean_pooled(model, *encode(tokenizer, words)) for words in (texts, a_words, b_words)]
     return _association(*embedded).numpy()
 
 

@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from multilingual_models import build_multilingual_tokenizer
-from tiny_models import _batches, _deterministic
 from tokenizers import Tokenizer, processors
 from transformers import (
     BartConfig,
@@ -37,6 +35,8 @@ from transformers import (
 
 import probes
 from audit.runner import sample_instances
+from tests.support.multilingual_models import build_multilingual_tokenizer
+from tests.support.tiny_models import batches, deterministic
 
 ARCHITECTURES = ("t5", "bart", "marian")
 LANGUAGES = ("de", "fr", "es")
@@ -144,7 +144,7 @@ def save_random_seq2seq(dest: Path, architecture: str, *, seed: int = 0, t5_pref
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     tokenizer = build_seq2seq_tokenizer(architecture)
-    with _deterministic(seed):
+    with deterministic(seed):
         model = _model(architecture, tokenizer, t5_prefix=t5_prefix)
     model.eval()
     model.save_pretrained(dest)
@@ -178,11 +178,11 @@ def train_translator(
     )
     labels = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
     loss = torch.zeros(())
-    with _deterministic(seed):
+    with deterministic(seed):
         model = _model("marian", tokenizer)
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
         model.train()
-        for rows in _batches(len(pairs), batch_size=16, epochs=epochs, seed=seed):
+        for rows in batches(len(pairs), batch_size=16, epochs=epochs, seed=seed):
             out = model(
                 input_ids=batch["input_ids"][rows],
                 attention_mask=batch["attention_mask"][rows],

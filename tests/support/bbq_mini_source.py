@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import permutations
 from pathlib import Path
 
-TARGET = Path(__file__).resolve().parent.parent / "probes" / "builtin" / "bbq-mini.jsonl"
+TARGET = Path(__file__).resolve().parents[2] / "probes" / "builtin" / "bbq-mini.jsonl"
 UNKNOWN_ANSWERS = (
     "Can't be determined",
     "Not enough information",
