@@ -96,7 +96,6 @@ KNOWN_PRIVATE_IMPORTS: set[str] = {
 }
 KNOWN_LONG_MODULES: set[str] = {"audit.bundled", "audit.runner", "probes.loaders"}
 KNOWN_LONG_FUNCTIONS: set[str] = {
-    "audit.attribution.segments:segment_attribution_rows",
     "audit.cli:run",
     "audit.metrics.long_context:build_long_findings",
     "audit.models:load_model",
