@@ -35,7 +35,7 @@ from multilingual_models import (
 from transformers import AutoTokenizer
 
 import probes
-from probes.parallel import script_of
+from probes.languages import script_of
 
 OTHERS = tuple(lang for lang in LANGUAGES if lang not in (REFERENCE, PLANTED_LANGUAGE))
 
