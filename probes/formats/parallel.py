@@ -117,7 +117,6 @@ def _build_instances(
     instances: list[Instance] = []
     first_id: dict[str, _Record] = {}
     first_reference: dict[str, _Record] = {}
-    reference_scripts = expected_scripts(languages.reference)
     for record in records:
         ok = True
         if not ID_PATTERN.match(record.instance_id):
@@ -141,42 +140,8 @@ def _build_instances(
             ok = False
         else:
             first_id[record.instance_id] = record
-        texts: dict[str, _Text] = {}
-        for item in record.texts:
-            code = canonical_language(item.lang)
-            if code is None:
-                _add(problems, item.file, item.line, f"language {language_problem(item.lang)}")
-                ok = False
-                continue
-            if code not in languages.codes:
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"instance {record.instance_id!r} has a text in {code}, which is not among the set's "
-                    f"languages ({', '.join(languages.codes)}); add it to languages or remove the text",
-                )
-                ok = False
-                continue
-            if code in texts:
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"instance {record.instance_id!r} already has a {code} text "
-                    f"({_where(texts[code].file, texts[code].line, item.file, place)}); give each language once",
-                )
-                ok = False
-                continue
-            texts[code] = item
-            if item.text is None or not item.text.strip():
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"the {code} text of instance {record.instance_id!r} is empty; write the translation",
-                )
-                ok = False
+        texts, texts_ok = _record_texts(record, languages, problems, place)
+        ok = texts_ok and ok
         missing = [code for code in languages.codes if code not in texts]
         if missing:
             _add(
@@ -204,36 +169,7 @@ def _build_instances(
             ok = False
         else:
             first_reference[ref_key] = record
-        for code in languages.codes:
-            if code == languages.reference:
-                continue
-            scripts = expected_scripts(code)
-            if scripts is None or code not in filled:
-                continue
-            item, text = texts[code], filled[code]
-            written = scripts_in(text)
-            if (
-                reference_scripts is not None
-                and not scripts & reference_scripts
-                and _same_text_key(text) == ref_key
-            ):
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"the {code} text of instance {record.instance_id!r} is the same as the "
-                    f"{languages.reference} (reference) text; it looks untranslated",
-                )
-                ok = False
-            elif written and not set(written) & scripts:
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"the {code} text of instance {record.instance_id!r} has no {' or '.join(sorted(scripts))} "
-                    f"letters (it is written in {', '.join(sorted(written))}); it looks untranslated",
-                )
-                ok = False
+        ok = _scripts_ok(record, texts, filled, languages, ref_key, problems) and ok
         if not ok:
             continue
         variants = tuple(
@@ -249,6 +185,96 @@ def _build_instances(
         )
         instances.append(Instance(instance_id=record.instance_id, attribute=ATTRIBUTE, variants=variants))
     return instances
+
+
+def _record_texts(
+    record: _Record, languages: _Languages, problems: Problems, place: str
+) -> tuple[dict[str, _Text], bool]:
+    """The record's texts by canonical language code, and False when any is bad (reported): an
+    unknown code, a language the set lacks, a language given twice, an empty text."""
+    ok = True
+    texts: dict[str, _Text] = {}
+    for item in record.texts:
+        code = canonical_language(item.lang)
+        if code is None:
+            _add(problems, item.file, item.line, f"language {language_problem(item.lang)}")
+            ok = False
+            continue
+        if code not in languages.codes:
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"instance {record.instance_id!r} has a text in {code}, which is not among the set's "
+                f"languages ({', '.join(languages.codes)}); add it to languages or remove the text",
+            )
+            ok = False
+            continue
+        if code in texts:
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"instance {record.instance_id!r} already has a {code} text "
+                f"({_where(texts[code].file, texts[code].line, item.file, place)}); give each language once",
+            )
+            ok = False
+            continue
+        texts[code] = item
+        if item.text is None or not item.text.strip():
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"the {code} text of instance {record.instance_id!r} is empty; write the translation",
+            )
+            ok = False
+    return texts, ok
+
+
+def _scripts_ok(
+    record: _Record,
+    texts: dict[str, _Text],
+    filled: dict[str, str],
+    languages: _Languages,
+    ref_key: str,
+    problems: Problems,
+) -> bool:
+    """False (reported) when a text looks untranslated: the reference text itself, or no letter of
+    its language's scripts."""
+    ok = True
+    reference_scripts = expected_scripts(languages.reference)
+    for code in languages.codes:
+        if code == languages.reference:
+            continue
+        scripts = expected_scripts(code)
+        if scripts is None or code not in filled:
+            continue
+        item, text = texts[code], filled[code]
+        written = scripts_in(text)
+        if (
+            reference_scripts is not None
+            and not scripts & reference_scripts
+            and _same_text_key(text) == ref_key
+        ):
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"the {code} text of instance {record.instance_id!r} is the same as the "
+                f"{languages.reference} (reference) text; it looks untranslated",
+            )
+            ok = False
+        elif written and not set(written) & scripts:
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"the {code} text of instance {record.instance_id!r} has no {' or '.join(sorted(scripts))} "
+                f"letters (it is written in {', '.join(sorted(written))}); it looks untranslated",
+            )
+            ok = False
+    return ok
 
 
 def _make_set(

@@ -447,19 +447,10 @@ def _expand(
                 "at least two groups must define every slot a template uses",
             )
             continue
-        per_slot = {s: {len(g.slots[s].values) for g in eligible if g.slots[s].is_list} for s in slot_names}
-        if any(len(counts) > 1 for counts in per_slot.values()):
-            continue  # unequal lengths across groups: reported with the groups
-        lengths = {s: counts.pop() for s, counts in per_slot.items() if counts}
-        if len(set(lengths.values())) > 1:
-            described = ", ".join(f"{s} ({n} values)" for s, n in lengths.items())
-            problems.add(
-                template.line,
-                f"template pairs list slots of different lengths: {described}; list slots used together "
-                "pair up by position, so give them the same number of values",
-            )
+        paired = _list_lengths(template, eligible, slot_names, problems)
+        if paired is None:
             continue
-        positions = next(iter(lengths.values()), 1)
+        lengths, positions = paired
         lexicon_values = [lexicons[n][0] for n in lexicon_names]
         expected = positions * math.prod(len(v) for v in lexicon_values)
         if len(instances) + expected > MAX_TEMPLATE_INSTANCES:
@@ -478,40 +469,11 @@ def _expand(
                 if lengths:
                     id_parts.append(str(position + 1))
                 instance_id = "-".join(id_parts)
-                variants = []
-                for group in eligible:
-                    values = dict(fixed)
-                    for s in slot_names:
-                        slot = group.slots[s]
-                        values[s] = slot.values[position] if slot.is_list else slot.values[0]
-                    text, spans = _render(template.parts, values, set(slot_names))
-                    variants.append(
-                        Variant(
-                            instance_id=instance_id,
-                            variant=group.name,
-                            attribute=attribute,
-                            text=text,
-                            label=template.label,
-                            lang=lang,
-                            focus=tuple(spans),
-                        )
-                    )
-                texts = [v.text for v in variants]
-                keys = [normalised(text) for text in texts]
-                if len(set(keys)) < len(keys) and not clash_reported:
-                    exact = len(set(texts)) < len(texts)
-                    same = [
-                        v
-                        for v in variants
-                        if (texts.count(v.text) if exact else keys.count(normalised(v.text))) > 1
-                    ]
-                    problems.add(
-                        template.line,
-                        f"groups {', '.join(v.variant for v in same)} fill the template identically "
-                        f"({same[0].text!r}){'' if exact else ' once whitespace and Unicode (NFC) are normalised'}; "
-                        "give them different slot values",
-                    )
-                    clash_reported = True
+                variants = _fill(
+                    template, eligible, fixed, position, slot_names, instance_id, attribute, lang
+                )
+                if not clash_reported:
+                    clash_reported = _report_identical_fill(template, variants, problems)
                 if instance_id in ids:
                     problems.add(
                         template.line,
@@ -528,6 +490,85 @@ def _expand(
                         context=template.text,
                     )
                 )
+    _report_unused(groups, lexicons, used, problems)
+    return instances
+
+
+def _list_lengths(
+    template: _Template, groups: list[_Group], slot_names: list[str], problems: Problems
+) -> tuple[dict[str, int], int] | None:
+    """The length of each list slot the template uses and how many positions they make (1 with no
+    list slot); None when the lengths differ (reported)."""
+    per_slot = {s: {len(g.slots[s].values) for g in groups if g.slots[s].is_list} for s in slot_names}
+    if any(len(counts) > 1 for counts in per_slot.values()):
+        return None  # unequal lengths across groups: reported with the groups
+    lengths = {s: counts.pop() for s, counts in per_slot.items() if counts}
+    if len(set(lengths.values())) > 1:
+        described = ", ".join(f"{s} ({n} values)" for s, n in lengths.items())
+        problems.add(
+            template.line,
+            f"template pairs list slots of different lengths: {described}; list slots used together "
+            "pair up by position, so give them the same number of values",
+        )
+        return None
+    positions = next(iter(lengths.values()), 1)
+    return lengths, positions
+
+
+def _fill(
+    template: _Template,
+    groups: list[_Group],
+    fixed: dict[str, str],
+    position: int,
+    slot_names: list[str],
+    instance_id: str,
+    attribute: str,
+    lang: str,
+) -> list[Variant]:
+    """One variant per group: the template with the lexicon values ``fixed`` and each group's slot
+    values at list ``position``."""
+    variants = []
+    for group in groups:
+        values = dict(fixed)
+        for s in slot_names:
+            slot = group.slots[s]
+            values[s] = slot.values[position] if slot.is_list else slot.values[0]
+        text, spans = _render(template.parts, values, set(slot_names))
+        variants.append(
+            Variant(
+                instance_id=instance_id,
+                variant=group.name,
+                attribute=attribute,
+                text=text,
+                label=template.label,
+                lang=lang,
+                focus=tuple(spans),
+            )
+        )
+    return variants
+
+
+def _report_identical_fill(template: _Template, variants: list[Variant], problems: Problems) -> bool:
+    """Report groups that fill the template identically (once normalised); True if any do."""
+    texts = [v.text for v in variants]
+    keys = [normalised(text) for text in texts]
+    if len(set(keys)) == len(keys):
+        return False
+    exact = len(set(texts)) < len(texts)
+    same = [v for v in variants if (texts.count(v.text) if exact else keys.count(normalised(v.text))) > 1]
+    problems.add(
+        template.line,
+        f"groups {', '.join(v.variant for v in same)} fill the template identically "
+        f"({same[0].text!r}){'' if exact else ' once whitespace and Unicode (NFC) are normalised'}; "
+        "give them different slot values",
+    )
+    return True
+
+
+def _report_unused(
+    groups: dict[str, _Group], lexicons: dict[str, tuple[list[str], int]], used: set[str], problems: Problems
+) -> None:
+    """Every group slot and lexicon no template uses (most likely a typo in its name)."""
     for group in groups.values():
         for slot_name, slot in group.slots.items():
             if slot_name not in used:
@@ -539,7 +580,6 @@ def _expand(
     for lexicon_name, (_, line) in lexicons.items():
         if lexicon_name not in used:
             problems.add(line, f"lexicon {lexicon_name!r} is used by no template; fix its name or remove it")
-    return instances
 
 
 def _unique_slugs(values: list[str]) -> dict[str, str]:
