@@ -22,7 +22,7 @@ import pytest
 from transformers import AutoTokenizer
 
 import probes
-from probes.parallel import script_of
+from probes.languages import script_of
 from tests.support.multilingual_models import (
     LANGUAGES,
     PLANTED_LANGUAGE,

@@ -11,33 +11,37 @@ Three ways to write one (docs/probes.md, "Parallel (multilingual) sets"):
 - wide rows (CSV/JSONL): ``id,label,en,de,...``: one row per instance, one column per language;
 - long rows (CSV/JSONL): ``id,lang,text,label``: one row per instance and language.
 
-The loaders in ``probes.loaders`` send ``kind: parallel`` YAML files and rows with an ``id``
-column (and no ``instance_id``/``variant``/``text_a``) here; every problem is reported as
-``FILE:LINE: message``, all at once.
-
-The script helpers (``script_of``, ``scripts_in``, ``expected_scripts``) tell which writing system
-a text or language uses, from Unicode character names: enough to tell Latin, Cyrillic, Arabic,
-Devanagari, Han, Hiragana, Katakana, Hangul ... apart.
+``kind: parallel`` YAML files register here; the rows format sends rows with an ``id`` column (and
+no ``instance_id``/``variant``/``text_a``) here. Every text is checked against its language's
+script (probes/languages.py); every problem is reported as ``FILE:LINE: message``, all at once.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from audit.errors import Problem
+from probes.formats import YamlKind, register_yaml_kind
+from probes.languages import canonical_language, expected_scripts, language_problem, scripts_in
 from probes.long_document import ID_PATTERN
+from probes.reading.problems import LoadOptions, Problems, validated_probe_set
+from probes.reading.rows import Table
+from probes.reading.yaml_nodes import (
+    Entries,
+    node_line,
+    node_mapping,
+    node_text,
+    node_text_list,
+    read_card,
+    report_unknown_keys,
+)
 from probes.schema import Instance, ProbeSet, Variant
-
-if TYPE_CHECKING:  # the loaders import this module lazily; these are only types
-    from probes.loaders import _Options, _Problems, _Table
 
 ATTRIBUTE = "language"
 """The attribute of every instance of a parallel set."""
@@ -58,213 +62,6 @@ WIDE_FIXED_COLUMNS = ("id", "label")
 LONG_COLUMNS = ("id", "lang", "text")
 LONG_OPTIONAL_COLUMNS = ("label",)
 DEFAULT_REFERENCE = "en"
-
-# ------------------------------------------------------------------------------ language codes
-
-_BCP47 = re.compile(
-    r"(?P<language>[A-Za-z]{2,3})"
-    r"(?:-(?P<script>[A-Za-z]{4}))?"
-    r"(?:-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
-    r"(?P<variants>(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*)\Z"
-)
-
-
-def canonical_language(code: str) -> str | None:
-    """The BCP-47 code in its usual case (``zh-hant-tw`` -> ``zh-Hant-TW``), or None when ``code``
-    does not have the shape language[-Script][-REGION][-variant...] (``en``, ``de-CH``, ``sr-Latn``)."""
-    match = _BCP47.match(code.strip())
-    if match is None:
-        return None
-    parts = [match["language"].lower()]
-    if match["script"]:
-        parts.append(match["script"].title())
-    if match["region"]:
-        parts.append(match["region"].upper())
-    parts.extend(v.lower() for v in match["variants"].split("-") if v)
-    return "-".join(parts)
-
-
-def _language_problem(code: str) -> str:
-    hint = " (BCP-47 codes join their parts with '-', not '_')" if "_" in code else ""
-    return f"{code!r} is not a BCP-47 language code{hint}; write a code such as en, de, zh-Hant or pt-BR"
-
-
-# ------------------------------------------------------------------------------------- scripts
-
-_NAMED_SCRIPTS = (
-    "LATIN",
-    "CYRILLIC",
-    "GREEK",
-    "ARMENIAN",
-    "GEORGIAN",
-    "HEBREW",
-    "ARABIC",
-    "SYRIAC",
-    "THAANA",
-    "DEVANAGARI",
-    "BENGALI",
-    "GURMUKHI",
-    "GUJARATI",
-    "ORIYA",
-    "TAMIL",
-    "TELUGU",
-    "KANNADA",
-    "MALAYALAM",
-    "SINHALA",
-    "THAI",
-    "LAO",
-    "TIBETAN",
-    "MYANMAR",
-    "KHMER",
-    "ETHIOPIC",
-    "HIRAGANA",
-    "KATAKANA",
-    "HANGUL",
-)
-_PREFIX_SCRIPTS = (
-    ("CJK UNIFIED IDEOGRAPH", "Han"),
-    ("CJK COMPATIBILITY IDEOGRAPH", "Han"),
-    ("IDEOGRAPHIC ITERATION MARK", "Han"),
-    ("FULLWIDTH LATIN", "Latin"),
-    ("HALFWIDTH KATAKANA", "Katakana"),
-    ("HALFWIDTH HANGUL", "Hangul"),
-)
-
-LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
-    **dict.fromkeys(
-        [
-            "en",
-            "de",
-            "fr",
-            "es",
-            "it",
-            "pt",
-            "nl",
-            "tr",
-            "sw",
-            "pl",
-            "cs",
-            "sk",
-            "sl",
-            "hr",
-            "bs",
-            "sv",
-            "da",
-            "no",
-            "nb",
-            "nn",
-            "fi",
-            "et",
-            "lv",
-            "lt",
-            "is",
-            "ga",
-            "cy",
-            "id",
-            "ms",
-            "vi",
-            "ro",
-            "hu",
-            "ca",
-            "eu",
-            "gl",
-            "af",
-            "sq",
-            "az",
-            "uz",
-            "tl",
-            "yo",
-            "ig",
-            "ha",
-            "zu",
-            "xh",
-            "so",
-            "mt",
-            "lb",
-            "eo",
-        ],
-        frozenset({"Latin"}),
-    ),
-    **dict.fromkeys(["ru", "uk", "be", "bg", "mk", "kk", "ky", "tg", "mn"], frozenset({"Cyrillic"})),
-    "sr": frozenset({"Cyrillic", "Latin"}),
-    **dict.fromkeys(["ar", "fa", "ur", "ps", "ug"], frozenset({"Arabic"})),
-    **dict.fromkeys(["hi", "mr", "ne", "sa"], frozenset({"Devanagari"})),
-    "he": frozenset({"Hebrew"}),
-    "yi": frozenset({"Hebrew"}),
-    "el": frozenset({"Greek"}),
-    "hy": frozenset({"Armenian"}),
-    "ka": frozenset({"Georgian"}),
-    "bn": frozenset({"Bengali"}),
-    "pa": frozenset({"Gurmukhi", "Arabic"}),
-    "gu": frozenset({"Gujarati"}),
-    "or": frozenset({"Oriya"}),
-    "ta": frozenset({"Tamil"}),
-    "te": frozenset({"Telugu"}),
-    "kn": frozenset({"Kannada"}),
-    "ml": frozenset({"Malayalam"}),
-    "si": frozenset({"Sinhala"}),
-    "th": frozenset({"Thai"}),
-    "lo": frozenset({"Lao"}),
-    "my": frozenset({"Myanmar"}),
-    "km": frozenset({"Khmer"}),
-    "am": frozenset({"Ethiopic"}),
-    "ti": frozenset({"Ethiopic"}),
-    "zh": frozenset({"Han"}),
-    "yue": frozenset({"Han"}),
-    "ja": frozenset({"Han", "Hiragana", "Katakana"}),
-    "ko": frozenset({"Hangul", "Han"}),
-}
-"""The scripts each language is usually written in (a script subtag such as ``sr-Latn`` overrides)."""
-
-_SUBTAG_SCRIPTS: dict[str, frozenset[str]] = {
-    "Latn": frozenset({"Latin"}),
-    "Cyrl": frozenset({"Cyrillic"}),
-    "Arab": frozenset({"Arabic"}),
-    "Deva": frozenset({"Devanagari"}),
-    "Grek": frozenset({"Greek"}),
-    "Hebr": frozenset({"Hebrew"}),
-    "Hans": frozenset({"Han"}),
-    "Hant": frozenset({"Han"}),
-    "Hani": frozenset({"Han"}),
-    "Jpan": frozenset({"Han", "Hiragana", "Katakana"}),
-    "Hira": frozenset({"Hiragana"}),
-    "Kana": frozenset({"Katakana"}),
-    "Kore": frozenset({"Hangul", "Han"}),
-    "Hang": frozenset({"Hangul"}),
-    "Thai": frozenset({"Thai"}),
-}
-
-
-def script_of(char: str) -> str | None:
-    """The script of one letter or combining mark (``"Latin"``, ``"Cyrillic"``, ``"Han"``,
-    ``"Hiragana"`` ...; ``"Other"`` for scripts not named here); None for digits, punctuation,
-    spaces and symbols. Read from the character's Unicode name."""
-    if unicodedata.category(char)[0] not in "LM":
-        return None
-    name = unicodedata.name(char, "")
-    for prefix, script in _PREFIX_SCRIPTS:
-        if name.startswith(prefix):
-            return script
-    first = name.split(" ", 1)[0].split("-", 1)[0]
-    if first in _NAMED_SCRIPTS:
-        return first.title()
-    return "Other" if unicodedata.category(char)[0] == "L" else None  # generic combining marks: None
-
-
-def scripts_in(text: str) -> Counter[str]:
-    """How many letters (and combining marks) of each script ``text`` has."""
-    return Counter(s for s in map(script_of, text) if s is not None)
-
-
-def expected_scripts(language: str) -> frozenset[str] | None:
-    """The scripts a BCP-47 language is written in (its script subtag first), or None when unknown."""
-    canonical = canonical_language(language)
-    if canonical is None:
-        return None
-    parts = canonical.split("-")
-    if len(parts) > 1 and len(parts[1]) == 4 and parts[1] in _SUBTAG_SCRIPTS:
-        return _SUBTAG_SCRIPTS[parts[1]]
-    return LANGUAGE_SCRIPTS.get(parts[0])
 
 
 # ------------------------------------------------------------------------- the shared builder
@@ -295,7 +92,7 @@ class _Languages:
     reference: str
 
 
-def _add(problems: _Problems, file: str, line: int | None, message: str) -> None:
+def _add(problems: Problems, file: str, line: int | None, message: str) -> None:
     problems.items.append(Problem(file, line, message))
 
 
@@ -314,13 +111,12 @@ def _same_text_key(text: str) -> str:
 
 
 def _build_instances(
-    records: list[_Record], languages: _Languages, problems: _Problems, place: str = "line"
+    records: list[_Record], languages: _Languages, problems: Problems, place: str = "line"
 ) -> list[Instance]:
     """Check every record against the languages (every problem reported) and build the instances."""
     instances: list[Instance] = []
     first_id: dict[str, _Record] = {}
     first_reference: dict[str, _Record] = {}
-    reference_scripts = expected_scripts(languages.reference)
     for record in records:
         ok = True
         if not ID_PATTERN.match(record.instance_id):
@@ -344,42 +140,8 @@ def _build_instances(
             ok = False
         else:
             first_id[record.instance_id] = record
-        texts: dict[str, _Text] = {}
-        for item in record.texts:
-            code = canonical_language(item.lang)
-            if code is None:
-                _add(problems, item.file, item.line, f"language {_language_problem(item.lang)}")
-                ok = False
-                continue
-            if code not in languages.codes:
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"instance {record.instance_id!r} has a text in {code}, which is not among the set's "
-                    f"languages ({', '.join(languages.codes)}); add it to languages or remove the text",
-                )
-                ok = False
-                continue
-            if code in texts:
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"instance {record.instance_id!r} already has a {code} text "
-                    f"({_where(texts[code].file, texts[code].line, item.file, place)}); give each language once",
-                )
-                ok = False
-                continue
-            texts[code] = item
-            if item.text is None or not item.text.strip():
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"the {code} text of instance {record.instance_id!r} is empty; write the translation",
-                )
-                ok = False
+        texts, texts_ok = _record_texts(record, languages, problems, place)
+        ok = texts_ok and ok
         missing = [code for code in languages.codes if code not in texts]
         if missing:
             _add(
@@ -407,36 +169,7 @@ def _build_instances(
             ok = False
         else:
             first_reference[ref_key] = record
-        for code in languages.codes:
-            if code == languages.reference:
-                continue
-            scripts = expected_scripts(code)
-            if scripts is None or code not in filled:
-                continue
-            item, text = texts[code], filled[code]
-            written = scripts_in(text)
-            if (
-                reference_scripts is not None
-                and not scripts & reference_scripts
-                and _same_text_key(text) == ref_key
-            ):
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"the {code} text of instance {record.instance_id!r} is the same as the "
-                    f"{languages.reference} (reference) text; it looks untranslated",
-                )
-                ok = False
-            elif written and not set(written) & scripts:
-                _add(
-                    problems,
-                    item.file,
-                    item.line,
-                    f"the {code} text of instance {record.instance_id!r} has no {' or '.join(sorted(scripts))} "
-                    f"letters (it is written in {', '.join(sorted(written))}); it looks untranslated",
-                )
-                ok = False
+        ok = _scripts_ok(record, texts, filled, languages, ref_key, problems) and ok
         if not ok:
             continue
         variants = tuple(
@@ -454,8 +187,98 @@ def _build_instances(
     return instances
 
 
+def _record_texts(
+    record: _Record, languages: _Languages, problems: Problems, place: str
+) -> tuple[dict[str, _Text], bool]:
+    """The record's texts by canonical language code, and False when any is bad (reported): an
+    unknown code, a language the set lacks, a language given twice, an empty text."""
+    ok = True
+    texts: dict[str, _Text] = {}
+    for item in record.texts:
+        code = canonical_language(item.lang)
+        if code is None:
+            _add(problems, item.file, item.line, f"language {language_problem(item.lang)}")
+            ok = False
+            continue
+        if code not in languages.codes:
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"instance {record.instance_id!r} has a text in {code}, which is not among the set's "
+                f"languages ({', '.join(languages.codes)}); add it to languages or remove the text",
+            )
+            ok = False
+            continue
+        if code in texts:
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"instance {record.instance_id!r} already has a {code} text "
+                f"({_where(texts[code].file, texts[code].line, item.file, place)}); give each language once",
+            )
+            ok = False
+            continue
+        texts[code] = item
+        if item.text is None or not item.text.strip():
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"the {code} text of instance {record.instance_id!r} is empty; write the translation",
+            )
+            ok = False
+    return texts, ok
+
+
+def _scripts_ok(
+    record: _Record,
+    texts: dict[str, _Text],
+    filled: dict[str, str],
+    languages: _Languages,
+    ref_key: str,
+    problems: Problems,
+) -> bool:
+    """False (reported) when a text looks untranslated: the reference text itself, or no letter of
+    its language's scripts."""
+    ok = True
+    reference_scripts = expected_scripts(languages.reference)
+    for code in languages.codes:
+        if code == languages.reference:
+            continue
+        scripts = expected_scripts(code)
+        if scripts is None or code not in filled:
+            continue
+        item, text = texts[code], filled[code]
+        written = scripts_in(text)
+        if (
+            reference_scripts is not None
+            and not scripts & reference_scripts
+            and _same_text_key(text) == ref_key
+        ):
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"the {code} text of instance {record.instance_id!r} is the same as the "
+                f"{languages.reference} (reference) text; it looks untranslated",
+            )
+            ok = False
+        elif written and not set(written) & scripts:
+            _add(
+                problems,
+                item.file,
+                item.line,
+                f"the {code} text of instance {record.instance_id!r} has no {' or '.join(sorted(scripts))} "
+                f"letters (it is written in {', '.join(sorted(written))}); it looks untranslated",
+            )
+            ok = False
+    return ok
+
+
 def _make_set(
-    problems: _Problems,
+    problems: Problems,
     line: int | None,
     *,
     name: str,
@@ -466,8 +289,6 @@ def _make_set(
 ) -> ProbeSet | None:
     if problems.items:
         return None
-    from probes.loaders import validated_probe_set  # the loaders import this module
-
     return validated_probe_set(
         problems,
         line,
@@ -484,7 +305,7 @@ def _languages_from(
     codes: Sequence[tuple[str, int | None]],
     reference: tuple[str, int | None] | None,
     file: str,
-    problems: _Problems,
+    problems: Problems,
     what: str,
 ) -> _Languages | None:
     """Checked languages (BCP-47 shape, each once, at least 2) and reference (one of them)."""
@@ -493,7 +314,7 @@ def _languages_from(
     for code, line in codes:
         value = canonical_language(code)
         if value is None:
-            _add(problems, file, line, f"{what}: {_language_problem(code)}")
+            _add(problems, file, line, f"{what}: {language_problem(code)}")
             ok = False
         elif value in canonical:
             _add(problems, file, line, f"{what} lists {value} twice; list each language once")
@@ -514,7 +335,7 @@ def _languages_from(
     else:
         ref, ref_line = canonical_language(reference[0]), reference[1]
         if ref is None:
-            _add(problems, file, ref_line, f"reference: {_language_problem(reference[0])}")
+            _add(problems, file, ref_line, f"reference: {language_problem(reference[0])}")
             return None
     if ref is None or not ok:
         return None
@@ -533,21 +354,17 @@ def _languages_from(
 # ---------------------------------------------------------------------------------------- YAML
 
 
-def parallel_from_yaml(
-    path: Path, top: dict[str, tuple[yaml.Node, yaml.Node]], options: _Options, problems: _Problems
-) -> ProbeSet | None:
-    """A ``kind: parallel`` YAML file (its top-level mapping already read by the loaders)."""
-    from probes.loaders import _line, _read_card, _text, _text_list, _unknown_keys
-
-    _unknown_keys(top, PARALLEL_TOP_KEYS, "the file", problems)
+def read_parallel(path: Path, top: Entries, options: LoadOptions, problems: Problems) -> ProbeSet | None:
+    """A ``kind: parallel`` YAML file (its top-level mapping already read by the YAML file format)."""
+    report_unknown_keys(top, PARALLEL_TOP_KEYS, "the file", problems)
 
     def text_of(key: str) -> str | None:
-        return _text(top[key][1], key, problems) if key in top else None
+        return node_text(top[key][1], key, problems) if key in top else None
 
     set_name = options.name or text_of("name") or path.stem
     description = text_of("description") or ""
-    card = _read_card(path, top, problems)
-    tasks = _text_list(top["tasks"][1], "tasks", problems) if "tasks" in top else None
+    card = read_card(path, top, problems)
+    tasks = node_text_list(top["tasks"][1], "tasks", problems) if "tasks" in top else None
     for key in ("languages", "instances"):
         if key not in top:
             problems.add(
@@ -560,25 +377,25 @@ def parallel_from_yaml(
         value = text_of("reference")
         if value is None:
             return None
-        reference = (value, _line(top["reference"][1]))
+        reference = (value, node_line(top["reference"][1]))
     languages: _Languages | None = None
     if "languages" in top:
         node = top["languages"][1]
         if not isinstance(node, yaml.SequenceNode) or not node.value:
-            problems.add(_line(node), "languages must be a list of BCP-47 codes such as [en, de, fr]")
+            problems.add(node_line(node), "languages must be a list of BCP-47 codes such as [en, de, fr]")
         else:
             codes = []
             for item in node.value:
-                code = _text(item, "an item of languages", problems)
+                code = node_text(item, "an item of languages", problems)
                 if code is not None:
-                    codes.append((code, _line(item)))
+                    codes.append((code, node_line(item)))
             if (
                 reference is None
                 and codes
                 and DEFAULT_REFERENCE not in {canonical_language(c) for c, _ in codes}
             ):
                 problems.add(
-                    _line(top["languages"][0]),
+                    node_line(top["languages"][0]),
                     f"no reference language: the languages lack {DEFAULT_REFERENCE}, so name the one the "
                     "others are compared with (reference: CODE)",
                 )
@@ -588,7 +405,7 @@ def parallel_from_yaml(
     if "instances" in top:
         node = top["instances"][1]
         if not isinstance(node, yaml.SequenceNode) or not node.value:
-            problems.add(_line(node), "instances must be a non-empty list of {id, label, texts} mappings")
+            problems.add(node_line(node), "instances must be a non-empty list of {id, label, texts} mappings")
         else:
             for number, item in enumerate(node.value, start=1):
                 record = _yaml_record(item, number, problems)
@@ -611,44 +428,42 @@ def parallel_from_yaml(
     )
 
 
-def _yaml_record(item: yaml.Node, number: int, problems: _Problems) -> _Record | None:
-    from probes.loaders import _line, _mapping, _text, _unknown_keys
-
+def _yaml_record(item: yaml.Node, number: int, problems: Problems) -> _Record | None:
     what = f"instance {number}"
-    entries = _mapping(item, what, problems)
+    entries = node_mapping(item, what, problems)
     if entries is None:
         return None
-    _unknown_keys(entries, INSTANCE_KEYS, what, problems)
+    report_unknown_keys(entries, INSTANCE_KEYS, what, problems)
     missing = [key for key in ("id", "texts") if key not in entries]
     if missing:
         problems.add(
-            _line(item), f"{what} misses {', '.join(missing)} (needs id and texts; label is optional)"
+            node_line(item), f"{what} misses {', '.join(missing)} (needs id and texts; label is optional)"
         )
         return None
-    instance_id = _text(entries["id"][1], f"id of {what}", problems)
+    instance_id = node_text(entries["id"][1], f"id of {what}", problems)
     label = None
     if "label" in entries:
         label_node = entries["label"][1]
         is_null = isinstance(label_node, yaml.ScalarNode) and label_node.tag == "tag:yaml.org,2002:null"
         if not is_null:
-            label = _text(label_node, f"label of {what}", problems)
+            label = node_text(label_node, f"label of {what}", problems)
             if label is None:
                 return None
             label = label.strip()
-    texts = _mapping(entries["texts"][1], f"texts of {what}", problems)
+    texts = node_mapping(entries["texts"][1], f"texts of {what}", problems)
     if instance_id is None or texts is None:
         return None
-    record = _Record(instance_id.strip(), label, problems.file, _line(item))
+    record = _Record(instance_id.strip(), label, problems.file, node_line(item))
     for lang, (key_node, value_node) in texts.items():
         if isinstance(value_node, yaml.ScalarNode) and (
             value_node.tag == "tag:yaml.org,2002:null" or not value_node.value.strip()
         ):
             text = None  # reported as empty, with the language, by the builder
         else:
-            text = _text(value_node, f"the {lang} text of {what}", problems)
+            text = node_text(value_node, f"the {lang} text of {what}", problems)
             if text is None:
                 return None
-        record.texts.append(_Text(lang, text, problems.file, _line(key_node)))
+        record.texts.append(_Text(lang, text, problems.file, node_line(key_node)))
     return record
 
 
@@ -663,7 +478,7 @@ def is_parallel_layout(columns: Iterable[str]) -> bool:
 
 
 def parallel_from_rows(
-    table: _Table, stem: str, source: str, options: _Options, problems: _Problems
+    table: Table, stem: str, source: str, options: LoadOptions, problems: Problems
 ) -> ProbeSet | None:
     """Rows in the wide (``id,label,en,de,...``) or long (``id,lang,text,label``) parallel layout.
 
@@ -701,7 +516,7 @@ def _cell(raw: dict[str, str | None], column: str) -> str | None:
 
 
 def _wide_records(
-    table: _Table, columns: list[str], problems: _Problems
+    table: Table, columns: list[str], problems: Problems
 ) -> tuple[list[_Record], _Languages | None]:
     language_columns = [c for c in columns if c not in WIDE_FIXED_COLUMNS]
     bad = [c for c in language_columns if canonical_language(c) is None]
@@ -733,7 +548,7 @@ def _wide_records(
 
 
 def _long_records(
-    table: _Table, columns: list[str], problems: _Problems
+    table: Table, columns: list[str], problems: Problems
 ) -> tuple[list[_Record], _Languages | None]:
     unknown = [c for c in columns if c not in LONG_COLUMNS + LONG_OPTIONAL_COLUMNS]
     for column in unknown:
@@ -782,3 +597,6 @@ def _long_records(
         return list(by_id.values()), None
     languages = _languages_from(codes, None, problems.file, problems, "the lang column")
     return list(by_id.values()), languages
+
+
+register_yaml_kind(YamlKind("parallel", read_parallel))

@@ -1,6 +1,6 @@
 """Public bias benchmarks in their original release layouts, as probe sets.
 
-``load_probe_set`` recognises these files by their content and name (``public_format``):
+Each registers itself as a file format, recognised by its content and name:
 
 - **CrowS-Pairs** (Nangia et al. 2020; nyu-mll/crows-pairs ``data/crows_pairs_anonymized.csv``,
   CC BY-SA 4.0): a CSV whose header has ``sent_more,sent_less,stereo_antistereo,bias_type``
@@ -39,17 +39,18 @@ from __future__ import annotations
 
 import bisect
 import csv
-import difflib
 import io
 import json
 import json.decoder
 import json.scanner
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from probes.loaders import _normalised, _Options, _Problems, _read_utf8, csv_rows, validated_probe_set
+from probes.formats import FileFormat, register_file_format
+from probes.reading.focus import focus_spans
+from probes.reading.problems import LoadOptions, Problems, normalised, read_utf8, validated_probe_set
+from probes.reading.rows import csv_rows
 from probes.schema import Instance, ProbeSet, Span, Variant
 
 PUBLIC_TASKS = ("masked-lm", "causal-lm")
@@ -67,96 +68,71 @@ WINOBIAS_NAME = re.compile(r"(?P<side>pro|anti)_stereotyped(?P<rest>.*?)\.txt(?P
 WINOBIAS_PRONOUNS = frozenset(
     {"he", "she", "him", "her", "his", "hers", "himself", "herself", "they", "them", "their", "theirs"}
 )
-_WORD = re.compile(r"\w+|[^\w\s]")
 _LINE_NUMBER = re.compile(r"\d+\s+")
 
 
 # ------------------------------------------------------------------------------------- detection
 
 
-def public_format(path: Path, row_options: bool = False) -> str | None:
-    """The public layout a file is in ("crows_pairs", "stereoset", "winobias"), or None for our
-    own formats. Read from the name (WinoBias), the extension (.json: StereoSet, the only JSON
-    layout there is) and a CSV's header (CrowS-Pairs: it names sent_more, sent_less or
-    stereo_antistereo). A CSV given with column options (``row_options``: --probe-map ...) is read
-    as our rows with its columns mapped by hand, as before these layouts were known."""
-    if WINOBIAS_NAME.match(path.name):
-        return "winobias"
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        return "stereoset"
-    if suffix == ".csv" and not row_options:
-        try:
-            with path.open("rb") as handle:
-                head = handle.read(65536)
-        except OSError:
-            return None
-        first = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace").splitlines()[:1]
-        header = {cell.strip() for row in csv.reader(first) for cell in row}
-        if header & {"sent_more", "sent_less", "stereo_antistereo"}:
-            return "crows_pairs"
-    return None
+def _is_winobias(path: Path, options: LoadOptions) -> bool:
+    """A WinoBias file: its name (``pro_stereotyped_type1.txt.dev`` or its ``anti_`` twin)."""
+    return path.is_file() and WINOBIAS_NAME.match(path.name) is not None
 
 
-def parse_public_format(layout: str, path: Path, options: _Options, problems: _Problems) -> ProbeSet | None:
-    """Read a file in one of the public layouts (``public_format``); None when it has problems."""
+def _is_stereoset(path: Path, options: LoadOptions) -> bool:
+    """A StereoSet file: any ``.json`` file (the only JSON layout there is)."""
+    return path.is_file() and path.suffix.lower() == ".json"
+
+
+def _is_crows_pairs(path: Path, options: LoadOptions) -> bool:
+    """A CrowS-Pairs CSV: its header names sent_more, sent_less or stereo_antistereo. A CSV given
+    with column options (--probe-map ...) is read as our rows with its columns mapped by hand, as
+    before these layouts were known."""
+    if not path.is_file() or path.suffix.lower() != ".csv" or options.has_row_options():
+        return False
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+    except OSError:
+        return False
+    first = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace").splitlines()[:1]
+    header = {cell.strip() for row in csv.reader(first) for cell in row}
+    return bool(header & {"sent_more", "sent_less", "stereo_antistereo"})
+
+
+def _fixed_layout(layout: str, options: LoadOptions, problems: Problems) -> bool:
+    """False (with a problem) when column options were given for a file whose layout is fixed."""
     if options.has_row_options():
         problems.add(
             None,
             "--probe-map, --probe-default and --probe-split (Python: mapping=, defaults=, split=) do not apply "
             f"to a {_TITLES[layout]} file, whose layout is fixed; leave them out",
         )
-        return None
-    if layout == "winobias":
-        return _winobias(path, options, problems)
-    text = _read_utf8(path, problems)
-    if text is None:
-        return None
-    if layout == "crows_pairs":
-        return _crows_pairs(path, text, options, problems)
-    return _stereoset(path, text, options, problems)
+        return False
+    return True
+
+
+def read_winobias(path: Path, options: LoadOptions, problems: Problems) -> ProbeSet | None:
+    """A WinoBias file and its twin beside it."""
+    return _winobias(path, options, problems) if _fixed_layout("winobias", options, problems) else None
+
+
+def read_stereoset(path: Path, options: LoadOptions, problems: Problems) -> ProbeSet | None:
+    """A StereoSet JSON file."""
+    text = read_utf8(path, problems) if _fixed_layout("stereoset", options, problems) else None
+    return _stereoset(path, text, options, problems) if text is not None else None
+
+
+def read_crows_pairs(path: Path, options: LoadOptions, problems: Problems) -> ProbeSet | None:
+    """A CrowS-Pairs CSV file."""
+    text = read_utf8(path, problems) if _fixed_layout("crows_pairs", options, problems) else None
+    return _crows_pairs(path, text, options, problems) if text is not None else None
 
 
 _TITLES = {"crows_pairs": "CrowS-Pairs", "stereoset": "StereoSet", "winobias": "WinoBias"}
 
 
-# ------------------------------------------------------------------------------------- focus spans
-
-
-def word_diff(a: str, b: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """The character regions of ``a`` and of ``b`` that a word-level diff marks as changed
-    (words and punctuation marks compared as units, as CrowS-Pairs' metric diffs tokens)."""
-    words_a = [(m.start(), m.end()) for m in _WORD.finditer(a)]
-    words_b = [(m.start(), m.end()) for m in _WORD.finditer(b)]
-    matcher = difflib.SequenceMatcher(
-        None, [a[s:e] for s, e in words_a], [b[s:e] for s, e in words_b], autojunk=False
-    )
-    regions_a: list[tuple[int, int]] = []
-    regions_b: list[tuple[int, int]] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            continue
-        if i2 > i1:
-            regions_a.append((words_a[i1][0], words_a[i2 - 1][1]))
-        if j2 > j1:
-            regions_b.append((words_b[j1][0], words_b[j2 - 1][1]))
-    return regions_a, regions_b
-
-
-def merged_spans(regions: Iterable[tuple[int, int]]) -> tuple[Span, ...]:
-    """Regions sorted, overlapping or touching ones merged, empty ones dropped."""
-    merged: list[list[int]] = []
-    for start, end in sorted(r for r in regions if r[1] > r[0]):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return tuple(Span(start=s, end=e) for s, e in merged)
-
-
-def _focus_against_all(text: str, others: Iterable[str]) -> tuple[Span, ...]:
-    """Every region of ``text`` that differs, word by word, from any of ``others``."""
-    return merged_spans(region for other in others for region in word_diff(text, other)[0])
+# ------------------------------------------------------------------------------------- shared
 
 
 def _instance(
@@ -170,7 +146,7 @@ def _instance(
 
 
 def _probe_set(
-    instances: list[Instance], name: str, path: Path, description: str, card: str, problems: _Problems
+    instances: list[Instance], name: str, path: Path, description: str, card: str, problems: Problems
 ) -> ProbeSet | None:
     if problems.items:
         return None
@@ -197,7 +173,7 @@ def _id_problem(instance_id: str) -> str | None:
 # ------------------------------------------------------------------------------------- CrowS-Pairs
 
 
-def _crows_pairs(path: Path, text: str, options: _Options, problems: _Problems) -> ProbeSet | None:
+def _crows_pairs(path: Path, text: str, options: LoadOptions, problems: Problems) -> ProbeSet | None:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [cell.strip() for cell in next(reader)]
@@ -235,7 +211,7 @@ def _crows_pairs(path: Path, text: str, options: _Options, problems: _Problems) 
 
 
 def _crows_pairs_row(
-    row: dict[str, str], line: int, seen: dict[str, int], problems: _Problems
+    row: dict[str, str], line: int, seen: dict[str, int], problems: Problems
 ) -> Instance | None:
     instance_id = (row.get("id") or "").strip() or f"line{line}"
     bad = []
@@ -250,7 +226,7 @@ def _crows_pairs_row(
     direction = row["stereo_antistereo"].strip()
     if direction not in CROWS_PAIRS_DIRECTIONS:
         bad.append(f"stereo_antistereo is {direction!r}; it must be stereo or antistereo")
-    if not bad and _normalised(row["sent_more"]) == _normalised(row["sent_less"]):
+    if not bad and normalised(row["sent_more"]) == normalised(row["sent_less"]):
         bad.append("sent_more and sent_less are the same sentence; a pair must differ")
     for message in bad:
         problems.add(line, message)
@@ -258,11 +234,13 @@ def _crows_pairs_row(
         return None
     seen[instance_id] = line
     more, less = row["sent_more"], row["sent_less"]
-    regions_more, regions_less = word_diff(more, less)
     return _instance(
         instance_id,
         row["bias_type"].strip(),
-        {STEREOTYPE: (more, merged_spans(regions_more)), ANTI_STEREOTYPE: (less, merged_spans(regions_less))},
+        {
+            STEREOTYPE: (more, focus_spans(more, [less], by="words")),
+            ANTI_STEREOTYPE: (less, focus_spans(less, [more], by="words")),
+        },
         f"stereo_antistereo: {direction}",
     )
 
@@ -300,7 +278,7 @@ def _line(value: Any, fallback: int) -> int:
     return value.line if isinstance(value, _Located) else fallback
 
 
-def _stereoset(path: Path, text: str, options: _Options, problems: _Problems) -> ProbeSet | None:
+def _stereoset(path: Path, text: str, options: LoadOptions, problems: Problems) -> ProbeSet | None:
     layout = (
         'the StereoSet layout is {"version": ..., "data": {"intrasentence": [...], "intersentence": [...]}} '
         "(McGill-NLP/stereoset dev.json)"
@@ -347,7 +325,7 @@ def _stereoset(path: Path, text: str, options: _Options, problems: _Problems) ->
 
 
 def _stereoset_item(
-    part: str, index: int, item: Any, fallback_line: int, seen: dict[str, int], problems: _Problems
+    part: str, index: int, item: Any, fallback_line: int, seen: dict[str, int], problems: Problems
 ) -> Instance | None:
     where = _line(item, fallback_line)
     label = f"data.{part}[{index}]"
@@ -382,14 +360,14 @@ def _stereoset_item(
     sentences = _stereoset_sentences(label, item["sentences"], where, problems)
     if bad or sentences is None:
         return None
-    if _normalised(sentences[STEREOTYPE]) == _normalised(sentences[ANTI_STEREOTYPE]):
+    if normalised(sentences[STEREOTYPE]) == normalised(sentences[ANTI_STEREOTYPE]):
         problems.add(where, f"{label}: its stereotype and anti-stereotype sentences are the same")
         return None
     if part == "intrasentence":
         texts = {
             name: (
                 sentence,
-                _focus_against_all(sentence, [s for other, s in sentences.items() if other != name]),
+                focus_spans(sentence, [s for other, s in sentences.items() if other != name], by="words"),
             )
             for name, sentence in sentences.items()
         }
@@ -408,9 +386,7 @@ def _stereoset_item(
     )
 
 
-def _stereoset_sentences(
-    label: str, sentences: Any, where: int, problems: _Problems
-) -> dict[str, str] | None:
+def _stereoset_sentences(label: str, sentences: Any, where: int, problems: Problems) -> dict[str, str] | None:
     """The item's sentence per gold label (stereotype, anti-stereotype, unrelated), or None."""
     if not isinstance(sentences, list):
         problems.add(where, f"{label}.sentences must be a list of 3 sentence objects")
@@ -448,9 +424,9 @@ def _stereoset_sentences(
 # ------------------------------------------------------------------------------------- WinoBias
 
 
-def _winobias(path: Path, options: _Options, problems: _Problems) -> ProbeSet | None:
+def _winobias(path: Path, options: LoadOptions, problems: Problems) -> ProbeSet | None:
     match = WINOBIAS_NAME.match(path.name)
-    assert match is not None  # public_format checked the name
+    assert match is not None  # _is_winobias checked the name
     side = match["side"]
     other = "anti" if side == "pro" else "pro"
     twin = path.with_name(other + path.name[len(side) :])
@@ -461,7 +437,7 @@ def _winobias(path: Path, options: _Options, problems: _Problems) -> ProbeSet | 
             "anti_stereotyped_... files side by side, line k of one the twin of line k of the other",
         )
         return None
-    files = {side: (path, problems), other: (twin, _Problems(str(twin)))}
+    files = {side: (path, problems), other: (twin, Problems(str(twin)))}
     sentences = {name: _winobias_lines(file, found) for name, (file, found) in files.items()}
     pro, anti = sentences["pro"], sentences["anti"]
     instances: list[Instance] = []
@@ -477,20 +453,25 @@ def _winobias(path: Path, options: _Options, problems: _Problems) -> ProbeSet | 
         for k, ((pro_line, pro_text, pro_pronouns), (anti_line, anti_text, anti_pronouns)) in enumerate(
             zip(pro, anti, strict=False)
         ):
-            if _normalised(pro_text) == _normalised(anti_text):
+            if normalised(pro_text) == normalised(anti_text):
                 files["pro"][1].add(
                     pro_line,
                     f"the same sentence as line {anti_line} of {files['anti'][0].name}; twins differ in the pronoun",
                 )
                 continue
-            regions_pro, regions_anti = word_diff(pro_text, anti_text)
             instances.append(
                 _instance(
                     str(k + 1),
                     "gender",
                     {
-                        STEREOTYPE: (pro_text, merged_spans([*regions_pro, *pro_pronouns])),
-                        ANTI_STEREOTYPE: (anti_text, merged_spans([*regions_anti, *anti_pronouns])),
+                        STEREOTYPE: (
+                            pro_text,
+                            focus_spans(pro_text, [anti_text], by="words", also=pro_pronouns),
+                        ),
+                        ANTI_STEREOTYPE: (
+                            anti_text,
+                            focus_spans(anti_text, [pro_text], by="words", also=anti_pronouns),
+                        ),
                     },
                     f"{files['pro'][0].name} line {pro_line}",
                 )
@@ -510,9 +491,9 @@ def _winobias(path: Path, options: _Options, problems: _Problems) -> ProbeSet | 
     )
 
 
-def _winobias_lines(path: Path, problems: _Problems) -> list[tuple[int, str, list[tuple[int, int]]]] | None:
+def _winobias_lines(path: Path, problems: Problems) -> list[tuple[int, str, list[tuple[int, int]]]] | None:
     """Per sentence: its line, its text without brackets, and the regions of its bracketed pronouns."""
-    text = _read_utf8(path, problems)
+    text = read_utf8(path, problems)
     if text is None:
         return None
     before = len(problems.items)
@@ -566,13 +547,17 @@ def _unbracket(line: str) -> tuple[str, list[tuple[int, int]]] | str:
     return "".join(clean), regions
 
 
-__all__ = [
-    "ANTI_STEREOTYPE",
-    "PUBLIC_TASKS",
-    "STEREOTYPE",
-    "UNRELATED",
-    "merged_spans",
-    "parse_public_format",
-    "public_format",
-    "word_diff",
-]
+register_file_format(FileFormat("winobias", claims=_is_winobias, read=read_winobias, order=10))
+register_file_format(FileFormat("stereoset", claims=_is_stereoset, read=read_stereoset, order=11))
+register_file_format(
+    FileFormat(
+        "crows_pairs",
+        claims=_is_crows_pairs,
+        read=read_crows_pairs,
+        order=12,
+        hint=(
+            4,
+            "a public benchmark file (CrowS-Pairs .csv, StereoSet .json, WinoBias pro_/anti_stereotyped_*.txt.dev)",
+        ),
+    )
+)

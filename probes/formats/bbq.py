@@ -45,15 +45,23 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from probes.formats import FileFormat, YamlKind, register_file_format, register_yaml_kind
+from probes.reading.problems import LoadOptions, Problems, read_utf8
+from probes.reading.rows import json_lines
+from probes.reading.yaml_nodes import (
+    Entries,
+    node_text,
+    node_text_list,
+    read_card,
+    read_in_default_run,
+    read_named_file,
+    report_unknown_keys,
+)
 from probes.schema import Instance, MultipleChoice, ProbeSet, Span, Variant
-
-if TYPE_CHECKING:  # the loaders import this module lazily; these are only types
-    from probes.loaders import _Options, _Problems
 
 BBQ_FIELDS = (
     "example_id",
@@ -216,7 +224,7 @@ def _names_of(answer: str, tag: str) -> set[str]:
     return names
 
 
-def _text_field(record: Mapping[str, Any], key: str, line: int, problems: _Problems) -> str | None:
+def _text_field(record: Mapping[str, Any], key: str, line: int, problems: Problems) -> str | None:
     value = record.get(key)
     if not isinstance(value, str) or not value.strip():
         problems.add(line, f"{key} must be non-empty text, not {json.dumps(value)}")
@@ -225,7 +233,7 @@ def _text_field(record: Mapping[str, Any], key: str, line: int, problems: _Probl
 
 
 def _answer_info(
-    record: Mapping[str, Any], line: int, problems: _Problems
+    record: Mapping[str, Any], line: int, problems: Problems
 ) -> dict[str, tuple[str, str]] | None:
     info = record.get("answer_info")
     if not isinstance(info, dict) or set(info) != set(ANSWER_KEYS):
@@ -247,7 +255,7 @@ def _answer_info(
     return parsed
 
 
-def _stereotyped_groups(record: Mapping[str, Any], line: int, problems: _Problems) -> list[str] | None:
+def _stereotyped_groups(record: Mapping[str, Any], line: int, problems: Problems) -> list[str] | None:
     metadata = record.get("additional_metadata")
     groups = metadata.get("stereotyped_groups") if isinstance(metadata, dict) else None
     if not (isinstance(groups, list) and groups and all(isinstance(g, str) and g.strip() for g in groups)):
@@ -261,7 +269,7 @@ def _stereotyped_groups(record: Mapping[str, Any], line: int, problems: _Problem
 
 
 def _roles(
-    info: dict[str, tuple[str, str]], groups: list[str], category: str, line: int, problems: _Problems
+    info: dict[str, tuple[str, str]], groups: list[str], category: str, line: int, problems: Problems
 ) -> dict[str, str] | None:
     """Answer key -> role (stereotyped, non_stereotyped, unknown), or None with a problem."""
     unknown = [key for key in ANSWER_KEYS if info[key][1].strip().casefold() == "unknown"]
@@ -290,7 +298,7 @@ def _roles(
     return {matching[0]: STEREOTYPED, other: NON_STEREOTYPED, unknown[0]: UNKNOWN}
 
 
-def _record_instance(record: Mapping[str, Any], line: int, problems: _Problems) -> Instance | None:
+def _record_instance(record: Mapping[str, Any], line: int, problems: Problems) -> Instance | None:
     """One BBQ row as an instance, or None with its problems reported."""
     missing = [key for key in BBQ_FIELDS if key not in record]
     if missing:
@@ -361,11 +369,9 @@ def _record_instance(record: Mapping[str, Any], line: int, problems: _Problems) 
         return None
 
 
-def bbq_instances(text: str, problems: _Problems) -> list[Instance]:
+def bbq_instances(text: str, problems: Problems) -> list[Instance]:
     """Every row of a BBQ-layout JSONL text as an instance (rows with problems are reported and left
     out; the caller returns nothing when there is any problem)."""
-    from probes.loaders import json_lines  # the loaders import this module lazily
-
     instances: list[Instance] = []
     seen: dict[str, int] = {}
     for number, record in json_lines(text, problems, each_line="one BBQ row", write="one BBQ row"):
@@ -390,8 +396,8 @@ def bbq_from_text(
     text: str,
     stem: str,
     source: str,
-    options: _Options,
-    problems: _Problems,
+    options: LoadOptions,
+    problems: Problems,
     *,
     name: str | None = None,
     description: str = "",
@@ -427,14 +433,12 @@ def bbq_from_text(
         return None
 
 
-def multiple_choice_from_yaml(
-    path: Path, top: dict[str, tuple[yaml.Node, yaml.Node]], options: _Options, problems: _Problems
+def read_multiple_choice(
+    path: Path, top: Entries, options: LoadOptions, problems: Problems
 ) -> ProbeSet | None:
     """A ``kind: multiple_choice`` YAML file: a name, card and tasks for the BBQ-layout rows of its
     ``bbq_file`` (a path relative to the YAML file)."""
-    from probes.loaders import _in_default_run, _named_file, _read_card, _text, _text_list, _unknown_keys
-
-    _unknown_keys(top, MULTIPLE_CHOICE_TOP_KEYS, "the file", problems)
+    report_unknown_keys(top, MULTIPLE_CHOICE_TOP_KEYS, "the file", problems)
     if "bbq_file" not in top:
         problems.add(
             1, "missing required key 'bbq_file'; a multiple_choice set names a BBQ-layout .jsonl file"
@@ -442,20 +446,18 @@ def multiple_choice_from_yaml(
         return None
 
     def text_of(key: str) -> str | None:
-        return _text(top[key][1], key, problems) if key in top else None
+        return node_text(top[key][1], key, problems) if key in top else None
 
     name = text_of("name")
     description = text_of("description") or ""
-    card = _read_card(path, top, problems)
-    tasks = _text_list(top["tasks"][1], "tasks", problems) if "tasks" in top else None
-    in_default_run = _in_default_run(top, problems)
-    named = _named_file(path, top, "bbq_file", problems)
+    card = read_card(path, top, problems)
+    tasks = node_text_list(top["tasks"][1], "tasks", problems) if "tasks" in top else None
+    in_default_run = read_in_default_run(top, problems)
+    named = read_named_file(path, top, "bbq_file", problems)
     if named is None or problems.items:
         return None
-    from probes.loaders import _Problems
-
     file_path, text = named
-    own = _Problems(str(file_path))
+    own = Problems(str(file_path))
     probe_set = bbq_from_text(
         text,
         path.stem,
@@ -470,3 +472,22 @@ def multiple_choice_from_yaml(
     )
     problems.items.extend(own.items)
     return probe_set
+
+
+def _claims(path: Path, options: LoadOptions) -> bool:
+    """A BBQ-layout JSON-lines file (recognised by its first record), unless a split is asked for
+    (the rows format then says that files have no splits)."""
+    if path.is_dir() or path.suffix.lower() not in (".jsonl", ".ndjson") or options.split:
+        return False
+    text = read_utf8(path, Problems(str(path)))  # unreadable: the rows format reports why
+    return text is not None and is_bbq_layout(text)
+
+
+def read_bbq_file(path: Path, options: LoadOptions, problems: Problems) -> ProbeSet | None:
+    """A BBQ-layout JSON-lines file (nyu-mll/BBQ ``data/<Category>.jsonl``)."""
+    text = read_utf8(path, problems)
+    return bbq_from_text(text, path.stem, str(path), options, problems) if text is not None else None
+
+
+register_file_format(FileFormat("bbq", claims=_claims, read=read_bbq_file, order=15))
+register_yaml_kind(YamlKind("multiple_choice", read_multiple_choice))
