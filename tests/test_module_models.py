@@ -25,8 +25,8 @@ from audit.targets import build_target
 from audit.targets.module import ModuleTarget
 from audit.windows import LongInputPolicy, encode_long
 from probes import load_builtin
-from tests.conftest import invoke_main
 from tests.lstm_package import models as lstm
+from tests.support.cli import invoke_main
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "tests.lstm_package.models"
