@@ -170,19 +170,7 @@ def load_model(
     if is_module_reference(name) or task == "module":
         return _load_module(name, task=task, revision=revision, device=torch_device)
 
-    if name in BUNDLED:
-        if revision is not None:
-            raise UserError(f"--revision applies to hub models; {name!r} is a bundled model")
-        folder: Path | None = ensure_bundled(name)
-        source = str(folder)
-    else:
-        source = resolve_model(name)
-        folder = Path(source) if Path(source).exists() else None
-        if folder is None and not _HUB_ID.match(source):
-            raise UserError(
-                f"model folder not found: {name} (no such file or directory, and not a hub id like 'org/model')"
-            )
-
+    source, folder = _locate(name, revision)
     if folder is not None:
         if revision is not None:
             raise UserError(f"--revision applies to hub models; {name!r} is a local folder")
@@ -194,18 +182,8 @@ def load_model(
         pinned, snapshot = _pin_hub_revision(source, revision)
         files = _ModelFiles(snapshot, repo_id=source, commit=pinned)
 
-    from transformers import AutoConfig
-
     show_downloads = folder is None
-    try:
-        with _quiet_transformers(progress_bars=show_downloads):
-            config = AutoConfig.from_pretrained(source, revision=pinned, trust_remote_code=False)
-    except (
-        OSError,
-        ValueError,
-    ) as error:  # ValueError: unknown model_type, or a model that needs remote code
-        raise UserError(f"cannot read the config of {name}: {error}") from error
-
+    config = _read_config(source, name, pinned, progress_bars=show_downloads)
     st_modules = _sentence_transformers_modules(files)  # fetched first: detect_task looks for modules.json
     if task == "auto":
         task = detect_task(config, folder=files.folder)
@@ -232,17 +210,7 @@ def load_model(
             raise
     if folder is None:  # a hub snapshot holds the tokenizer files transformers just fetched
         _check_tokenizer_files(files.folder, name)
-    if tokenizer.pad_token_id is None:  # many decoders (Llama, GPT-2) ship without one
-        if tokenizer.eos_token is None:
-            raise UserError(
-                f"{name}: the tokenizer has neither a padding nor an end-of-sequence token, so inputs cannot be "
-                "batched; add a pad_token to its tokenizer_config.json"
-            )
-        tokenizer.pad_token = tokenizer.eos_token
-        warnings.append(f"{name}: the tokenizer has no padding token; its end-of-sequence token pads instead")
-    model_config: Any = model.config
-    if getattr(model_config, "pad_token_id", None) is None:  # decoder classifiers find the last token by it
-        model_config.pad_token_id = tokenizer.pad_token_id
+    warnings += _set_padding(model, tokenizer, name)
     vocabulary_warning = _check_vocabulary_size(tokenizer, config, name)
     if vocabulary_warning:
         warnings.append(vocabulary_warning)
@@ -276,6 +244,54 @@ def load_model(
         remote_code_ignored=bool(remote_code),
         warnings=warnings,
     )
+
+
+def _locate(name: str, revision: str | None) -> tuple[str, Path | None]:
+    """Where a transformers model's files are: ``(source, its local folder)`` for a bundled model or
+    a local folder, ``(hub id, None)`` for a hub model."""
+    if name in BUNDLED:
+        if revision is not None:
+            raise UserError(f"--revision applies to hub models; {name!r} is a bundled model")
+        folder = ensure_bundled(name)
+        return str(folder), folder
+    source = resolve_model(name)
+    folder = Path(source) if Path(source).exists() else None
+    if folder is None and not _HUB_ID.match(source):
+        raise UserError(
+            f"model folder not found: {name} (no such file or directory, and not a hub id like 'org/model')"
+        )
+    return source, folder
+
+
+def _read_config(source: str, name: str, pinned: str | None, *, progress_bars: bool) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        with _quiet_transformers(progress_bars=progress_bars):
+            return AutoConfig.from_pretrained(source, revision=pinned, trust_remote_code=False)
+    except (
+        OSError,
+        ValueError,
+    ) as error:  # ValueError: unknown model_type, or a model that needs remote code
+        raise UserError(f"cannot read the config of {name}: {error}") from error
+
+
+def _set_padding(model: nn.Module, tokenizer: Any, name: str) -> list[str]:
+    """Give a tokenizer without a padding token its end-of-sequence token (the warning saying so),
+    and the model's config the padding id."""
+    warnings: list[str] = []
+    if tokenizer.pad_token_id is None:  # many decoders (Llama, GPT-2) ship without one
+        if tokenizer.eos_token is None:
+            raise UserError(
+                f"{name}: the tokenizer has neither a padding nor an end-of-sequence token, so inputs cannot be "
+                "batched; add a pad_token to its tokenizer_config.json"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+        warnings.append(f"{name}: the tokenizer has no padding token; its end-of-sequence token pads instead")
+    model_config: Any = model.config
+    if getattr(model_config, "pad_token_id", None) is None:  # decoder classifiers find the last token by it
+        model_config.pad_token_id = tokenizer.pad_token_id
+    return warnings
 
 
 def describe_model(loaded: LoadedModel) -> dict[str, Any]:
