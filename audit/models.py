@@ -252,8 +252,8 @@ def _locate(name: str, revision: str | None) -> tuple[str, Path | None]:
     if name in BUNDLED:
         if revision is not None:
             raise UserError(f"--revision applies to hub models; {name!r} is a bundled model")
-        folder = ensure_bundled(name)
-        return str(folder), folder
+        built = ensure_bundled(name)
+        return str(built), built
     source = resolve_model(name)
     folder = Path(source) if Path(source).exists() else None
     if folder is None and not _HUB_ID.match(source):
