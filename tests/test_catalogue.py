@@ -38,9 +38,13 @@ def _metric_literals(path: Path) -> set[str]:
             called = node.func.id if isinstance(node.func, ast.Name) else None
             if called in ROW_HELPERS and len(node.args) >= 3 and isinstance(node.args[2], ast.Constant):
                 names.add(str(node.args[2].value))
-            if isinstance(node.func, ast.Attribute) and node.func.attr == "replace" and node.args:
-                if isinstance(node.args[0], ast.Dict):
-                    names |= {str(v.value) for v in node.args[0].values if isinstance(v, ast.Constant)}
+            replaced = node.args[0] if node.args else None
+            if (
+                isinstance(node.func, ast.Attribute)
+                and node.func.attr == "replace"
+                and isinstance(replaced, ast.Dict)
+            ):
+                names |= {str(v.value) for v in replaced.values if isinstance(v, ast.Constant)}
     return names
 
 
@@ -91,7 +95,9 @@ def test_catalogue_imports_nothing_heavy() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def _rows(metric: str, effects: list[float], p_values: list[float], threshold: float) -> list[dict[str, object]]:
+def _rows(
+    metric: str, effects: list[float], p_values: list[float], threshold: float
+) -> list[dict[str, object]]:
     return [
         finding_row(
             probe_set="set",

@@ -64,7 +64,6 @@ Findings (metrics and their group columns):
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import SupportsFloat, SupportsInt, cast
 
@@ -75,6 +74,7 @@ from audit.metrics import stats
 from audit.metrics.catalogue import LONG_DOCUMENT, METRIC_RANK
 from audit.metrics.family import TestOptions, apply_family_test
 from audit.metrics.paired import flipped, object_labels
+from audit.metrics.position_curves import effective_context, middle_dips
 from audit.tables import FINDING_DTYPES, TABLES, check_columns, require_columns, typed_empty
 
 KEY_BASELINE = "none"
@@ -85,13 +85,8 @@ KEY_GROUP = "key"
 of key rows whose instances have different outputs."""
 
 ENDS_GROUP, MIDDLE_GROUP = "ends", "middle"
-MIDDLE_RANGE = (0.25, 0.75)
-"""Positions counted as the middle of a document by middle_dip (inclusive)."""
 
 STRATEGIES = ("truncate", "window")
-
-_CONTEXT_BOOTSTRAP = 4
-"""Purpose of the instance resamples behind effective_context (paired.py uses 0-3)."""
 
 _EXAMPLE_COLUMNS = [
     "example_id",
@@ -389,49 +384,6 @@ def _key_curves(keys: pd.DataFrame) -> dict[tuple[str, str, int], tuple[pd.DataF
     return curves
 
 
-def _middle_dips(curve: pd.DataFrame) -> np.ndarray | None:
-    """Per instance: mean delta at the end positions - mean delta at the middle ones; None when
-    the positions have no middle or no end outside it. Instances lacking either side are left out."""
-    positions = curve.columns.to_numpy(dtype=float)
-    middle = (positions >= MIDDLE_RANGE[0]) & (positions <= MIDDLE_RANGE[1])
-    ends = np.isin(positions, [positions.min(), positions.max()]) & ~middle
-    if not middle.any() or not ends.any():
-        return None
-    values = curve.to_numpy(dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an instance without ends or middle: NaN
-        dips = np.nanmean(values[:, ends], axis=1) - np.nanmean(values[:, middle], axis=1)
-    return np.asarray(dips[np.isfinite(dips)], dtype=float)
-
-
-def _reach(curve_sum: np.ndarray, curve_count: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Furthest position whose mean reaches half the mean at the first position, per row of the
-    (R, P) sums and counts; 0 where the first position's mean is not positive."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = curve_sum / curve_count
-    start = means[:, :1]
-    reaches = np.where(np.isfinite(means), means >= start / 2, False)
-    furthest = np.where(reaches, positions[None, :], -np.inf).max(axis=1)
-    return np.where(np.isfinite(start[:, 0]) & (start[:, 0] > 0), furthest, 0.0)
-
-
-def _effective_context(
-    curve: pd.DataFrame, doc_length: int, random: stats.RandomMatrices, confidence: float
-) -> tuple[float, float, float]:
-    """Effective context in tokens with its percentile bootstrap interval (instances resampled)."""
-    values = curve.to_numpy(dtype=float)
-    positions = curve.columns.to_numpy(dtype=float)
-    present = np.isfinite(values)
-    filled = np.where(present, values, 0.0)
-    mask = present.astype(float)
-    observed = _reach(filled.sum(axis=0)[None, :], mask.sum(axis=0)[None, :], positions)[0]
-    n = values.shape[0]
-    counts = random.counts(n, _CONTEXT_BOOTSTRAP)
-    replicates = _reach(counts @ filled, counts @ mask, positions) * doc_length
-    low, high = stats.percentile_interval(replicates, confidence)
-    return float(observed * doc_length), low, high
-
-
 def _split_effects(effects: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Key-sentence and identity-swap effects rows with finite deltas (and their truncation flag)."""
     frame = effects.copy()
@@ -512,7 +464,7 @@ def _middle_dip_rows(
 ) -> list[tuple[_Row, np.ndarray]]:
     tested = []
     for (probe_set, attribute, doc_length), (curve, curve_output) in curves.items():
-        dips = _middle_dips(curve)
+        dips = middle_dips(curve)
         if dips is None or dips.size == 0:
             continue
         row = _Row(
@@ -621,7 +573,7 @@ def _effective_context_rows(
             n=int(curve.shape[0]),
         )
         if start_row.effect >= start_row.threshold:  # descriptive: needs a practical effect, not a test
-            row.effect, row.ci_low, row.ci_high = _effective_context(curve, doc_length, random, confidence)
+            row.effect, row.ci_low, row.ci_high = effective_context(curve, doc_length, random, confidence)
             row.note = "tokens; furthest position where the key still moves the output by >= half its effect at the start"
             if not start_row.significant:
                 row.note += (
