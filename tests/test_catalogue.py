@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from audit.metrics import catalogue, stats
-from audit.metrics.family import SEVERITY_CUTOFFS, TestOptions, apply_family_test, severity
+from audit.metrics.family import SEVERITY_CUTOFFS, apply_family_test, severity
+from audit.metrics.options import TestOptions
 from audit.tables import finding_row, findings_frame
 from dashboard.frames import metric_description, metric_outputs
 from probes.schema import ProbeKind
@@ -84,9 +85,9 @@ def test_entries_are_consistent() -> None:
         catalogue.metric("nope")
 
 
-def test_catalogue_imports_nothing_heavy() -> None:
+def test_catalogue_and_test_options_import_nothing_heavy() -> None:
     code = (
-        "import sys, audit.metrics.catalogue; "
+        "import sys, audit.metrics.catalogue, audit.metrics.options; "
         "print([m for m in ('numpy', 'pandas', 'scipy', 'torch', 'transformers') if m in sys.modules])"
     )
     result = subprocess.run(

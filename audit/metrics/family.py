@@ -1,8 +1,7 @@
-"""The settings of every test, and the Benjamini-Hochberg family test that turns p-values into findings.
+"""The Benjamini-Hochberg family test that turns p-values into significant findings and severities.
 
-``TestOptions``: alpha, the practical threshold, the interval's confidence, resample and permutation
-counts and the seed, checked once. ``apply_family_test``: the rows of one family (its tested metrics,
-audit/metrics/catalogue.py) get their q-values over every row with a p-value that is not left out,
+``apply_family_test``: the rows of one family (its tested metrics, audit/metrics/catalogue.py) get
+their q-values over every row with a p-value that is not left out,
 ``significant`` when q < alpha and |effect - centre| reaches the row's threshold (``centre``: the
 catalogue's "no difference", 0.5 for a share against an even split), and a severity by
 |effect - centre| / threshold: below 2 "low", below 4 "medium", otherwise "high" ("none" when not
@@ -13,8 +12,6 @@ Rows outside the family keep their q-value, significance and severity.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -24,32 +21,6 @@ from audit.metrics.catalogue import BY_NAME, family_members
 
 SEVERITY_CUTOFFS = (2.0, 4.0)
 """|effect - centre| / threshold below 2 is "low", below 4 "medium", otherwise "high"."""
-
-
-@dataclass(frozen=True)
-class TestOptions:
-    """The statistics settings every findings builder takes (audit/config.py ``test_options``)."""
-
-    __test__: ClassVar[bool] = False  # a library class, not a pytest test class
-
-    alpha: float = 0.05
-    """False discovery rate of each Benjamini-Hochberg family."""
-    min_effect: float = 0.02
-    """Practical threshold |effect| must reach to be significant (score units)."""
-    confidence: float = 0.95
-    n_resamples: int = 2000
-    n_permutations: int = 10000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must lie strictly between 0 and 1, got {self.alpha}")
-        if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
-            raise ValueError(f"min_effect must be a finite number >= 0, got {self.min_effect}")
-        if not 0.0 < self.confidence < 1.0:
-            raise ValueError(f"confidence must lie strictly between 0 and 1, got {self.confidence}")
-        if self.n_resamples < 1 or self.n_permutations < 1:
-            raise ValueError("n_resamples and n_permutations must be at least 1")
 
 
 def severity(significant: bool, effect: float, threshold: float) -> str:

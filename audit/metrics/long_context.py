@@ -72,7 +72,8 @@ import pandas as pd
 
 from audit.metrics import stats
 from audit.metrics.catalogue import LONG_DOCUMENT, METRIC_RANK
-from audit.metrics.family import TestOptions, apply_family_test
+from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
 from audit.metrics.paired import flipped, object_labels
 from audit.metrics.position_curves import effective_context, middle_dips
 from audit.tables import FINDING_DTYPES, TABLES, check_columns, require_columns, typed_empty

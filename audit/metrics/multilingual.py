@@ -59,7 +59,8 @@ import pandas as pd
 
 from audit.metrics import stats
 from audit.metrics.catalogue import METRIC_RANK, PARALLEL, family_members
-from audit.metrics.family import TestOptions, apply_family_test
+from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
 from audit.metrics.paired import build_effects, build_findings
 from audit.tables import TABLES, findings_frame
 from probes.function_words import content_mask

@@ -33,7 +33,7 @@ Disambiguated contexts (the context names who the answer is):
 - ``accuracy`` (descriptive): share of correct answers, Wilson interval.
 
 Tested rows (with a p-value) form one Benjamini-Hochberg family: the multiple-choice rows of the run.
-``significant``: q < alpha and |effect| >= ``min_effect``; severity from audit/metrics/paired.py.
+``significant``: q < alpha and |effect| >= ``min_effect``; severity from audit/metrics/family.py.
 Effects table: one row per instance, group_a the stereotyped answer's variant and group_b the other
 group's, scores the renormalised probabilities (not polarity-aware; used to pick the instances whose
 tokens are attributed).
@@ -51,7 +51,8 @@ from scipy import stats as scipy_stats
 
 from audit.metrics import stats
 from audit.metrics.catalogue import METRIC_RANK, MULTIPLE_CHOICE
-from audit.metrics.family import TestOptions, apply_family_test
+from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
 from audit.tables import TABLES, finding_row, findings_frame
 from probes.schema import ProbeSet
 

@@ -47,7 +47,8 @@ import pandas as pd
 
 from audit.metrics import stats
 from audit.metrics.catalogue import COUNTERFACTUAL, METRIC_RANK
-from audit.metrics.family import TestOptions, apply_family_test
+from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
 from audit.tables import FINDING_DTYPES, TABLES, check_columns, require_columns, typed_empty
 
 REST = "rest"
