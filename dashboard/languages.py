@@ -36,23 +36,20 @@ from dashboard.render import RIGHT_TO_LEFT, TokenAttribution, text_html
 from probes.languages import expected_scripts, scripts_in
 
 ATTRIBUTE = "language"
-COMPARISON_METRICS = ("parity", "translation_similarity", "label_agreement")
-TOKENIZATION_METRICS = (
-    "fertility_per_word",
-    "fertility_per_char",
-    "unknown_rate",
-    "byte_fallback_rate",
-    "truncation_rate",
+
+
+def _in_catalogue_order(*names: str) -> tuple[str, ...]:
+    """These parallel metrics in the catalogue's display order (audit/metrics/catalogue.py)."""
+    return tuple(m for m in catalogue.metrics_of(catalogue.PARALLEL) if m in names)
+
+
+COMPARISON_METRICS = _in_catalogue_order("parity", "translation_similarity", "label_agreement")
+TOKENIZATION_METRICS = _in_catalogue_order(
+    "fertility_per_word", "fertility_per_char", "unknown_rate", "byte_fallback_rate", "truncation_rate"
 )
-TABLE_METRICS = ("label_agreement", "label_accuracy", "content_attribution_share")
-PARALLEL_METRICS = (
-    "parity",
-    "translation_similarity",
-    "label_agreement",
-    "label_accuracy",
-    *TOKENIZATION_METRICS,
-    "content_attribution_share",
-)
+TABLE_METRICS = _in_catalogue_order("label_agreement", "label_accuracy", "content_attribution_share")
+PARALLEL_METRICS = _in_catalogue_order(*COMPARISON_METRICS, *TOKENIZATION_METRICS, *TABLE_METRICS)
+"""The metrics the Languages page shows (not parity_by_label, token_ratio, unknown_char_rate)."""
 NUMBER_COLUMNS = ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "n", "threshold")
 DEFAULT_UNKNOWN_RATE_LIMIT = 0.5
 SIMILARITY_OUTPUT = "sim:reference"
