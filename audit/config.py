@@ -62,9 +62,9 @@ class AuditConfig(BaseModel):
         default_factory=lambda: list(DEFAULT_MODELS),
         description="Bundled short name, local folder or hub id; repeat for several.",
     )
-    probes: Annotated[
-        list[str], Flag("--probes", "-p", shown_default="the built-ins for the model's task")
-    ] = Field(default_factory=list, description="Built-in probe set name or probe file; repeat.")
+    probes: Annotated[list[str], Flag(short="-p", shown_default="the built-ins for the model's task")] = (
+        Field(default_factory=list, description="Built-in probe set name or probe file; repeat.")
+    )
     probe_mapping: Annotated[dict[str, str], Flag("--probe-map", shown_default="none")] = Field(
         default_factory=dict,
         description="Probe files/datasets: OUR_COLUMN=FILE_COLUMN, e.g. text_a=sent_more; repeat.",
