@@ -35,7 +35,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
 KNOWN_PRIVATE_IMPORTS: set[str] = set()
 KNOWN_LONG_MODULES: set[str] = {"audit.bundled", "audit.runner"}
 KNOWN_LONG_FUNCTIONS: set[str] = {
-    "audit.cli:run",
     "audit.models:load_model",
     "audit.runner:analyse_and_write",
 }

@@ -336,88 +336,128 @@ def _parse_swaps(path: Path, top: Entries, problems: Problems) -> list[tuple[Swa
     reported); None when the swaps cannot be read at all."""
     if not _either(top, "swaps", "swaps_file", problems):
         return None
-    swaps: list[tuple[SwapSentence, _Where]] = []
     if "swaps" in top:
-        node = top["swaps"][1]
-        if not isinstance(node, yaml.SequenceNode) or not node.value:
-            problems.add(
-                node_line(node),
-                f"swaps must be a list of {{id, attribute, variants, label, query}} mappings, not {node_shown(node)}",
-            )
-            return None
-        for number, item in enumerate(node.value, start=1):
-            what = f"swap {number}"
-            entries = node_mapping(item, what, problems)
-            if entries is None:
-                continue
-            report_unknown_keys(entries, _SWAP_KEYS, what, problems)
-            values = _entry_texts(entries, item, what, ("id", "attribute"), ("label", "query"), problems)
-            if "variants" not in entries:
-                problems.add(node_line(item), f"{what} misses variants (group: sentence, one per group)")
-                continue
-            groups = node_mapping(entries["variants"][1], f"variants of {what}", problems)
-            if values is None or groups is None:
-                continue
-            where = _Where(problems.file, node_line(item))
-            sentences: dict[str, str] = {}
-            ok = _checked_id(values["id"], "swap id", where, problems)
-            for group, (group_key, group_value) in groups.items():
-                sentence = node_text(group_value, f"sentence of group {group!r} in {what}", problems)
-                group_where = _Where(problems.file, node_line(group_key))
-                ok = _checked_id(group, "group name", group_where, problems) and ok
-                if sentence is None:
-                    ok = False
-                else:
-                    sentences[group] = sentence.strip()
-            if ok and _swap_groups_ok(values["id"], sentences, where, problems):
-                swaps.append((SwapSentence(**values, variants=sentences), where))
-    elif "swaps_file" in top:
-        table = _named_table(path, top, "swaps_file", _SWAP_FILE_COLUMNS, problems)
-        if table is None:
-            return None
-        swaps_path, rows = table
-        grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
-        for line, row in rows:
-            grouped.setdefault(row["id"], []).append((line, row))
-        for swap_id, swap_rows in grouped.items():
-            first_line, first = swap_rows[0]
-            where = _Where(str(swaps_path), first_line)
-            ok = _checked_id(swap_id, "swap id", where, problems)
-            sentences = {}
-            for line, row in swap_rows:
-                row_where = _Where(str(swaps_path), line)
-                for column in ("attribute", "label", "query"):
-                    if row.get(column) != first.get(column):
-                        problems.items.append(
-                            Problem(
-                                str(swaps_path),
-                                line,
-                                f"swap {swap_id!r} has {column} {row.get(column)!r} here but "
-                                f"{first.get(column)!r} on line {first_line}; one swap has one {column}",
-                            )
-                        )
-                        ok = False
-                if row["group"] in sentences:
-                    problems.items.append(
-                        Problem(
-                            str(swaps_path),
-                            line,
-                            f"swap {swap_id!r} already has group {row['group']!r}; each group appears once",
-                        )
-                    )
-                    ok = False
-                    continue
-                ok = _checked_id(row["group"], "group name", row_where, problems) and ok
-                sentences[row["group"]] = row["text"]
-            if ok and _swap_groups_ok(swap_id, sentences, where, problems):
-                extra = {c: first[c] for c in ("label", "query") if c in first}
-                swaps.append(
-                    (
-                        SwapSentence(id=swap_id, attribute=first["attribute"], variants=sentences, **extra),
-                        where,
-                    )
-                )
+        return _inline_swaps(top["swaps"][1], problems)
+    if "swaps_file" in top:
+        return _file_swaps(path, top, problems)
+    return []
+
+
+def _inline_swaps(node: yaml.Node, problems: Problems) -> list[tuple[SwapSentence, _Where]] | None:
+    """The usable swaps of the inline ``swaps:`` list; None when it is not a non-empty list."""
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        problems.add(
+            node_line(node),
+            f"swaps must be a list of {{id, attribute, variants, label, query}} mappings, not {node_shown(node)}",
+        )
+        return None
+    swaps: list[tuple[SwapSentence, _Where]] = []
+    for number, item in enumerate(node.value, start=1):
+        swap = _inline_swap(item, f"swap {number}", problems)
+        if swap is not None:
+            swaps.append(swap)
     return swaps
+
+
+def _inline_swap(item: yaml.Node, what: str, problems: Problems) -> tuple[SwapSentence, _Where] | None:
+    """One ``{id, attribute, variants, label, query}`` item of the inline list; None on problems."""
+    entries = node_mapping(item, what, problems)
+    if entries is None:
+        return None
+    report_unknown_keys(entries, _SWAP_KEYS, what, problems)
+    values = _entry_texts(entries, item, what, ("id", "attribute"), ("label", "query"), problems)
+    if "variants" not in entries:
+        problems.add(node_line(item), f"{what} misses variants (group: sentence, one per group)")
+        return None
+    groups = node_mapping(entries["variants"][1], f"variants of {what}", problems)
+    if values is None or groups is None:
+        return None
+    where = _Where(problems.file, node_line(item))
+    sentences: dict[str, str] = {}
+    ok = _checked_id(values["id"], "swap id", where, problems)
+    for group, (group_key, group_value) in groups.items():
+        sentence = node_text(group_value, f"sentence of group {group!r} in {what}", problems)
+        group_where = _Where(problems.file, node_line(group_key))
+        ok = _checked_id(group, "group name", group_where, problems) and ok
+        if sentence is None:
+            ok = False
+        else:
+            sentences[group] = sentence.strip()
+    if ok and _swap_groups_ok(values["id"], sentences, where, problems):
+        return SwapSentence(**values, variants=sentences), where
+    return None
+
+
+def _file_swaps(path: Path, top: Entries, problems: Problems) -> list[tuple[SwapSentence, _Where]] | None:
+    """The usable swaps of the ``swaps_file`` table (one row per swap and group, grouped by id); None
+    when the file cannot be read."""
+    table = _named_table(path, top, "swaps_file", _SWAP_FILE_COLUMNS, problems)
+    if table is None:
+        return None
+    swaps_path, rows = table
+    grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    for line, row in rows:
+        grouped.setdefault(row["id"], []).append((line, row))
+    swaps: list[tuple[SwapSentence, _Where]] = []
+    for swap_id, swap_rows in grouped.items():
+        swap = _file_swap(swap_id, swap_rows, str(swaps_path), problems)
+        if swap is not None:
+            swaps.append(swap)
+    return swaps
+
+
+def _file_swap(
+    swap_id: str, swap_rows: list[tuple[int, dict[str, str]]], file: str, problems: Problems
+) -> tuple[SwapSentence, _Where] | None:
+    """One swap from its rows of the swaps file (the first row gives attribute, label and query);
+    None on problems."""
+    first_line, first = swap_rows[0]
+    where = _Where(file, first_line)
+    ok = _checked_id(swap_id, "swap id", where, problems)
+    sentences: dict[str, str] = {}
+    for line, row in swap_rows:
+        ok = _swap_row_agrees(swap_id, line, row, swap_rows[0], file, problems) and ok
+        if row["group"] in sentences:
+            problems.items.append(
+                Problem(
+                    file,
+                    line,
+                    f"swap {swap_id!r} already has group {row['group']!r}; each group appears once",
+                )
+            )
+            ok = False
+            continue
+        ok = _checked_id(row["group"], "group name", _Where(file, line), problems) and ok
+        sentences[row["group"]] = row["text"]
+    if not (ok and _swap_groups_ok(swap_id, sentences, where, problems)):
+        return None
+    extra = {c: first[c] for c in ("label", "query") if c in first}
+    return SwapSentence(id=swap_id, attribute=first["attribute"], variants=sentences, **extra), where
+
+
+def _swap_row_agrees(
+    swap_id: str,
+    line: int,
+    row: dict[str, str],
+    first_row: tuple[int, dict[str, str]],
+    file: str,
+    problems: Problems,
+) -> bool:
+    """Whether a row of a swap gives the attribute, label and query of its first row (problems reported)."""
+    first_line, first = first_row
+    ok = True
+    for column in ("attribute", "label", "query"):
+        if row.get(column) != first.get(column):
+            problems.items.append(
+                Problem(
+                    file,
+                    line,
+                    f"swap {swap_id!r} has {column} {row.get(column)!r} here but "
+                    f"{first.get(column)!r} on line {first_line}; one swap has one {column}",
+                )
+            )
+            ok = False
+    return ok
 
 
 def _swap_groups_ok(swap_id: str, sentences: dict[str, str], where: _Where, problems: Problems) -> bool:

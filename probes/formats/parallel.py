@@ -378,39 +378,8 @@ def read_parallel(path: Path, top: Entries, options: LoadOptions, problems: Prob
         if value is None:
             return None
         reference = (value, node_line(top["reference"][1]))
-    languages: _Languages | None = None
-    if "languages" in top:
-        node = top["languages"][1]
-        if not isinstance(node, yaml.SequenceNode) or not node.value:
-            problems.add(node_line(node), "languages must be a list of BCP-47 codes such as [en, de, fr]")
-        else:
-            codes = []
-            for item in node.value:
-                code = node_text(item, "an item of languages", problems)
-                if code is not None:
-                    codes.append((code, node_line(item)))
-            if (
-                reference is None
-                and codes
-                and DEFAULT_REFERENCE not in {canonical_language(c) for c, _ in codes}
-            ):
-                problems.add(
-                    node_line(top["languages"][0]),
-                    f"no reference language: the languages lack {DEFAULT_REFERENCE}, so name the one the "
-                    "others are compared with (reference: CODE)",
-                )
-            else:
-                languages = _languages_from(codes, reference, problems.file, problems, "languages")
-    records: list[_Record] = []
-    if "instances" in top:
-        node = top["instances"][1]
-        if not isinstance(node, yaml.SequenceNode) or not node.value:
-            problems.add(node_line(node), "instances must be a non-empty list of {id, label, texts} mappings")
-        else:
-            for number, item in enumerate(node.value, start=1):
-                record = _yaml_record(item, number, problems)
-                if record is not None:
-                    records.append(record)
+    languages = _yaml_languages(top, reference, problems) if "languages" in top else None
+    records = _yaml_records(top["instances"][1], problems) if "instances" in top else []
     if languages is None or card is None:
         return None
     instances = _build_instances(records, languages, problems)
@@ -426,6 +395,43 @@ def read_parallel(path: Path, top: Entries, options: LoadOptions, problems: Prob
         card=card,
         **extra,
     )
+
+
+def _yaml_languages(
+    top: Entries, reference: tuple[str, int | None] | None, problems: Problems
+) -> _Languages | None:
+    """The ``languages:`` list and the reference language (the one given, else the default, which
+    the list must then hold); None on problems."""
+    key_node, node = top["languages"]
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        problems.add(node_line(node), "languages must be a list of BCP-47 codes such as [en, de, fr]")
+        return None
+    codes = []
+    for item in node.value:
+        code = node_text(item, "an item of languages", problems)
+        if code is not None:
+            codes.append((code, node_line(item)))
+    if reference is None and codes and DEFAULT_REFERENCE not in {canonical_language(c) for c, _ in codes}:
+        problems.add(
+            node_line(key_node),
+            f"no reference language: the languages lack {DEFAULT_REFERENCE}, so name the one the "
+            "others are compared with (reference: CODE)",
+        )
+        return None
+    return _languages_from(codes, reference, problems.file, problems, "languages")
+
+
+def _yaml_records(node: yaml.Node, problems: Problems) -> list[_Record]:
+    """The usable records of the ``instances:`` list (problems reported)."""
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        problems.add(node_line(node), "instances must be a non-empty list of {id, label, texts} mappings")
+        return []
+    records: list[_Record] = []
+    for number, item in enumerate(node.value, start=1):
+        record = _yaml_record(item, number, problems)
+        if record is not None:
+            records.append(record)
+    return records
 
 
 def _yaml_record(item: yaml.Node, number: int, problems: Problems) -> _Record | None:

@@ -62,6 +62,31 @@ def rows_to_probe_set(
         return parallel_from_rows(table, stem, source, options, problems)
     mapping = dict(options.mapping or {})
     defaults = dict(options.defaults or {})
+    if not _row_options_fit(table, mapping, defaults, problems):
+        return None
+    renamed = {theirs: ours for ours, theirs in mapping.items()}
+    columns = {renamed.get(c, c) for c in table.columns} | set(defaults)
+    is_pairs = _is_pairs_layout(columns, table.header_line, problems)
+    if is_pairs is None:
+        return None
+    records = _layout_records(table, renamed, defaults, is_pairs, problems)
+    build = _pairs_instances if is_pairs else _variants_instances
+    instances, lines = build(records, table.place, problems)
+    _check_example_ids(instances, lines, table.place, problems)
+
+    instances, extra = attach_row_targets(instances, lines, table, renamed, is_pairs, problems)
+    if problems.items:
+        return None
+    return validated_probe_set(
+        problems, None, name=options.name or stem, source=source, instances=tuple(instances), **extra
+    )
+
+
+def _row_options_fit(
+    table: Table, mapping: dict[str, str], defaults: dict[str, str], problems: Problems
+) -> bool:
+    """Whether ``mapping`` and ``defaults`` name only our columns and the mapping only columns the
+    data has (problems reported)."""
     known_before = len(problems.items)
     for option, python, pairs in (
         ("--probe-map", "mapping", mapping),
@@ -81,16 +106,18 @@ def rows_to_probe_set(
                 f"--probe-map {ours}={theirs} (Python: mapping={{{ours!r}: {theirs!r}}}) names column "
                 f"{theirs!r}, which the data lacks (columns: {', '.join(table.columns)})",
             )
-    if len(problems.items) > known_before:
-        return None
-    renamed = {theirs: ours for ours, theirs in mapping.items()}
-    columns = {renamed.get(c, c) for c in table.columns} | set(defaults)
+    return len(problems.items) == known_before
+
+
+def _is_pairs_layout(columns: set[str], header_line: int | None, problems: Problems) -> bool | None:
+    """True for the pairs layout, False for the variants one (after renaming and defaults, the
+    columns match exactly one and give all it needs); None, with a problem, otherwise."""
     is_pairs = bool({"text_a", "text_b"} & columns)
     is_variants = bool({"text", "variant"} & columns)
     if is_pairs == is_variants:
         reason = "mix both" if is_pairs else "match neither"
         problems.add(
-            table.header_line,
+            header_line,
             f"columns {', '.join(sorted(columns)) or '(none)'} {reason} of the two layouts: pairs need "
             f"{','.join(PAIR_COLUMNS)} (optional {','.join(PAIR_OPTIONAL_COLUMNS)}); variants need "
             f"{','.join(VARIANT_COLUMNS)} (optional {','.join(VARIANT_OPTIONAL_COLUMNS)})"
@@ -103,14 +130,23 @@ def rows_to_probe_set(
     absent = [c for c in required if c not in columns]
     if absent:
         problems.add(
-            table.header_line,
+            header_line,
             f"missing required column(s) {', '.join(absent)}; the {layout} layout needs {','.join(required)}; "
             f"map one with --probe-map {absent[0]}=FILE_COLUMN or fill it with --probe-default "
             f"{absent[0]}=VALUE (Python: mapping={{{absent[0]!r}: FILE_COLUMN}}, "
             f"defaults={{{absent[0]!r}: VALUE}})",
         )
         return None
+    return is_pairs
 
+
+def _layout_records(
+    table: Table, renamed: dict[str, str], defaults: dict[str, str], is_pairs: bool, problems: Problems
+) -> list[tuple[int, dict[str, str]]]:
+    """Each row with a value for every required column (renamed, defaults filled in; texts kept as
+    written, other values stripped) and its line; a row missing one is reported and left out."""
+    required = PAIR_COLUMNS if is_pairs else VARIANT_COLUMNS
+    layout = "pairs" if is_pairs else "variants"
     records: list[tuple[int, dict[str, str]]] = []
     for where, raw in table.rows:
         values = {renamed.get(k, k): v for k, v in raw.items()}
@@ -131,16 +167,7 @@ def rows_to_probe_set(
             row[column] = str(value) if column.startswith("text") else str(value).strip()
         if ok:
             records.append((where, row))
-    build = _pairs_instances if is_pairs else _variants_instances
-    instances, lines = build(records, table.place, problems)
-    _check_example_ids(instances, lines, table.place, problems)
-
-    instances, extra = attach_row_targets(instances, lines, table, renamed, is_pairs, problems)
-    if problems.items:
-        return None
-    return validated_probe_set(
-        problems, None, name=options.name or stem, source=source, instances=tuple(instances), **extra
-    )
+    return records
 
 
 def _check_example_ids(instances: list[Instance], lines: RowLines, place: str, problems: Problems) -> None:

@@ -406,92 +406,135 @@ def attach_row_targets(
     columns = target_columns(renamed.get(c, c) for c in table.columns)
     if not columns:
         return instances, {}
-    if is_pairs:
-        problems.add(
-            table.header_line,
-            f"column(s) {', '.join(columns)} need the variants layout (instance_id,variant,attribute,text plus "
-            "target columns, one row per variant); a pair row has two texts but one set of targets",
-        )
-        return instances, {}
-    named = [c for c in columns if c == TARGET_COLUMN or c.startswith(TARGET_PREFIX)]
-    if not named:
-        problems.add(
-            table.header_line,
-            f"column(s) {', '.join(columns)} need target texts: add a target column (or target:NAME columns)",
-        )
-        return instances, {}
-    if TARGET_COLUMN in named and len(named) > 1:
-        problems.add(table.header_line, "give either one target column or target:NAME columns, not both")
-        return instances, {}
-    if any(not c.removeprefix(TARGET_PREFIX).strip() for c in named if c != TARGET_COLUMN):
-        problems.add(table.header_line, "a target:NAME column has no name after 'target:'")
+    named = _target_text_columns(columns, table.header_line, is_pairs, problems)
+    if named is None:
         return instances, {}
     rows = {where: {renamed.get(k, k): v for k, v in raw.items()} for where, raw in table.rows}
-    place = table.place
+    words_columns = [c for c in columns if c.startswith(WORDS_PREFIX)]
     updated: list[Instance] = []
     for instance in instances:
         variants = []
         for variant in instance.variants:
             where = lines[(instance.instance_id, variant.variant)]
-            row = rows[where]
-            targets: dict[str, str] = {}
-            for column in named:
-                value = row.get(column)
-                name = "target" if column == TARGET_COLUMN else column.removeprefix(TARGET_PREFIX).strip()
-                if value is None or not str(value).strip():
-                    problems.add(
-                        where, f"column {column} is empty; every row of a seq2seq set needs its target(s)"
-                    )
-                    continue
-                targets[name] = str(value)
-            words: dict[str, tuple[str, ...]] = {}
-            for column in (c for c in columns if c.startswith(WORDS_PREFIX)):
-                name = column.removeprefix(WORDS_PREFIX).strip()
-                value = row.get(column)
-                if value is None or not str(value).strip():
-                    continue
-                if name not in targets and len(targets) == len(named):
-                    problems.add(
-                        where, f"column {column} names target {name!r}, which no target:{name} column gives"
-                    )
-                    continue
-                listed = tuple(w.strip() for w in str(value).split(WORD_SEPARATOR) if w.strip())
-                if listed:
-                    words[name] = listed
-            if not words and len(targets) > 1:
-                words = differing_words(targets)
-            if variant.label is not None and targets and variant.label not in targets:
-                problems.add(
-                    where,
-                    f"label {variant.label!r} is not one of the row's targets ({', '.join(targets)}); a seq2seq "
-                    "row's label names the target its translation should use",
-                )
-            lang = str(row.get(TARGET_LANG_COLUMN) or "").strip() or None
-            try:
-                variants.append(
-                    Variant.model_validate(
-                        {
-                            **variant.model_dump(),
-                            "targets": targets,
-                            "target_words": words,
-                            "target_lang": lang,
-                        }
-                    )
-                )
-            except ValidationError as error:
-                for message in validation_messages(error):
-                    problems.add(where, message)
-                variants.append(variant)
-        names = [sorted(v.targets) for v in variants]
-        if any(n != names[0] for n in names):
-            problems.add(
-                lines[(instance.instance_id, instance.variants[0].variant)],
-                f"the variants of instance {instance.instance_id!r} ({place}s "
-                f"{', '.join(str(lines[(instance.instance_id, v.variant)]) for v in instance.variants)}) "
-                "have different target names; give every variant the same targets",
+            variants.append(
+                _variant_with_targets(variant, rows[where], where, named, words_columns, problems)
             )
+        _check_same_target_names(instance, variants, lines, table.place, problems)
         updated.append(instance.model_copy(update={"variants": tuple(variants)}))
     return updated, {"tasks": ("seq2seq",)}
+
+
+def _target_text_columns(
+    columns: list[str], header_line: int | None, is_pairs: bool, problems: Problems
+) -> list[str] | None:
+    """The columns that give target texts (``target`` or ``target:NAME``); None, with a problem, when
+    the target columns cannot be used (a pairs file, no target text, both forms, a nameless one)."""
+    if is_pairs:
+        problems.add(
+            header_line,
+            f"column(s) {', '.join(columns)} need the variants layout (instance_id,variant,attribute,text plus "
+            "target columns, one row per variant); a pair row has two texts but one set of targets",
+        )
+        return None
+    named = [c for c in columns if c == TARGET_COLUMN or c.startswith(TARGET_PREFIX)]
+    if not named:
+        problems.add(
+            header_line,
+            f"column(s) {', '.join(columns)} need target texts: add a target column (or target:NAME columns)",
+        )
+        return None
+    if TARGET_COLUMN in named and len(named) > 1:
+        problems.add(header_line, "give either one target column or target:NAME columns, not both")
+        return None
+    if any(not c.removeprefix(TARGET_PREFIX).strip() for c in named if c != TARGET_COLUMN):
+        problems.add(header_line, "a target:NAME column has no name after 'target:'")
+        return None
+    return named
+
+
+def _variant_with_targets(
+    variant: Variant,
+    row: Mapping[str, str | None],
+    where: int,
+    named: list[str],
+    words_columns: list[str],
+    problems: Problems,
+) -> Variant:
+    """The variant with its row's targets, target words and target language; the variant unchanged
+    when they do not validate (problems reported at the row)."""
+    targets = _row_targets(row, where, named, problems)
+    words = _row_target_words(row, where, words_columns, targets, len(named), problems)
+    if not words and len(targets) > 1:
+        words = differing_words(targets)
+    if variant.label is not None and targets and variant.label not in targets:
+        problems.add(
+            where,
+            f"label {variant.label!r} is not one of the row's targets ({', '.join(targets)}); a seq2seq "
+            "row's label names the target its translation should use",
+        )
+    lang = str(row.get(TARGET_LANG_COLUMN) or "").strip() or None
+    try:
+        return Variant.model_validate(
+            {**variant.model_dump(), "targets": targets, "target_words": words, "target_lang": lang}
+        )
+    except ValidationError as error:
+        for message in validation_messages(error):
+            problems.add(where, message)
+        return variant
+
+
+def _row_targets(
+    row: Mapping[str, str | None], where: int, named: list[str], problems: Problems
+) -> dict[str, str]:
+    """The row's target texts by name (``target`` for the single column); an empty one is reported."""
+    targets: dict[str, str] = {}
+    for column in named:
+        value = row.get(column)
+        name = "target" if column == TARGET_COLUMN else column.removeprefix(TARGET_PREFIX).strip()
+        if value is None or not str(value).strip():
+            problems.add(where, f"column {column} is empty; every row of a seq2seq set needs its target(s)")
+            continue
+        targets[name] = str(value)
+    return targets
+
+
+def _row_target_words(
+    row: Mapping[str, str | None],
+    where: int,
+    words_columns: list[str],
+    targets: dict[str, str],
+    named_count: int,
+    problems: Problems,
+) -> dict[str, tuple[str, ...]]:
+    """The row's ``target_words:NAME`` lists (words separated by ``|``) by target name; a column
+    naming a target no column gives is reported."""
+    words: dict[str, tuple[str, ...]] = {}
+    for column in words_columns:
+        name = column.removeprefix(WORDS_PREFIX).strip()
+        value = row.get(column)
+        if value is None or not str(value).strip():
+            continue
+        if name not in targets and len(targets) == named_count:
+            problems.add(where, f"column {column} names target {name!r}, which no target:{name} column gives")
+            continue
+        listed = tuple(w.strip() for w in str(value).split(WORD_SEPARATOR) if w.strip())
+        if listed:
+            words[name] = listed
+    return words
+
+
+def _check_same_target_names(
+    instance: Instance, variants: list[Variant], lines: RowLines, place: str, problems: Problems
+) -> None:
+    """Every variant of an instance (with its targets) has the same target names; a problem otherwise."""
+    names = [sorted(v.targets) for v in variants]
+    if any(n != names[0] for n in names):
+        problems.add(
+            lines[(instance.instance_id, instance.variants[0].variant)],
+            f"the variants of instance {instance.instance_id!r} ({place}s "
+            f"{', '.join(str(lines[(instance.instance_id, v.variant)]) for v in instance.variants)}) "
+            "have different target names; give every variant the same targets",
+        )
 
 
 register_yaml_kind(YamlKind("translation", read_translation))
