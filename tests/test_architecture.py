@@ -38,7 +38,6 @@ KNOWN_PRIVATE_IMPORTS: set[str] = {
 }
 KNOWN_LONG_MODULES: set[str] = {"audit.bundled", "audit.runner"}
 KNOWN_LONG_FUNCTIONS: set[str] = {
-    "audit.cli:run",
     "audit.metrics.long_context:build_long_findings",
     "audit.models:load_model",
     "audit.runner:analyse_and_write",
