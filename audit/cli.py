@@ -6,21 +6,47 @@ PROBELENS_DEBUG=1.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
+from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
 from audit.errors import ProbeFileError, UserError
-from audit.tasks import task_option_help
+
+
+class CommandBuiltWhenCalled(TyperCommand):
+    """A command listed by its help alone and built when it is called. `audit run`'s options come from
+    AuditConfig's fields: importing pydantic for them would double the start-up of `audit --help` and of
+    every other command."""
+
+    def __init__(self, name: str, help: str, build: Callable[[], Any]) -> None:
+        super().__init__(name=name, help=help)
+        self.build = build
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        return self.build().make_context(info_name, args, parent=parent, **extra)
+
+
+class AuditCommands(TyperGroup):
+    """`audit`'s commands: `run` first, then those typer builds from the functions below."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        listed = CommandBuiltWhenCalled("run", help=str(inspect.getdoc(run)), build=run_command)
+        self.commands = {"run": listed, **self.commands}
+
 
 app = typer.Typer(
+    cls=AuditCommands,
     help="Audit transformer language models for bias: counterfactual probes, statistics, attributions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -42,198 +68,28 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
 
 
-@app.command()
 def run(
-    model: Annotated[
-        list[str] | None,
-        typer.Option("--model", "-m", help="Bundled short name, local folder or hub id; repeat for several."),
-    ] = None,
-    probes: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--probes", "-p", help="Built-in probe set name or probe file; repeat. Default: all built-in."
-        ),
-    ] = None,
-    probe_map: Annotated[
-        list[str] | None,
-        typer.Option(help="Probe files/datasets: OUR_COLUMN=FILE_COLUMN, e.g. text_a=sent_more; repeat."),
-    ] = None,
-    probe_default: Annotated[
-        list[str] | None,
-        typer.Option(help="Probe files/datasets: COLUMN=VALUE for a column the file lacks; repeat."),
-    ] = None,
-    probe_split: Annotated[str | None, typer.Option(help="Split of a probe dataset.")] = None,
-    associations: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="For embedding audits of probe sets without associations: a YAML 'associations:' file or a "
-            "built-in set name; repeat."
-        ),
-    ] = None,
-    task: Annotated[
-        str,
-        typer.Option(help=task_option_help()),
-    ] = "auto",
+    settings: dict[str, Any],
     config_file: Annotated[
-        Path | None, typer.Option("--config", help="Read settings from an audit.yaml.")
-    ] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Folder that holds runs. [default: runs]")
-    ] = None,
-    name: Annotated[str | None, typer.Option(help="Run folder name. [default: <timestamp>-<model>]")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder of the same name.")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    revision: Annotated[
-        str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")
-    ] = None,
-    allow_pickle: Annotated[
-        bool, typer.Option(help="Allow pickle (.bin) weights; unsafe for untrusted models.")
-    ] = False,
-    max_length: Annotated[
-        int | None,
-        typer.Option(help="Cap tokens per model input (longer texts are cut and flagged, or windowed)."),
-    ] = None,
-    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch. [default: 8192]")] = None,
-    max_instances: Annotated[
-        int | None,
-        typer.Option(
-            help="Use N instances of each set, spread evenly over it (a quick look); for long-document sets, "
-            "N keys and N swaps, each built at every length."
-        ),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
-    alpha: Annotated[
-        float | None, typer.Option(help="False discovery rate for q-values. [default: 0.05]")
-    ] = None,
-    min_effect: Annotated[
-        float | None, typer.Option(help="Practical threshold on |mean paired difference|. [default: 0.02]")
-    ] = None,
-    attribute_top: Annotated[
-        str | None, typer.Option(help="Attribute the K instances with the largest effects per set, or 'all'.")
-    ] = None,
-    ig_steps: Annotated[int | None, typer.Option(help="Integrated Gradients steps. [default: 32]")] = None,
-    attributions: Annotated[
-        bool | None,
-        typer.Option("--attributions/--no-attributions", help="Compute attributions. [default: on]"),
-    ] = None,
-    attention: Annotated[
-        bool | None,
-        typer.Option("--attention/--no-attention", help="Compute attention statistics. [default: on]"),
-    ] = None,
-    long_inputs: Annotated[
-        str | None,
-        typer.Option(
-            help="Inputs longer than the model's maximum: truncate (flagged) | window (sliding windows, "
-            "nothing dropped). [default: truncate]"
-        ),
-    ] = None,
-    window_stride: Annotated[
-        int | None,
-        typer.Option(help="Window strategy: tokens between window starts. [default: half a window]"),
-    ] = None,
-    window_aggregate: Annotated[
-        str | None, typer.Option(help="Window strategy: mean | max of the window scores. [default: mean]")
-    ] = None,
-    max_doc_tokens: Annotated[
-        int | None, typer.Option(help="Long-document sets: longest document built. [default: 32768]")
-    ] = None,
-    long_attribute_top: Annotated[
-        int | None, typer.Option(help="Long-document sets: keys given segment attributions. [default: 3]")
-    ] = None,
-    long_token_attributions: Annotated[
-        bool | None,
-        typer.Option(
-            "--long-token-attributions/--no-long-token-attributions",
-            help="Long-document sets: also store token-level attributions (large). [default: off]",
-        ),
-    ] = None,
-    unknown_rate_limit: Annotated[
-        float | None,
-        typer.Option(
-            help="Parallel sets: a language whose tokens are this share unknown or more is flagged "
-            "unreadable, and its differences are not bias findings. [default: 0.5]"
-        ),
-    ] = None,
-    generate: Annotated[
-        int | None,
-        typer.Option(
-            help="Causal LMs: generate N continuations of every variant (stored in the generations table); "
-            "with --generation-scorer their scores are compared across variants. [default: 0, none]"
-        ),
-    ] = None,
-    sample: Annotated[
-        bool | None,
-        typer.Option(
-            "--sample/--greedy",
-            help="Generation: sample (temperature 1, top-p 0.95, seeded by --seed) or greedy. [default: sample]",
-        ),
-    ] = None,
-    max_new_tokens: Annotated[
-        int | None, typer.Option(help="Generation: most tokens per continuation. [default: 20]")
-    ] = None,
-    generation_scorer: Annotated[
-        str | None,
-        typer.Option(
-            help="Generation: a model that scores each continuation (a classifier such as minilm-sentiment, an "
-            "embedding model with associations, or a causal LM); its outputs become gen:* outputs."
-        ),
+        Path | None, typer.Option("--config", help="Read settings from an audit.yaml; flags given here win.")
     ] = None,
     fail_on: Annotated[
         str, typer.Option(help="none | significant: exit 1 when significant findings exist.")
     ] = "none",
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")
+        bool, typer.Option("--json", help="Print a machine-readable summary on stdout.", metavar="")
     ] = False,
 ) -> None:
     """Audit models with probe sets; with no arguments, the main job (bundled models, built-in sets)."""
     from audit.config import AuditConfig
+    from audit.models import resolve_model
     from audit.runner import run_audit
 
     if fail_on not in ("none", "significant"):
         raise UserError(f"--fail-on takes 'none' or 'significant', not {fail_on!r}")
-    flags: dict[str, Any] = {
-        "models": model or None,
-        "probes": probes or None,
-        "probe_mapping": parse_pairs(probe_map, "--probe-map") or None,
-        "probe_defaults": parse_pairs(probe_default, "--probe-default") or None,
-        "probe_split": probe_split,
-        "associations": associations or None,
-        "task": task if task != "auto" else None,
-        "out": out_dir,
-        "name": name,
-        "overwrite": overwrite or None,
-        "device": device if device != "auto" else None,
-        "revision": revision,
-        "allow_pickle": allow_pickle or None,
-        "max_length": max_length,
-        "batch_tokens": batch_tokens,
-        "max_instances": max_instances,
-        "seed": seed,
-        "alpha": alpha,
-        "min_effect": min_effect,
-        "attribute_top": attribute_top,
-        "ig_steps": ig_steps,
-        "attributions": attributions,
-        "attention": attention,
-        "long_inputs": long_inputs,
-        "window_stride": window_stride,
-        "window_aggregate": window_aggregate,
-        "max_doc_tokens": max_doc_tokens,
-        "long_attribute_top": long_attribute_top,
-        "long_token_attributions": long_token_attributions,
-        "unknown_rate_limit": unknown_rate_limit,
-        "generate": generate,
-        "sample": sample,
-        "max_new_tokens": max_new_tokens,
-        "generation_scorer": generation_scorer,
-    }
-    given = {k: v for k, v in flags.items() if v is not None}
-    config = AuditConfig.from_yaml(config_file, **given) if config_file else AuditConfig.build(given)
+    config = AuditConfig.from_yaml(config_file, **settings) if config_file else AuditConfig.build(settings)
     if config.name and len(config.models) > 1:
         raise UserError("--name names one run folder; with several --model values, leave it out")
-
-    from audit.models import resolve_model
-
     for model_name in config.models:  # a typo in the last model fails before the first one runs
         resolve_model(model_name)
     summaries = []
@@ -250,15 +106,15 @@ def run(
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:
-    """KEY=VALUE flags into a dict; a value without '=' is a user error naming the flag."""
-    pairs: dict[str, str] = {}
-    for value in values or []:
-        key, sep, item = value.partition("=")
-        if not sep or not key.strip() or not item.strip():
-            raise UserError(f"{flag} takes KEY=VALUE (for example text_a=sent_more), not {value!r}")
-        pairs[key.strip()] = item.strip()
-    return pairs
+def run_command() -> Any:
+    """`audit run` as a click command: an option per AuditConfig setting (audit/cli_settings.py), then
+    `run`'s own options."""
+    from audit.cli_settings import with_settings
+    from audit.config import AuditConfig
+
+    command = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    command.command("run")(with_settings(AuditConfig, run))
+    return typer.main.get_command(command)
 
 
 def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[str, Any]:
@@ -519,6 +375,7 @@ def probes_validate(
     probe_split: Annotated[str | None, typer.Option(help="Split of a probe dataset.")] = None,
 ) -> None:
     """Check probe files; print every problem as FILE:LINE: message; exit 2 if any."""
+    from audit.cli_settings import parse_pairs
     from probes import validate_file
 
     options: dict[str, Any] = {

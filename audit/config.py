@@ -2,110 +2,173 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
 
 from audit.errors import UserError
-from audit.tasks import TASKS, task_option_help
+from audit.tasks import TASKS
 
 DEFAULT_MODELS = ("minilm-sentiment", "minilm")
 DEFAULT_MIN_EFFECT = 0.02
 """Practical threshold for mean paired differences: 2 points of probability (or of association
 score, a difference of cosine similarities). Smaller shifts are reported but never 'significant'."""
 
-Device = Literal["auto", "cpu", "cuda"]
 TASK_CHOICES: tuple[str, ...] = ("auto", *TASKS)
 """``task``: auto (read from the model's config) or a task of ``audit.tasks.TASKS``."""
+if TYPE_CHECKING:
+    Task = str
+else:  # the table's names as choices: pydantic checks them, the CLI lists them (audit/cli_settings.py)
+    Task = Literal[TASK_CHOICES]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a setting reads on `audit run`'s command line, where that differs from what its field
+    implies (`--field-name`, `--field-name/--no-field-name` for a boolean, its default shown in
+    --help). Attach it with `Annotated[type, Flag(...)]`."""
+
+    name: str | None = None
+    """The long flag; default `--` and the field's name with dashes."""
+    short: str | None = None
+    """A one-letter alias such as `-m`."""
+    off: str | None = None
+    """A boolean's second flag, which turns it off; default `--no-` and the long flag's name."""
+    shown_default: str | None = None
+    """The default in --help words, for a field whose default value says nothing (None, empty)."""
+    on_command_line: bool = True
+    """False: the setting is read from audit.yaml only."""
+
+
+CONFIG_FILE_ONLY = Flag(on_command_line=False)
 
 
 class AuditConfig(BaseModel):
+    """Every setting of an audit run, each written once: its type, default and description here; its
+    flag on `audit run` derived from the field (audit/cli_settings.py), with a `Flag` where the
+    command line names or shows it differently."""
+
     model_config = ConfigDict(extra="forbid")
 
-    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS))
-    probes: list[str] = Field(
-        default_factory=list, description="built-in names or files; empty = all built-in"
+    models: Annotated[list[str], Flag("--model", "-m")] = Field(
+        default_factory=lambda: list(DEFAULT_MODELS),
+        description="Bundled short name, local folder or hub id; repeat for several.",
     )
-    probe_mapping: dict[str, str] = Field(
-        default_factory=dict, description="for probe files and datasets: our column -> the file's column"
+    probes: Annotated[list[str], Flag(short="-p", shown_default="the built-ins for the model's task")] = (
+        Field(default_factory=list, description="Built-in probe set name or probe file; repeat.")
     )
-    probe_defaults: dict[str, str] = Field(
-        default_factory=dict, description="values for columns a file lacks"
+    probe_mapping: Annotated[dict[str, str], Flag("--probe-map", shown_default="none")] = Field(
+        default_factory=dict,
+        description="Probe files/datasets: OUR_COLUMN=FILE_COLUMN, e.g. text_a=sent_more; repeat.",
     )
-    probe_split: str | None = Field(default=None, description="dataset split of a probe dataset")
-    associations: list[str] = Field(
+    probe_defaults: Annotated[dict[str, str], Flag("--probe-default", shown_default="none")] = Field(
+        default_factory=dict,
+        description="Probe files/datasets: COLUMN=VALUE for a column the file lacks; repeat.",
+    )
+    probe_split: Annotated[str | None, Flag(shown_default="the dataset's only split")] = Field(
+        default=None, description="Split of a probe dataset."
+    )
+    associations: Annotated[list[str], Flag(shown_default="none")] = Field(
         default_factory=list,
-        description="association files or built-in set names, for probe sets without their own (embeddings)",
+        description="For embedding audits of probe sets without associations: a YAML 'associations:' file or "
+        "a built-in set name; repeat.",
     )
-    task: str = Field(default="auto", description=task_option_help())
-    out: Path = Path("runs")
-    name: str | None = Field(default=None, description="run folder name; default <timestamp>-<model>")
-    overwrite: bool = False
-    device: Device = "auto"
-    revision: str | None = None
-    allow_pickle: bool = False
-    max_length: int | None = Field(default=None, ge=8, description="cap on tokens per input")
-    batch_tokens: int = Field(default=8192, ge=64, description="padded tokens per batch")
-    max_instances: int | None = Field(
-        default=None, ge=1, description="first N instances of each set (quick runs)"
+    task: Task = Field(default="auto", description="The model's task; auto reads it from the model's config.")
+    out: Path = Field(default=Path("runs"), description="Folder that holds runs.")
+    name: Annotated[str | None, Flag(shown_default="<timestamp>-<model>")] = Field(
+        default=None, description="Run folder name, inside --out."
     )
-    seed: int = 0
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    min_effect: float = Field(default=DEFAULT_MIN_EFFECT, gt=0)
-    confidence: float = Field(default=0.95, gt=0, lt=1)
-    n_resamples: int = Field(default=2000, ge=100)
-    n_permutations: int = Field(default=10000, ge=100)
-    attributions: bool = True
-    attribute_top: int | Literal["all"] = 10
-    attribution_methods: list[str] = Field(
-        default_factory=lambda: ["integrated_gradients", "gradient_x_input"]
+    overwrite: bool = Field(default=False, description="Replace an existing run folder of the same name.")
+    device: Device = Field(default="auto", description="Where the model runs; auto: cuda when there is one.")
+    revision: Annotated[str | None, Flag(shown_default="main")] = Field(
+        default=None, description="Hub revision (branch, tag or commit) to load."
     )
-    ig_steps: int = Field(default=32, ge=2)
-    attention: bool = True
+    allow_pickle: bool = Field(
+        default=False, description="Allow pickle (.bin) weights; unsafe for untrusted models."
+    )
+    max_length: Annotated[int | None, Flag(shown_default="the model's maximum")] = Field(
+        default=None,
+        ge=8,
+        description="Cap tokens per model input (longer texts are cut and flagged, or windowed).",
+    )
+    batch_tokens: int = Field(default=8192, ge=64, description="Padded tokens per batch.")
+    max_instances: Annotated[int | None, Flag(shown_default="all")] = Field(
+        default=None,
+        ge=1,
+        description="Use N instances of each set, spread evenly over it (a quick look); for long-document "
+        "sets, N keys and N swaps, each built at every length.",
+    )
+    seed: int = Field(default=0, description="Random seed.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="False discovery rate for q-values.")
+    min_effect: float = Field(
+        default=DEFAULT_MIN_EFFECT, gt=0, description="Practical threshold on |mean paired difference|."
+    )
+    confidence: Annotated[float, CONFIG_FILE_ONLY] = Field(
+        default=0.95, gt=0, lt=1, description="Confidence level of the bootstrap intervals."
+    )
+    n_resamples: Annotated[int, CONFIG_FILE_ONLY] = Field(
+        default=2000, ge=100, description="Bootstrap resamples per confidence interval."
+    )
+    n_permutations: Annotated[int, CONFIG_FILE_ONLY] = Field(
+        default=10000, ge=100, description="Sign-flip permutations per test."
+    )
+    attributions: bool = Field(default=True, description="Compute attributions.")
+    attribute_top: int | Literal["all"] = Field(
+        default=10, description="Attribute the K instances with the largest effects per set, or 'all'."
+    )
+    attribution_methods: Annotated[list[str], CONFIG_FILE_ONLY] = Field(
+        default_factory=lambda: ["integrated_gradients", "gradient_x_input"],
+        description="Attribution methods to run.",
+    )
+    ig_steps: int = Field(default=32, ge=2, description="Integrated Gradients steps.")
+    attention: bool = Field(default=True, description="Compute attention statistics.")
     long_inputs: Literal["truncate", "window"] = Field(
         default="truncate",
-        description="inputs longer than the model's maximum: cut (flagged 'truncated') or sliding windows",
+        description="Inputs longer than the model's maximum: truncate (flagged 'truncated') or window "
+        "(sliding windows, nothing dropped).",
     )
-    window_stride: int | None = Field(
-        default=None, ge=1, description="window strategy: tokens between window starts; default half a window"
+    window_stride: Annotated[int | None, Flag(shown_default="half a window")] = Field(
+        default=None, ge=1, description="Window strategy: tokens between window starts."
     )
-    window_aggregate: Literal["mean", "max"] | None = Field(
-        default=None,
-        description="window strategy: how window scores combine into the text's score (default mean)",
+    window_aggregate: Annotated[Literal["mean", "max"] | None, Flag(shown_default="mean")] = Field(
+        default=None, description="Window strategy: how the window scores combine into the text's score."
     )
-    max_doc_tokens: int | None = Field(
-        default=None,
-        ge=16,
-        description="long-document sets: the longest document built (default: the set's, 32768)",
+    max_doc_tokens: Annotated[int | None, Flag(shown_default="the set's own, 32768")] = Field(
+        default=None, ge=16, description="Long-document sets: longest document built."
     )
     long_attribute_top: int = Field(
-        default=3, ge=0, description="long-document sets: instances given segment attributions"
+        default=3, ge=0, description="Long-document sets: keys given segment attributions."
     )
     long_token_attributions: bool = Field(
-        default=False, description="long-document sets: also store token-level attributions (large)"
+        default=False, description="Long-document sets: also store token-level attributions (large)."
     )
     unknown_rate_limit: float = Field(
         default=0.5,
         gt=0,
         le=1,
-        description="parallel sets: a language with this share of unknown tokens or more is unreadable; "
-        "its differences are not bias findings",
+        description="Parallel sets: a language whose tokens are this share unknown or more is flagged "
+        "unreadable, and its differences are not bias findings.",
     )
     generate: int = Field(
         default=0,
         ge=0,
-        description="causal LMs: continuations generated per variant of every counterfactual set (0: none)",
+        description="Causal LMs: generate N continuations of every variant (stored in the generations table); "
+        "with --generation-scorer their scores are compared across variants (0: none).",
     )
-    sample: bool = Field(
-        default=True, description="generation: sample (temperature 1, top-p 0.95) or, when false, greedy"
+    sample: Annotated[bool, Flag(off="--greedy")] = Field(
+        default=True,
+        description="Generation: sample (temperature 1, top-p 0.95, seeded by --seed) or greedy.",
     )
-    max_new_tokens: int = Field(default=20, ge=1, description="generation: most tokens per continuation")
-    generation_scorer: str | None = Field(
+    max_new_tokens: int = Field(default=20, ge=1, description="Generation: most tokens per continuation.")
+    generation_scorer: Annotated[str | None, Flag(shown_default="none")] = Field(
         default=None,
-        description="generation: a model (classifier, embedding model or causal LM) that scores each continuation",
+        description="Generation: a model that scores each continuation (a classifier such as "
+        "minilm-sentiment, an embedding model with associations, or a causal LM); its outputs become gen:* "
+        "outputs.",
     )
 
     @field_validator("models", "probes", "associations", "attribution_methods", mode="before")
@@ -129,14 +192,6 @@ class AuditConfig(BaseModel):
     def aggregate(self) -> Literal["mean", "max"]:
         """How window scores combine (a text with one input is the same either way)."""
         return self.window_aggregate or "mean"
-
-    @field_validator("task", mode="before")
-    @classmethod
-    def _known_task(cls, value: Any) -> Any:
-        if value not in TASK_CHOICES:
-            expected = ", ".join(map(repr, TASK_CHOICES[:-1])) + f" or {TASK_CHOICES[-1]!r}"
-            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
-        return value
 
     @field_validator("name")
     @classmethod
@@ -193,6 +248,14 @@ class AuditConfig(BaseModel):
             for e in error.errors():
                 key = ".".join(str(p) for p in e["loc"])
                 hint = f" (settings: {known})" if e["type"] == "extra_forbidden" else ""
-                flag = f" (--{key.replace('_', '-')})" if source == "command line" else ""
+                field = str(e["loc"][0]) if e["loc"] else ""
+                on_command_line = source == "command line" and field in cls.model_fields
+                flag = f" ({setting_flag(cls, field).name})" if on_command_line else ""
                 lines.append(f"{source}: {key}{flag}: {e['msg']}{hint}")
             raise UserError("\n".join(lines)) from None
+
+
+def setting_flag(model: type[BaseModel], field_name: str) -> Flag:
+    """The command-line flag of one of `model`'s fields, its long name filled in."""
+    flag = next((m for m in model.model_fields[field_name].metadata if isinstance(m, Flag)), Flag())
+    return replace(flag, name=flag.name or "--" + field_name.replace("_", "-"))

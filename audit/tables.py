@@ -201,7 +201,7 @@ def finding_row(
     subset: str | None = None,
 ) -> dict[str, object]:
     """One findings row, not yet in a Benjamini-Hochberg family: no q-value, not significant, severity
-    "none" (audit/metrics/paired.py ``apply_family_tests`` fills them); no document length or
+    "none" (audit/metrics/family.py ``apply_family_test`` fills them); no document length or
     position. Rows without a p-value are descriptive."""
     return {
         "probe_set": probe_set,
@@ -229,6 +229,18 @@ def finding_row(
 
 def empty_table(name: str) -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype="object") for column in TABLES[name]})
+
+
+def typed_empty(name: str, dtypes: dict[str, str]) -> pd.DataFrame:
+    """A table with no rows whose columns already carry the dtypes the filled table has (others: object)."""
+    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "object")) for c in TABLES[name]})
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    """Raise ValueError when ``frame`` (called ``name`` in the message) lacks one of ``columns``."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s) {missing}")
 
 
 def check_columns(name: str, frame: pd.DataFrame) -> None:

@@ -2,8 +2,8 @@
 
 Every layer reads this table: the model loader (``--task`` values, the transformers auto class,
 task detection from ``config.architectures``), the target adapters (``audit.targets.build_target``),
-the probe-set check (which ``tasks:`` a model runs) and the CLI and config (``--task``'s choices and
-help). It imports neither torch nor transformers, so the CLI starts without them: a row names its
+the probe-set check (which ``tasks:`` a model runs) and the config (``--task``'s choices, which the
+CLI lists). It imports neither torch nor transformers, so the CLI starts without them: a row names its
 adapter class by its import path, and ``audit.targets`` imports it when a target is built.
 
 A new task is one row here and its adapter, ``audit/targets/<task>.py``.
@@ -19,8 +19,6 @@ class TaskInfo:
     """One task: what ``--task NAME`` loads, how it is recognised, and which adapter scores it."""
 
     name: str
-    help: str
-    """What a variant's score is, in a few words (``--task``'s help)."""
     target: str
     """The adapter: ``module:Class`` of its ``audit.targets.base.Target`` subclass, whose
     ``from_loaded(loaded, device)`` builds it."""
@@ -42,55 +40,47 @@ TASKS: dict[str, TaskInfo] = {
     for info in (
         TaskInfo(
             "text-classification",
-            "each label's probability",
             "audit.targets.classification:ClassificationTarget",
             "AutoModelForSequenceClassification",
             ("ForSequenceClassification",),
         ),
         TaskInfo(
             "embedding",
-            "similarities of sentence embeddings",
             "audit.targets.embedding:EmbeddingTarget",
             "AutoModel",
         ),
         TaskInfo(
             "masked-lm",
-            "pseudo-log-likelihood",
             "audit.targets.masked_lm:MaskedLMTarget",
             "AutoModelForMaskedLM",
             ("ForMaskedLM",),
         ),
         TaskInfo(
             "causal-lm",
-            "log-likelihood of a text or continuation",
             "audit.targets.causal_lm:CausalLMTarget",
             "AutoModelForCausalLM",
             ("ForCausalLM", "LMHeadModel"),  # GPT2LMHeadModel, GPTJ..., CTRLLMHeadModel
         ),
         TaskInfo(
             "seq2seq",
-            "log-likelihood of a target text",
             "audit.targets.seq2seq:Seq2SeqTarget",
             "AutoModelForSeq2SeqLM",
             ("MTModel",),  # MarianMTModel
         ),
         TaskInfo(
             "token-classification",
-            "a name span's entity probability",
             "audit.targets.token_classification:TokenClassificationTarget",
             "AutoModelForTokenClassification",
             ("ForTokenClassification",),
         ),
         TaskInfo(
             "question-answering",
-            "each answer span's probability",
             "audit.targets.question_answering:QuestionAnsweringTarget",
             "AutoModelForQuestionAnswering",
             ("ForQuestionAnswering",),
         ),
         TaskInfo(
             "module",
-            "a PyTorch module built by package.module:callable",
             "audit.targets.module:ModuleTarget",
             also_runs=("text-classification",),  # a plain module is a classifier
         ),
@@ -111,13 +101,6 @@ ARCHITECTURE_SUFFIXES: tuple[tuple[str, str], ...] = tuple(
 """``(suffix, task)`` in the order ``detect_task`` checks them: task heads (classification, token
 classification, question answering) before language-model heads, so that a config listing both
 is read as the task head."""
-
-
-def task_option_help() -> str:
-    """The help of ``--task``: ``auto`` and every task with what its score is."""
-    return " | ".join(
-        ["auto (read from the model's config)", *(f"{info.name} ({info.help})" for info in TASKS.values())]
-    )
 
 
 def probe_set_tasks(task: str) -> tuple[str, ...]:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from audit.metrics.catalogue import BY_NAME, rank
 from audit.tables import flags
 
 SEVERITY_ORDER = ("none", "low", "medium", "high")
-METRIC_ORDER = ("mean_delta", "flip_rate", "seat_effect_size")
 ATTENTION_STATS = ("entropy", "focus_mass", "special_mass", "sink_mass", "mean_distance")
 FINDING_KEY = ["probe_set", "attribute", "group_a", "group_b", "metric", "output"]
 
@@ -49,6 +49,24 @@ class FindingsFilter:
         if self.significant_only:
             keep &= flags(findings["significant"])
         return findings[keep]
+
+
+def metric_outputs(findings: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (metric, output) pairs of the findings, metrics in the catalogue's display order
+    (audit/metrics/catalogue.py; unknown metrics last), then by name and output; a null output is ""."""
+    metrics = findings["metric"].fillna("").astype(str)
+    outputs = findings["output"].fillna("").astype(str)  # flip rates may name no output
+    pairs = dict.fromkeys(zip(metrics, outputs, strict=True))
+    return sorted(pairs, key=lambda pair: (rank(pair[0]), pair))
+
+
+def metric_description(metric: str) -> str | None:
+    """One line on what a metric's effect is, and whether it is tested (None for an unknown metric)."""
+    entry = BY_NAME.get(metric)
+    if entry is None:
+        return None
+    how = "tested" if entry.tested else "descriptive: no p-value, never significant"
+    return f"{entry.name}: {entry.description} ({how})."
 
 
 def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:

@@ -29,41 +29,27 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from audit.metrics import catalogue
 from dashboard.charts import FIT_WIDTH, NOT_SIGNIFICANT_COLOR, SIGNIFICANT_COLOR
 from dashboard.frames import flags
 from dashboard.render import RIGHT_TO_LEFT, TokenAttribution, text_html
 from probes.languages import expected_scripts, scripts_in
 
 ATTRIBUTE = "language"
-COMPARISON_METRICS = ("parity", "translation_similarity", "label_agreement")
-TOKENIZATION_METRICS = (
-    "fertility_per_word",
-    "fertility_per_char",
-    "unknown_rate",
-    "byte_fallback_rate",
-    "truncation_rate",
+
+
+def _in_catalogue_order(*names: str) -> tuple[str, ...]:
+    """These parallel metrics in the catalogue's display order (audit/metrics/catalogue.py)."""
+    return tuple(m for m in catalogue.metrics_of(catalogue.PARALLEL) if m in names)
+
+
+COMPARISON_METRICS = _in_catalogue_order("parity", "translation_similarity", "label_agreement")
+TOKENIZATION_METRICS = _in_catalogue_order(
+    "fertility_per_word", "fertility_per_char", "unknown_rate", "byte_fallback_rate", "truncation_rate"
 )
-TABLE_METRICS = ("label_agreement", "label_accuracy", "content_attribution_share")
-PARALLEL_METRICS = (
-    "parity",
-    "translation_similarity",
-    "label_agreement",
-    "label_accuracy",
-    *TOKENIZATION_METRICS,
-    "content_attribution_share",
-)
-METRIC_TITLES = {
-    "parity": "parity",
-    "translation_similarity": "similarity to the reference text",
-    "label_agreement": "label agreement with the reference",
-    "label_accuracy": "label accuracy",
-    "fertility_per_word": "tokens per word",
-    "fertility_per_char": "tokens per character",
-    "unknown_rate": "unknown-token rate",
-    "byte_fallback_rate": "byte-fallback rate",
-    "truncation_rate": "truncation rate",
-    "content_attribution_share": "attribution share on content words",
-}
+TABLE_METRICS = _in_catalogue_order("label_agreement", "label_accuracy", "content_attribution_share")
+PARALLEL_METRICS = _in_catalogue_order(*COMPARISON_METRICS, *TOKENIZATION_METRICS, *TABLE_METRICS)
+"""The metrics the Languages page shows (not parity_by_label, token_ratio, unknown_char_rate)."""
 NUMBER_COLUMNS = ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "n", "threshold")
 DEFAULT_UNKNOWN_RATE_LIMIT = 0.5
 SIMILARITY_OUTPUT = "sim:reference"
@@ -488,7 +474,7 @@ def tokenization_chart(rows: pd.DataFrame, metric: str, *, limit: float | None =
     dashed red rule.
     """
     order = list(rows["lang"])
-    title = METRIC_TITLES.get(metric, metric)
+    title = catalogue.label(metric)
     percent = metric.endswith("_rate")
     axis = alt.Axis(format="%" if percent else ".2f", title=title)
     y = alt.Y("lang:N", sort=order, title=None, axis=alt.Axis(labelFontSize=13))
@@ -566,7 +552,7 @@ def agreement_table(
             record[f"{metric}_low"] = float(first["ci_low"]) if first is not None else math.nan
             record[f"{metric}_high"] = float(first["ci_high"]) if first is not None else math.nan
             if first is not None and _text(first["note"]):
-                notes.append(f"{METRIC_TITLES[metric]}: {first['note']}")
+                notes.append(f"{catalogue.label(metric)}: {first['note']}")
         record["notes"] = "; ".join(notes)
         records.append(record)
     columns = ["lang", "script"]

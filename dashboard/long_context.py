@@ -21,11 +21,13 @@ from dataclasses import dataclass
 import altair as alt
 import pandas as pd
 
+from audit.metrics.catalogue import LONG_DOCUMENT, metrics_of
 from dashboard.charts import FIT_WIDTH
 from dashboard.frames import flags
 from dashboard.render import TokenAttribution
 
-LONG_METRICS = ("key_effect", "effective_context", "middle_dip", "swap_effect")
+LONG_METRICS = metrics_of(LONG_DOCUMENT)
+"""key_effect, effective_context, middle_dip, swap_effect (audit/metrics/catalogue.py)."""
 NUMBER_COLUMNS = ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "n", "threshold")
 KEY_COLOR = "#ff7f0e"
 OTHER_SEGMENT_COLOR = "#4c78a8"

@@ -64,7 +64,6 @@ Findings (metrics and their group columns):
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import SupportsFloat, SupportsInt, cast
 
@@ -72,8 +71,12 @@ import numpy as np
 import pandas as pd
 
 from audit.metrics import stats
-from audit.metrics.paired import _RandomMatrices, severity
-from audit.tables import FINDING_DTYPES, TABLES, check_columns
+from audit.metrics.catalogue import LONG_DOCUMENT, METRIC_RANK
+from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
+from audit.metrics.paired import flipped, object_labels
+from audit.metrics.position_curves import effective_context, middle_dips
+from audit.tables import FINDING_DTYPES, TABLES, check_columns, require_columns, typed_empty
 
 KEY_BASELINE = "none"
 """Variant of a key-sentence instance without the key sentence (group_b of key rows)."""
@@ -83,16 +86,8 @@ KEY_GROUP = "key"
 of key rows whose instances have different outputs."""
 
 ENDS_GROUP, MIDDLE_GROUP = "ends", "middle"
-MIDDLE_RANGE = (0.25, 0.75)
-"""Positions counted as the middle of a document by middle_dip (inclusive)."""
 
 STRATEGIES = ("truncate", "window")
-METRIC_ORDER = ("key_effect", "effective_context", "middle_dip", "swap_effect")
-PROBLEM_METRICS = frozenset({"middle_dip", "swap_effect"})
-"""Metrics whose significant rows get a severity; key_effect and effective_context never do."""
-
-_CONTEXT_BOOTSTRAP = 4
-"""Purpose of the instance resamples behind effective_context (paired.py uses 0-3)."""
 
 _EXAMPLE_COLUMNS = [
     "example_id",
@@ -107,16 +102,6 @@ _PREDICTION_COLUMNS = ["example_id", "output", "score", "label"]
 _OUTPUT_COLUMNS = ["probe_set", "instance_id", "output"]
 
 
-def _require(frame: pd.DataFrame, columns: list[str], name: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name} is missing column(s) {missing}")
-
-
-def _typed_empty(name: str, dtypes: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "object")) for c in TABLES[name]})
-
-
 _EFFECT_DTYPES = {
     "score_a": "float64",
     "score_b": "float64",
@@ -127,17 +112,6 @@ _EFFECT_DTYPES = {
 }
 
 
-def _object_labels(series: pd.Series) -> pd.Series:
-    return series.astype(object).where(series.notna(), None)
-
-
-def _flipped(label_a: pd.Series, label_b: pd.Series) -> pd.Series:
-    known = label_a.notna() & label_b.notna()
-    flipped = pd.Series(pd.NA, index=label_a.index, dtype="boolean")
-    flipped[known] = (label_a[known].astype(str) != label_b[known].astype(str)).to_numpy()
-    return flipped
-
-
 def _normalised_examples(examples: pd.DataFrame) -> pd.DataFrame:
     """The long-document columns of ``examples`` with stable dtypes and an ``is_swap`` flag per row."""
     columns = [*_EXAMPLE_COLUMNS, "swap_group"]
@@ -146,7 +120,7 @@ def _normalised_examples(examples: pd.DataFrame) -> pd.DataFrame:
     frame["variant"] = frame["variant"].astype(str)
     frame["position"] = pd.to_numeric(frame["position"], errors="coerce").astype(float)
     frame["doc_length"] = pd.to_numeric(frame["doc_length"], errors="coerce").astype("Int64")
-    frame["swap_group"] = _object_labels(frame["swap_group"])
+    frame["swap_group"] = object_labels(frame["swap_group"])
     has_group = frame["swap_group"].notna()
     frame["is_swap"] = has_group.groupby([frame["probe_set"], frame["instance_id"]]).transform("any")
     if extra:
@@ -208,11 +182,11 @@ def build_long_effects(
     Rows are sorted by probe_set, instance_id, output, position, group_a, group_b; columns and
     dtypes are those of ``TABLES["effects"]``.
     """
-    _require(examples, [*_EXAMPLE_COLUMNS, "swap_group"], "examples")
-    _require(predictions, _PREDICTION_COLUMNS, "predictions")
-    _require(instance_outputs, _OUTPUT_COLUMNS, "instance_outputs")
+    require_columns(examples, [*_EXAMPLE_COLUMNS, "swap_group"], "examples")
+    require_columns(predictions, _PREDICTION_COLUMNS, "predictions")
+    require_columns(instance_outputs, _OUTPUT_COLUMNS, "instance_outputs")
     if examples.empty:
-        return _typed_empty("effects", _EFFECT_DTYPES)
+        return typed_empty("effects", _EFFECT_DTYPES)
     ex = _normalised_examples(examples)
     _check_long_examples(ex)
     if predictions.duplicated(["example_id", "output"]).any():
@@ -237,7 +211,7 @@ def build_long_effects(
     scored = ex.merge(named[["probe_set", "instance_id", "output"]], on=["probe_set", "instance_id"])
     scored = scored.merge(predictions[_PREDICTION_COLUMNS], on=["example_id", "output"], how="left")
     scored["score"] = scored["score"].astype(float)
-    scored["label"] = _object_labels(scored["label"])
+    scored["label"] = object_labels(scored["label"])
 
     parts = []
     keys = scored[~scored["is_swap"]]
@@ -265,11 +239,11 @@ def build_long_effects(
         parts.append(rows)
     effects = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if effects.empty:
-        return _typed_empty("effects", _EFFECT_DTYPES)
+        return typed_empty("effects", _EFFECT_DTYPES)
     effects["delta"] = effects["score_a"] - effects["score_b"]
-    effects["label_a"] = _object_labels(effects["label_a"])
-    effects["label_b"] = _object_labels(effects["label_b"])
-    effects["flipped"] = _flipped(effects["label_a"], effects["label_b"])
+    effects["label_a"] = object_labels(effects["label_a"])
+    effects["label_b"] = object_labels(effects["label_b"])
+    effects["flipped"] = flipped(effects["label_a"], effects["label_b"])
     effects = effects.sort_values(
         ["probe_set", "instance_id", "output", "position", "group_a", "group_b"], kind="mergesort"
     )
@@ -301,6 +275,11 @@ class _Row:
     effect_size: float = math.nan
     n: int = 0
     threshold: float = math.nan
+    q_value: float = math.nan
+    significant: bool = False
+    severity: str = "none"
+    descriptive: bool = False
+    """Keeps effect and interval but no p-value: never significant, not in the BH family."""
 
 
 def _whole(value: object) -> int:
@@ -374,23 +353,23 @@ def _truncation_note(n_lost: int, n: int, model_max_length: int, what: str) -> s
 
 
 def _test_columns(
-    items: list[tuple[_Row, np.ndarray]], random: _RandomMatrices, *, confidence: float, n_permutations: int
+    items: list[tuple[_Row, np.ndarray]], random: stats.RandomMatrices, options: TestOptions
 ) -> None:
     """Fill effect, CI, p-value, d_z and n of each row from its per-instance values (in place);
-    columns with the same n share one bootstrap and one sign-flip matrix, as in paired.py."""
-    by_size: dict[int, list[tuple[_Row, np.ndarray]]] = {}
-    for row, values in items:
-        by_size.setdefault(values.size, []).append((row, values))
-    for n, group in by_size.items():
-        matrix = np.column_stack([values for _, values in group])
-        intervals = stats.bca_mean_intervals(matrix, random.counts(n), confidence)
-        p_values = stats.sign_flip_pvalues(matrix, n_permutations=n_permutations, rng=random.rng(1, n))
-        for (row, values), (low, high), p in zip(group, intervals, p_values, strict=True):
-            row.effect = float(values.mean())
-            row.ci_low, row.ci_high = float(low), float(high)
-            row.p_value = float(p)
-            row.effect_size = stats.cohens_dz(values)
-            row.n = n
+    columns with the same n share one bootstrap and one sign-flip matrix, as in paired.py. The
+    p-value of a descriptive row is dropped."""
+    results = stats.mean_tests(
+        [values for _, values in items],
+        random,
+        confidence=options.confidence,
+        n_permutations=options.n_permutations,
+    )
+    for (row, _), result in zip(items, results, strict=True):
+        row.effect = result.effect
+        row.ci_low, row.ci_high = result.ci_low, result.ci_high
+        row.p_value = math.nan if row.descriptive else result.p_value
+        row.effect_size = result.effect_size
+        row.n = result.n
 
 
 def _key_curves(keys: pd.DataFrame) -> dict[tuple[str, str, int], tuple[pd.DataFrame, str]]:
@@ -404,71 +383,6 @@ def _key_curves(keys: pd.DataFrame) -> dict[tuple[str, str, int], tuple[pd.DataF
         key = (str(probe_set), str(attribute), _whole(doc_length))
         curves[key] = (curve.sort_index(axis=1), _shared_output(rows["output"]))
     return curves
-
-
-def _middle_dips(curve: pd.DataFrame) -> np.ndarray | None:
-    """Per instance: mean delta at the end positions - mean delta at the middle ones; None when
-    the positions have no middle or no end outside it. Instances lacking either side are left out."""
-    positions = curve.columns.to_numpy(dtype=float)
-    middle = (positions >= MIDDLE_RANGE[0]) & (positions <= MIDDLE_RANGE[1])
-    ends = np.isin(positions, [positions.min(), positions.max()]) & ~middle
-    if not middle.any() or not ends.any():
-        return None
-    values = curve.to_numpy(dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an instance without ends or middle: NaN
-        dips = np.nanmean(values[:, ends], axis=1) - np.nanmean(values[:, middle], axis=1)
-    return np.asarray(dips[np.isfinite(dips)], dtype=float)
-
-
-def _reach(curve_sum: np.ndarray, curve_count: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Furthest position whose mean reaches half the mean at the first position, per row of the
-    (R, P) sums and counts; 0 where the first position's mean is not positive."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = curve_sum / curve_count
-    start = means[:, :1]
-    reaches = np.where(np.isfinite(means), means >= start / 2, False)
-    furthest = np.where(reaches, positions[None, :], -np.inf).max(axis=1)
-    return np.where(np.isfinite(start[:, 0]) & (start[:, 0] > 0), furthest, 0.0)
-
-
-def _effective_context(
-    curve: pd.DataFrame, doc_length: int, random: _RandomMatrices, confidence: float
-) -> tuple[float, float, float]:
-    """Effective context in tokens with its percentile bootstrap interval (instances resampled)."""
-    values = curve.to_numpy(dtype=float)
-    positions = curve.columns.to_numpy(dtype=float)
-    present = np.isfinite(values)
-    filled = np.where(present, values, 0.0)
-    mask = present.astype(float)
-    observed = _reach(filled.sum(axis=0)[None, :], mask.sum(axis=0)[None, :], positions)[0]
-    n = values.shape[0]
-    counts = random.counts(n, _CONTEXT_BOOTSTRAP)
-    replicates = _reach(counts @ filled, counts @ mask, positions) * doc_length
-    low, high = stats.percentile_interval(replicates, confidence)
-    return float(observed * doc_length), low, high
-
-
-def _check_findings_arguments(
-    model_max_length: int,
-    strategy: str,
-    alpha: float,
-    min_effect: float,
-    confidence: float,
-    counts: tuple[int, int],
-) -> None:
-    if model_max_length < 1:
-        raise ValueError(f"model_max_length must be at least 1, got {model_max_length}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    if not (min_effect >= 0 and math.isfinite(min_effect)):
-        raise ValueError(f"min_effect must be a finite number >= 0, got {min_effect}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    if min(counts) < 1:
-        raise ValueError("n_resamples and n_permutations must be at least 1")
 
 
 def _split_effects(effects: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -500,55 +414,20 @@ def _split_effects(effects: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFram
     return frame[is_key & finite], frame[is_swap & finite]
 
 
-def build_long_findings(
-    effects: pd.DataFrame,
-    examples: pd.DataFrame,
-    *,
-    model_max_length: int,
-    strategy: str,
-    alpha: float = 0.05,
-    min_effect: float = 0.02,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    n_permutations: int = 10000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The ``findings`` rows of long-document probe sets (see the module docstring).
+@dataclass(frozen=True)
+class _Cells:
+    """What the rows of one call are built with."""
 
-    ``effects``: rows of ``build_long_effects``. ``examples``: the examples of the same sets
-    with ``focus_truncated`` (the key / swapped sentence was cut away by truncation) and
-    ``swap_group``. ``model_max_length``: the model's maximum input in tokens; ``strategy``:
-    "truncate" or "window" (how inputs beyond it were scored; notes on truncation only for
-    "truncate"). Rows are sorted by probe_set, metric (key_effect, effective_context,
-    middle_dip, swap_effect), attribute, pair, output, doc_length, position (nulls last).
-    Deterministic for a given ``seed``.
-    """
-    check_columns("effects", effects)
-    _require(examples, [*_EXAMPLE_COLUMNS, "swap_group", "focus_truncated"], "examples")
-    _check_findings_arguments(
-        model_max_length, strategy, alpha, min_effect, confidence, (n_resamples, n_permutations)
-    )
-    if effects.empty:
-        return _typed_empty("findings", FINDING_DTYPES)
-    ex = _normalised_examples(examples)
-    keys, swaps = _split_effects(effects, ex)
-    outputs_per_instance = keys.groupby(["probe_set", "instance_id"])["output"].nunique()
-    if (outputs_per_instance > 1).any():
-        probe_set, instance_id = outputs_per_instance[outputs_per_instance > 1].index[0]
-        raise ValueError(
-            f"key-sentence instance {instance_id!r} of probe set {probe_set!r} has several outputs"
-        )
-    truncating = strategy == "truncate"
-    random = _RandomMatrices(seed, n_resamples)
+    truncating: bool
+    model_max_length: int
+    min_effect: float
+
+
+def _key_effect_rows(
+    keys: pd.DataFrame, examples: pd.DataFrame, cells: _Cells
+) -> tuple[list[tuple[_Row, np.ndarray]], dict[tuple[str, str, int, float], _Row]]:
+    """key_effect rows per probe_set x attribute x doc_length x position, and the same rows by that key."""
     tested: list[tuple[_Row, np.ndarray]] = []
-    descriptive: set[int] = set()
-    """Rows that keep effect and interval but no p-value (never significant, not in the BH family)."""
-    # embedding swaps each compare with their own query ("sim:<swap id>"): pool them under one
-    # output name per probe set, as key sentences are, or every swap row would hold one instance
-    if not swaps.empty:
-        own = swaps.groupby("probe_set")["output"].transform("nunique") > 1
-        swaps = swaps.assign(output=swaps["output"].where(~own, "own query"))
-
     key_rows: dict[tuple[str, str, int, float], _Row] = {}
     repeated = _repeated_positions(examples)
     for (probe_set, attribute, doc_length, position), rows in keys.groupby(
@@ -563,25 +442,30 @@ def build_long_findings(
             output=_shared_output(rows["output"]),
             doc_length=_whole(doc_length),
             position=_real(position),
-            threshold=min_effect,
+            threshold=cells.min_effect,
         )
-        if truncating:
-            row.note = _truncation_note(int(rows["lost"].sum()), len(rows), model_max_length, "key sentence")
-            if int(rows["lost"].sum()) == len(rows):  # 0 by construction: described, not tested
-                descriptive.add(id(row))
+        if cells.truncating:
+            n_lost = int(rows["lost"].sum())
+            row.note = _truncation_note(n_lost, len(rows), cells.model_max_length, "key sentence")
+            row.descriptive = n_lost == len(rows)  # 0 by construction: described, not tested
         earlier = repeated.get((row.probe_set, _whole(doc_length), _real(position)))
         if earlier is not None:  # the same documents as an earlier position: one test is enough
             same = (
                 f"same documents as position {earlier:g}: at this length both fall on one sentence boundary"
             )
             row.note = same if row.note is None else f"{row.note}; {same}"
-            descriptive.add(id(row))
+            row.descriptive = True
         key_rows[(row.probe_set, row.attribute, _whole(doc_length), _real(position))] = row
         tested.append((row, rows["delta"].to_numpy(dtype=float)))
+    return tested, key_rows
 
-    curves = _key_curves(keys)
+
+def _middle_dip_rows(
+    curves: dict[tuple[str, str, int], tuple[pd.DataFrame, str]], cells: _Cells
+) -> list[tuple[_Row, np.ndarray]]:
+    tested = []
     for (probe_set, attribute, doc_length), (curve, curve_output) in curves.items():
-        dips = _middle_dips(curve)
+        dips = middle_dips(curve)
         if dips is None or dips.size == 0:
             continue
         row = _Row(
@@ -593,20 +477,27 @@ def build_long_findings(
             output=curve_output,
             doc_length=doc_length,
             position=None,
-            threshold=min_effect,
+            threshold=cells.min_effect,
         )
-        if truncating and doc_length > model_max_length:
+        if cells.truncating and doc_length > cells.model_max_length:
             row.note = (
-                f"documents of {doc_length} tokens exceed the model's {model_max_length}-token limit: "
+                f"documents of {doc_length} tokens exceed the model's {cells.model_max_length}-token limit: "
                 "the end never reached the model, so this dip measures truncation, not position "
                 "(descriptive: not tested; key_effect reports the truncation)"
             )
-            descriptive.add(id(row))
+            row.descriptive = True
         tested.append((row, dips))
+    return tested
 
-    swap_pair = ["probe_set", "attribute", "group_a", "group_b"]
+
+_SWAP_PAIR = ["probe_set", "attribute", "group_a", "group_b"]
+
+
+def _swap_rows(swaps: pd.DataFrame, cells: _Cells) -> list[tuple[_Row, np.ndarray]]:
+    """swap_effect rows per pair x doc_length x position x output."""
+    tested = []
     for (probe_set, attribute, group_a, group_b, doc_length, position, output), rows in swaps.groupby(
-        [*swap_pair, "doc_length", "position", "output"], sort=True
+        [*_SWAP_PAIR, "doc_length", "position", "output"], sort=True
     ):
         row = _Row(
             probe_set=str(probe_set),
@@ -617,17 +508,21 @@ def build_long_findings(
             output=str(output),
             doc_length=_whole(doc_length),
             position=_real(position),
-            threshold=min_effect,
+            threshold=cells.min_effect,
         )
-        if truncating:
-            row.note = _truncation_note(
-                int(rows["lost"].sum()), len(rows), model_max_length, "swapped sentence"
-            )
-            if int(rows["lost"].sum()) == len(rows):
-                descriptive.add(id(row))
+        if cells.truncating:
+            n_lost = int(rows["lost"].sum())
+            row.note = _truncation_note(n_lost, len(rows), cells.model_max_length, "swapped sentence")
+            row.descriptive = n_lost == len(rows)
         tested.append((row, rows["delta"].to_numpy(dtype=float)))
+    return tested
+
+
+def _pooled_swap_rows(swaps: pd.DataFrame, min_effect: float) -> list[tuple[_Row, np.ndarray]]:
+    """swap_effect rows per pair x output over every length and position, one unit per swap sentence."""
+    tested = []
     for (probe_set, attribute, group_a, group_b, output), rows in swaps.groupby(
-        [*swap_pair, "output"], sort=True
+        [*_SWAP_PAIR, "output"], sort=True
     ):
         kept = rows[~rows["lost"]]
         n_left_out = len(rows) - len(kept)
@@ -653,18 +548,16 @@ def build_long_findings(
         )
         if pooled.size:
             tested.append((row, pooled))
+    return tested
 
-    _test_columns(tested, random, confidence=confidence, n_permutations=n_permutations)
-    rows_out = [row for row, _ in tested]
-    for row in rows_out:
-        if id(row) in descriptive:  # effect and interval stay; no p-value, so never significant
-            row.p_value = math.nan
-    q_values = stats.benjamini_hochberg(np.array([row.p_value for row in rows_out], dtype=float))
-    significant = {
-        id(row): bool(q < alpha and abs(row.effect) >= row.threshold)
-        for row, q in zip(rows_out, q_values, strict=True)
-    }
 
+def _effective_context_rows(
+    curves: dict[tuple[str, str, int], tuple[pd.DataFrame, str]],
+    key_rows: dict[tuple[str, str, int, float], _Row],
+    random: stats.RandomMatrices,
+    confidence: float,
+) -> list[_Row]:
+    """effective_context per probe_set x attribute x doc_length (key rows already tested)."""
     context_rows = []
     for (probe_set, attribute, doc_length), (curve, curve_output) in curves.items():
         start = float(curve.columns.min())
@@ -681,9 +574,9 @@ def build_long_findings(
             n=int(curve.shape[0]),
         )
         if start_row.effect >= start_row.threshold:  # descriptive: needs a practical effect, not a test
-            row.effect, row.ci_low, row.ci_high = _effective_context(curve, doc_length, random, confidence)
+            row.effect, row.ci_low, row.ci_high = effective_context(curve, doc_length, random, confidence)
             row.note = "tokens; furthest position where the key still moves the output by >= half its effect at the start"
-            if not significant[id(start_row)]:
+            if not start_row.significant:
                 row.note += (
                     f" (the start effect is not significant with {start_row.n} keys: read it with care)"
                 )
@@ -693,6 +586,12 @@ def build_long_findings(
                 f"(key_effect at position {start:g}: {start_row.effect:.3g}, below the {start_row.threshold:g} threshold)"
             )
         context_rows.append(row)
+    return context_rows
+
+
+def _model_context_rows(context_rows: list[_Row]) -> list[_Row]:
+    """One effective_context row per probe_set x attribute: the largest over the document lengths."""
+    model_rows = []
     for (probe_set, attribute), group in _by_probe_set(context_rows).items():
         reached = [row for row in group if math.isfinite(row.effect)]
         model_row = _Row(
@@ -715,10 +614,93 @@ def build_long_findings(
             model_row.note = (
                 "the key sentence does not move the output even at the start, at any document length"
             )
-        context_rows.append(model_row)
+        model_rows.append(model_row)
+    return model_rows
 
-    findings = _findings_frame(rows_out, q_values, significant, context_rows)
-    return findings
+
+def _test_family(rows: list[_Row], alpha: float) -> None:
+    """q-value, significance and severity of the tested rows, as the long-document BH family (in place)."""
+    tested = apply_family_test(
+        pd.DataFrame(
+            {
+                "metric": [row.metric for row in rows],
+                "effect": np.array([row.effect for row in rows], dtype=float),
+                "p_value": np.array([row.p_value for row in rows], dtype=float),
+                "threshold": np.array([row.threshold for row in rows], dtype=float),
+            }
+        ),
+        alpha,
+        LONG_DOCUMENT,
+    )
+    for row, q, flag, grade in zip(
+        rows, tested["q_value"], tested["significant"], tested["severity"], strict=True
+    ):
+        row.q_value, row.significant, row.severity = float(q), bool(flag), str(grade)
+
+
+def _check_long_arguments(model_max_length: int, strategy: str) -> None:
+    if model_max_length < 1:
+        raise ValueError(f"model_max_length must be at least 1, got {model_max_length}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+
+
+def build_long_findings(
+    effects: pd.DataFrame,
+    examples: pd.DataFrame,
+    *,
+    model_max_length: int,
+    strategy: str,
+    alpha: float = 0.05,
+    min_effect: float = 0.02,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    n_permutations: int = 10000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The ``findings`` rows of long-document probe sets (see the module docstring).
+
+    ``effects``: rows of ``build_long_effects``. ``examples``: the examples of the same sets
+    with ``focus_truncated`` (the key / swapped sentence was cut away by truncation) and
+    ``swap_group``. ``model_max_length``: the model's maximum input in tokens; ``strategy``:
+    "truncate" or "window" (how inputs beyond it were scored; notes on truncation only for
+    "truncate"). Rows are sorted by probe_set, metric (key_effect, effective_context,
+    middle_dip, swap_effect), attribute, pair, output, doc_length, position (nulls last).
+    Deterministic for a given ``seed``.
+    """
+    check_columns("effects", effects)
+    require_columns(examples, [*_EXAMPLE_COLUMNS, "swap_group", "focus_truncated"], "examples")
+    _check_long_arguments(model_max_length, strategy)
+    options = TestOptions(alpha, min_effect, confidence, n_resamples, n_permutations, seed)
+    if effects.empty:
+        return typed_empty("findings", FINDING_DTYPES)
+    ex = _normalised_examples(examples)
+    keys, swaps = _split_effects(effects, ex)
+    outputs_per_instance = keys.groupby(["probe_set", "instance_id"])["output"].nunique()
+    if (outputs_per_instance > 1).any():
+        probe_set, instance_id = outputs_per_instance[outputs_per_instance > 1].index[0]
+        raise ValueError(
+            f"key-sentence instance {instance_id!r} of probe set {probe_set!r} has several outputs"
+        )
+    # embedding swaps each compare with their own query ("sim:<swap id>"): pool them under one
+    # output name per probe set, as key sentences are, or every swap row would hold one instance
+    if not swaps.empty:
+        own = swaps.groupby("probe_set")["output"].transform("nunique") > 1
+        swaps = swaps.assign(output=swaps["output"].where(~own, "own query"))
+
+    cells = _Cells(strategy == "truncate", model_max_length, min_effect)
+    random = stats.RandomMatrices(seed, n_resamples)
+    curves = _key_curves(keys)
+    tested, key_rows = _key_effect_rows(keys, examples, cells)
+    tested += _middle_dip_rows(curves, cells)
+    tested += _swap_rows(swaps, cells)
+    tested += _pooled_swap_rows(swaps, min_effect)
+    _test_columns(tested, random, options)
+    tested_rows = [row for row, _ in tested]
+    _test_family(tested_rows, alpha)
+    context_rows = _effective_context_rows(curves, key_rows, random, confidence)
+    context_rows += _model_context_rows(context_rows)
+    return _findings_frame(tested_rows + context_rows)
 
 
 def _by_probe_set(rows: list[_Row]) -> dict[tuple[str, str], list[_Row]]:
@@ -728,13 +710,9 @@ def _by_probe_set(rows: list[_Row]) -> dict[tuple[str, str], list[_Row]]:
     return grouped
 
 
-def _findings_frame(
-    tested: list[_Row], q_values: np.ndarray, significant: dict[int, bool], descriptive: list[_Row]
-) -> pd.DataFrame:
-    rows = tested + descriptive
+def _findings_frame(rows: list[_Row]) -> pd.DataFrame:
     if not rows:
-        return _typed_empty("findings", FINDING_DTYPES)
-    flags = [significant.get(id(row), False) for row in rows]
+        return typed_empty("findings", FINDING_DTYPES)
     frame = pd.DataFrame(
         {
             "probe_set": [row.probe_set for row in rows],
@@ -747,21 +725,18 @@ def _findings_frame(
             "ci_low": [row.ci_low for row in rows],
             "ci_high": [row.ci_high for row in rows],
             "p_value": [row.p_value for row in rows],
-            "q_value": np.concatenate([q_values, np.full(len(descriptive), np.nan)]),
+            "q_value": np.array([row.q_value for row in rows], dtype=float),
             "effect_size": [row.effect_size for row in rows],
             "n": np.array([row.n for row in rows], dtype=np.int64),
             "threshold": [row.threshold for row in rows],
-            "significant": np.array(flags, dtype=bool),
-            "severity": [
-                severity(flag, row.effect, row.threshold) if row.metric in PROBLEM_METRICS else "none"
-                for row, flag in zip(rows, flags, strict=True)
-            ],
+            "significant": np.array([row.significant for row in rows], dtype=bool),
+            "severity": [row.severity for row in rows],
             "doc_length": pd.array([row.doc_length for row in rows], dtype="Int64"),
             "position": [math.nan if row.position is None else row.position for row in rows],
             "note": pd.Series([row.note for row in rows], dtype=object),
         }
     )
-    frame["_metric_rank"] = frame["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
+    frame["_metric_rank"] = frame["metric"].map(METRIC_RANK)
     frame["_pair"] = np.where(
         frame["metric"] == "swap_effect", frame["group_a"] + "\x00" + frame["group_b"], ""
     )

@@ -52,13 +52,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
 from audit.metrics import stats
-from audit.metrics.paired import build_effects, build_findings, severity
+from audit.metrics.catalogue import METRIC_RANK, PARALLEL, family_members
+from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
+from audit.metrics.paired import build_effects, build_findings
 from audit.tables import TABLES, findings_frame
 from probes.function_words import content_mask
 
@@ -66,21 +69,6 @@ LANGUAGE = "language"
 REFERENCE_SIMILARITY = "sim:reference"
 """The output of embedding models on parallel sets: cosine similarity to the reference text."""
 DEFAULT_UNKNOWN_RATE_LIMIT = 0.5
-METRIC_ORDER = (
-    "parity",
-    "parity_by_label",
-    "translation_similarity",
-    "label_agreement",
-    "token_ratio",
-    "label_accuracy",
-    "unknown_rate",
-    "unknown_char_rate",
-    "byte_fallback_rate",
-    "fertility_per_word",
-    "fertility_per_char",
-    "truncation_rate",
-    "content_attribution_share",
-)
 _BOOTSTRAP = 7  # purpose code for default_rng([seed, purpose, n]) (paired.py uses 0-3)
 
 
@@ -126,15 +114,8 @@ def build_parallel_findings(
     if effects.empty:
         return _frame([])
     similarity = effects["output"] == REFERENCE_SIMILARITY
-    options: dict[str, Any] = {
-        "alpha": alpha,
-        "min_effect": min_effect,
-        "confidence": confidence,
-        "n_resamples": n_resamples,
-        "n_permutations": n_permutations,
-        "seed": seed,
-    }
-    tested = build_findings(effects[~similarity], **options)
+    options = TestOptions(alpha, min_effect, confidence, n_resamples, n_permutations, seed)
+    tested = build_findings(effects[~similarity], **asdict(options))
     tested["metric"] = tested["metric"].replace({"mean_delta": "parity", "flip_rate": "label_agreement"})
     # association outputs: languages are compared per instance (parity), not as SEAT target sets
     tested = tested[tested["metric"] != "seat_effect_size"].copy()
@@ -142,7 +123,7 @@ def build_parallel_findings(
         tested = pd.concat(
             [tested, _parity_by_label(effects[~similarity], examples, options)], ignore_index=True
         )
-    tested = test_family(tested, alpha)
+    tested = apply_family_test(tested, alpha, PARALLEL)
     agreement = tested["metric"] == "label_agreement"
     low, high = tested.loc[agreement, "ci_low"].copy(), tested.loc[agreement, "ci_high"].copy()
     tested.loc[agreement, "effect"] = 1.0 - tested.loc[agreement, "effect"]
@@ -186,47 +167,13 @@ def build_parallel_findings(
     return _ordered(pd.concat(rows, ignore_index=True)) if rows else _frame([])
 
 
-TESTED_METRICS = ("parity", "parity_by_label")
-"""The parallel rows with p-values: one Benjamini-Hochberg family across the run's parallel sets."""
-
-
-def test_family(findings: pd.DataFrame, alpha: float, left_out: pd.Series | None = None) -> pd.DataFrame:
-    """q-values, significance and severity of the tested parallel rows, as one BH family; rows in
-    ``left_out`` (unreadable languages) keep their p-value but get no q-value and are never
-    significant."""
-    findings = findings.copy()
-    tested = findings["metric"].isin(TESTED_METRICS) & findings["p_value"].notna()
-    if left_out is not None:
-        tested &= ~left_out
-    findings.loc[findings["metric"].isin(TESTED_METRICS), "q_value"] = math.nan
-    if tested.any():
-        findings.loc[tested, "q_value"] = stats.benjamini_hochberg(
-            findings.loc[tested, "p_value"].to_numpy(dtype=float)
-        )
-    rows = findings["metric"].isin(TESTED_METRICS)
-    with np.errstate(invalid="ignore"):
-        significant = (findings["q_value"] < alpha) & (findings["effect"].abs() >= findings["threshold"])
-    findings.loc[rows, "significant"] = significant[rows].fillna(False).astype(bool)
-    findings.loc[rows, "severity"] = [
-        severity(bool(s), float(e), float(t))
-        for s, e, t in zip(
-            findings.loc[rows, "significant"],
-            findings.loc[rows, "effect"],
-            findings.loc[rows, "threshold"],
-            strict=True,
-        )
-    ]
-    findings["significant"] = findings["significant"].astype(bool)
-    return findings
-
-
 def _expected_labels(examples: pd.DataFrame) -> pd.Series:
     """(probe_set, instance_id) -> the instance's expected label (null when it states none)."""
     labelled = examples.dropna(subset=["label"]).drop_duplicates(["probe_set", "instance_id"])
     return labelled.set_index(["probe_set", "instance_id"])["label"].astype(str)
 
 
-def _parity_by_label(effects: pd.DataFrame, examples: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
+def _parity_by_label(effects: pd.DataFrame, examples: pd.DataFrame, options: TestOptions) -> pd.DataFrame:
     """Parity within the instances of each expected label: a language the model is merely less
     sure about moves positives down and negatives up, which the pooled mean can hide."""
     expected = _expected_labels(examples)
@@ -236,7 +183,7 @@ def _parity_by_label(effects: pd.DataFrame, examples: pd.DataFrame, options: dic
     labels = pd.Series(expected.reindex(keys).to_numpy(), index=effects.index)
     frames = []
     for label in sorted(labels.dropna().unique()):
-        rows = build_findings(effects[labels == label], **options)
+        rows = build_findings(effects[labels == label], **asdict(options))
         rows = rows[rows["metric"] == "mean_delta"].assign(metric="parity_by_label", subset=f"label={label}")
         frames.append(rows)
     return pd.concat(frames, ignore_index=True) if frames else _frame([])
@@ -383,8 +330,9 @@ def mark_unreadable(
     if rates.empty:
         return findings, unreadable
     findings = findings.copy()
-    comparison = findings["metric"].isin(
-        [*TESTED_METRICS, "translation_similarity", "label_agreement", "token_ratio"]
+    tested = findings["metric"].isin(family_members(PARALLEL))
+    comparison = tested | findings["metric"].isin(
+        ["translation_similarity", "label_agreement", "token_ratio"]
     )
     left_out = pd.Series(False, index=findings.index)
     for index, row in rates.iterrows():
@@ -406,7 +354,7 @@ def mark_unreadable(
             "comparisons with it measure missing vocabulary, not a bias finding"
         )
         left_out |= as_language | as_reference
-    findings = test_family(findings, alpha, left_out & findings["metric"].isin(TESTED_METRICS))
+    findings = apply_family_test(findings, alpha, PARALLEL, left_out=left_out & tested)
     findings.loc[left_out, "significant"] = False
     findings.loc[left_out, "severity"] = "none"
     findings["significant"] = findings["significant"].astype(bool)
@@ -587,7 +535,7 @@ def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
 
 
 def _ordered(findings: pd.DataFrame) -> pd.DataFrame:
-    rank = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
+    rank = findings["metric"].map(METRIC_RANK)
     return (
         findings.assign(_rank=rank)
         .sort_values(["probe_set", "_rank", "group_a", "output"], kind="mergesort", na_position="last")

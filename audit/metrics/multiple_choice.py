@@ -33,7 +33,7 @@ Disambiguated contexts (the context names who the answer is):
 - ``accuracy`` (descriptive): share of correct answers, Wilson interval.
 
 Tested rows (with a p-value) form one Benjamini-Hochberg family: the multiple-choice rows of the run.
-``significant``: q < alpha and |effect| >= ``min_effect``; severity from audit/metrics/paired.py.
+``significant``: q < alpha and |effect| >= ``min_effect``; severity from audit/metrics/family.py.
 Effects table: one row per instance, group_a the stereotyped answer's variant and group_b the other
 group's, scores the renormalised probabilities (not polarity-aware; used to pick the instances whose
 tokens are attributed).
@@ -50,7 +50,9 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from audit.metrics import stats
-from audit.metrics.paired import apply_family_tests
+from audit.metrics.catalogue import METRIC_RANK, MULTIPLE_CHOICE
+from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
 from audit.tables import TABLES, finding_row, findings_frame
 from probes.schema import ProbeSet
 
@@ -58,14 +60,6 @@ LOGPROB_ANSWER = "logprob:answer"
 PROB_ANSWER = "prob:answer"
 PRO, ANTI = "pro_stereotype", "anti_stereotype"
 AMBIG, DISAMBIG = "ambig", "disambig"
-TESTED_METRICS = ("bias_score_ambig", "preference_ambig", "accuracy_gap_disambig")
-METRIC_ORDER = (
-    "bias_score_ambig",
-    "preference_ambig",
-    "accuracy",
-    "accuracy_gap_disambig",
-    "bias_score_disambig",
-)
 _BOOTSTRAP, _SIGN_FLIP, _PERMUTATION, _BOOTSTRAP_SECOND = 10, 11, 12, 13
 _CHUNK_ELEMENTS = 2_000_000
 ROLES = ("stereotyped", "non_stereotyped", "unknown")
@@ -267,13 +261,13 @@ def _accuracy_row(
 
 
 def _ambiguous_rows(
-    probe_set: str, attribute: str, rows: pd.DataFrame, options: dict[str, Any]
+    probe_set: str, attribute: str, rows: pd.DataFrame, options: TestOptions
 ) -> list[dict[str, Any]]:
     n = len(rows)
     pro = rows["answer_pro"].to_numpy(dtype=float)
     anti = rows["answer_anti"].to_numpy(dtype=float)
     correct = rows["is_correct"].to_numpy(dtype=float)
-    seed, resamples, confidence = options["seed"], options["n_resamples"], options["confidence"]
+    seed, resamples, confidence = options.seed, options.n_resamples, options.confidence
     n_pro, n_anti = int(pro.sum()), int(anti.sum())
     effect = float(bias_score(np.array(n_pro), np.array(n_anti), np.array(correct.mean())))
     counts = stats.bootstrap_counts(n, resamples, _rng(seed, _BOOTSTRAP, n))
@@ -291,14 +285,14 @@ def _ambiguous_rows(
             n=n,
             p_value=p_value,
             effect_size=h,
-            threshold=options["min_effect"],
+            threshold=options.min_effect,
             note=f"{n_pro} pro-stereotype, {n_anti} anti-stereotype and {n - n_pro - n_anti} unknown answers",
         )
     ]
     deltas = (rows["p_pro"] - rows["p_anti"]).to_numpy(dtype=float)
     low, high = stats.bca_mean_intervals(deltas[:, None], counts, confidence)[0]
     p_flip = stats.sign_flip_pvalues(
-        deltas[:, None], n_permutations=options["n_permutations"], rng=_rng(seed, _SIGN_FLIP, n)
+        deltas[:, None], n_permutations=options.n_permutations, rng=_rng(seed, _SIGN_FLIP, n)
     )[0]
     out.append(
         _row(
@@ -311,7 +305,7 @@ def _ambiguous_rows(
             n=n,
             p_value=float(p_flip),
             effect_size=stats.cohens_dz(deltas),
-            threshold=options["min_effect"],
+            threshold=options.min_effect,
         )
     )
     out.append(_accuracy_row(probe_set, attribute, AMBIG, correct, confidence))
@@ -319,12 +313,12 @@ def _ambiguous_rows(
 
 
 def _disambiguated_rows(
-    probe_set: str, attribute: str, rows: pd.DataFrame, options: dict[str, Any]
+    probe_set: str, attribute: str, rows: pd.DataFrame, options: TestOptions
 ) -> list[dict[str, Any]]:
     n = len(rows)
     correct = rows["is_correct"].to_numpy(dtype=float)
     pro_case = rows["correct_pro"].to_numpy(dtype=bool)
-    seed, resamples, confidence = options["seed"], options["n_resamples"], options["confidence"]
+    seed, resamples, confidence = options.seed, options.n_resamples, options.confidence
     out = []
     n_pro_case, n_anti_case = int(pro_case.sum()), int((~pro_case).sum())
     if n_pro_case and n_anti_case:
@@ -337,7 +331,7 @@ def _disambiguated_rows(
             counts_pro @ correct[pro_case] / n_pro_case - counts_anti @ correct[~pro_case] / n_anti_case
         )
         p_value = permutation_gap_pvalue(
-            correct, pro_case, n_permutations=options["n_permutations"], rng=_rng(seed, _PERMUTATION, n)
+            correct, pro_case, n_permutations=options.n_permutations, rng=_rng(seed, _PERMUTATION, n)
         )
         out.append(
             _row(
@@ -350,7 +344,7 @@ def _disambiguated_rows(
                 n=n,
                 p_value=p_value,
                 effect_size=cohens_h(float(accuracy_pro), float(accuracy_anti)),
-                threshold=options["min_effect"],
+                threshold=options.min_effect,
                 note=(
                     f"accuracy {accuracy_pro:.3f} on {n_pro_case} pro-stereotype and {accuracy_anti:.3f} on "
                     f"{n_anti_case} anti-stereotype instances"
@@ -405,13 +399,7 @@ def build_choice_findings(
     """The findings of the multiple-choice sets (see the module docstring), one BH family."""
     if answers.empty:
         return findings_frame([])
-    options = {
-        "min_effect": min_effect,
-        "confidence": confidence,
-        "n_resamples": n_resamples,
-        "n_permutations": n_permutations,
-        "seed": seed,
-    }
+    options = TestOptions(alpha, min_effect, confidence, n_resamples, n_permutations, seed)
     rows: list[dict[str, Any]] = []
     for (probe_set, attribute), group in answers.groupby(["probe_set", "attribute"], sort=True):
         ambiguous = group[group["context_condition"] == AMBIG]
@@ -420,8 +408,7 @@ def build_choice_findings(
             rows += _ambiguous_rows(str(probe_set), str(attribute), ambiguous, options)
         if len(disambiguated):
             rows += _disambiguated_rows(str(probe_set), str(attribute), disambiguated, options)
-    findings = findings_frame(rows)
-    apply_family_tests(findings, alpha=alpha)
-    findings["_rank"] = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
+    findings = apply_family_test(findings_frame(rows), alpha, MULTIPLE_CHOICE)
+    findings["_rank"] = findings["metric"].map(METRIC_RANK)
     findings = findings.sort_values(["probe_set", "attribute", "subset", "_rank"], kind="mergesort")
     return findings.drop(columns="_rank").reset_index(drop=True)[TABLES["findings"]]

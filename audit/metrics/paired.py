@@ -46,48 +46,40 @@ import numpy as np
 import pandas as pd
 
 from audit.metrics import stats
-from audit.tables import TABLES, check_columns
+from audit.metrics.catalogue import COUNTERFACTUAL, METRIC_RANK
+from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
+from audit.tables import FINDING_DTYPES, TABLES, check_columns, require_columns, typed_empty
 
 REST = "rest"
 """group_b of the comparison of one group with the mean of the instance's other groups."""
 
 ASSOCIATION_PREFIX = "assoc:"
 SEAT_THRESHOLD = 0.2
-METRIC_ORDER = ("mean_delta", "seat_effect_size", "flip_rate")
-SEVERITY_CUTOFFS = (2.0, 4.0)
-"""|effect| / threshold below 2 is "low", below 4 "medium", otherwise "high"."""
 
-_BOOTSTRAP, _SIGN_FLIP, _PARTITIONS, _BOOTSTRAP_SECOND_SET = 0, 1, 2, 3
+_PARTITIONS, _BOOTSTRAP_SECOND_SET = 2, 3
+"""Purposes of the SEAT draws (stats.mean_tests draws 0 and 1)."""
 
 _EXAMPLE_COLUMNS = ["example_id", "probe_set", "instance_id", "variant", "attribute"]
 _PREDICTION_COLUMNS = ["example_id", "output", "score", "label"]
 _INSTANCE_KEY = ["probe_set", "instance_id", "attribute", "output"]
 
 
-def _require(frame: pd.DataFrame, columns: list[str], name: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name} is missing column(s) {missing}")
-
-
-def _object_labels(series: pd.Series) -> pd.Series:
+def object_labels(series: pd.Series) -> pd.Series:
+    """Labels as Python objects, nulls as None (not NaN)."""
     return series.astype(object).where(series.notna(), None)
 
 
-def _flipped(label_a: pd.Series, label_b: pd.Series) -> pd.Series:
+def flipped(label_a: pd.Series, label_b: pd.Series) -> pd.Series:
+    """Per row: the two labels differ (null where either is missing)."""
     known = label_a.notna() & label_b.notna()
-    flipped = pd.Series(pd.NA, index=label_a.index, dtype="boolean")
-    flipped[known] = (label_a[known].astype(str) != label_b[known].astype(str)).to_numpy()
-    return flipped
-
-
-def _empty_table(name: str, dtypes: dict[str, str]) -> pd.DataFrame:
-    """A table with no rows whose columns already carry the dtypes the filled table has."""
-    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "object")) for c in TABLES[name]})
+    changed = pd.Series(pd.NA, index=label_a.index, dtype="boolean")
+    changed[known] = (label_a[known].astype(str) != label_b[known].astype(str)).to_numpy()
+    return changed
 
 
 def _empty_effects() -> pd.DataFrame:
-    return _empty_table(
+    return typed_empty(
         "effects", {"score_a": "float64", "score_b": "float64", "delta": "float64", "flipped": "boolean"}
     )
 
@@ -100,8 +92,8 @@ def build_effects(examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataF
     Rows are sorted by probe_set, instance_id, output, then the named pairs (by group_a,
     group_b) before the "rest" rows (by group_a).
     """
-    _require(examples, _EXAMPLE_COLUMNS, "examples")
-    _require(predictions, _PREDICTION_COLUMNS, "predictions")
+    require_columns(examples, _EXAMPLE_COLUMNS, "examples")
+    require_columns(predictions, _PREDICTION_COLUMNS, "predictions")
     if examples["example_id"].duplicated().any():
         duplicated = examples.loc[examples["example_id"].duplicated(), "example_id"].iloc[0]
         raise ValueError(f"examples repeat example_id {duplicated!r}")
@@ -127,7 +119,7 @@ def build_effects(examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataF
     merged = merged.rename(columns={"variant": "group"})
     merged["group"] = merged["group"].astype(str)
     merged["score"] = merged["score"].astype(float)
-    merged["label"] = _object_labels(merged["label"])
+    merged["label"] = object_labels(merged["label"])
     columns = [*_INSTANCE_KEY, "group", "score", "label"]
     merged = merged[columns]
     if merged.empty:
@@ -137,7 +129,7 @@ def build_effects(examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataF
     right = merged.rename(columns={"group": "group_b", "score": "score_b", "label": "label_b"})
     pairs = left.merge(right, on=_INSTANCE_KEY)
     pairs = pairs[pairs["group_a"] < pairs["group_b"]].copy()
-    pairs["flipped"] = _flipped(pairs["label_a"], pairs["label_b"])
+    pairs["flipped"] = flipped(pairs["label_a"], pairs["label_b"])
     pairs["rest"] = False
 
     instance = merged.groupby(_INSTANCE_KEY, sort=False)["score"]
@@ -156,8 +148,8 @@ def build_effects(examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataF
 
     effects = pd.concat([pairs, rest], ignore_index=True) if not rest.empty else pairs
     effects["delta"] = effects["score_a"] - effects["score_b"]
-    effects["label_a"] = _object_labels(effects["label_a"])
-    effects["label_b"] = _object_labels(effects["label_b"])
+    effects["label_a"] = object_labels(effects["label_a"])
+    effects["label_b"] = object_labels(effects["label_b"])
     effects["flipped"] = effects["flipped"].astype("boolean")
     effects = effects.sort_values(
         ["probe_set", "instance_id", "output", "rest", "group_a", "group_b"], kind="mergesort"
@@ -183,59 +175,38 @@ class _Test:
     threshold: float
 
 
-class _RandomMatrices:
-    """Bootstrap counts per n, drawn once from default_rng([seed, purpose, n]) and reused."""
-
-    def __init__(self, seed: int, n_resamples: int) -> None:
-        self.seed = seed
-        self.n_resamples = n_resamples
-        self._counts: dict[tuple[int, int], np.ndarray] = {}
-
-    def rng(self, purpose: int, n: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, purpose, n])
-
-    def counts(self, n: int, purpose: int = _BOOTSTRAP) -> np.ndarray:
-        key = (n, purpose)
-        if key not in self._counts:
-            self._counts[key] = stats.bootstrap_counts(n, self.n_resamples, self.rng(purpose, n))
-        return self._counts[key]
-
-
 def _mean_delta_tests(
     columns: list[tuple[tuple[str, str, str, str], str, np.ndarray]],
-    random: _RandomMatrices,
-    *,
-    confidence: float,
-    n_permutations: int,
-    min_effect: float,
+    random: stats.RandomMatrices,
+    options: TestOptions,
 ) -> list[_Test]:
+    # columns with the same n share their random matrices: listed by n (first seen first), as tested
     by_size: dict[int, list[tuple[tuple[str, str, str, str], str, np.ndarray]]] = {}
     for item in columns:
         by_size.setdefault(item[2].size, []).append(item)
-    tests = []
-    for n, items in by_size.items():
-        matrix = np.column_stack([deltas for _, _, deltas in items])
-        intervals = stats.bca_mean_intervals(matrix, random.counts(n), confidence)
-        p_values = stats.sign_flip_pvalues(
-            matrix, n_permutations=n_permutations, rng=random.rng(_SIGN_FLIP, n)
+    ordered = [item for items in by_size.values() for item in items]
+    results = stats.mean_tests(
+        [deltas for _, _, deltas in ordered],
+        random,
+        confidence=options.confidence,
+        n_permutations=options.n_permutations,
+    )
+    return [
+        _Test(
+            key=key,
+            metric="mean_delta",
+            output=output,
+            effect=result.effect,
+            ci_low=result.ci_low,
+            ci_high=result.ci_high,
+            # see the module docstring: "rest" rows are not tested
+            p_value=math.nan if key[3] == REST else result.p_value,
+            effect_size=result.effect_size,
+            n=result.n,
+            threshold=options.min_effect,
         )
-        for (key, output, deltas), (low, high), p in zip(items, intervals, p_values, strict=True):
-            descriptive = key[3] == REST  # see the module docstring: "rest" rows are not tested
-            tests.append(
-                _Test(
-                    key=key,
-                    metric="mean_delta",
-                    output=output,
-                    effect=float(deltas.mean()),
-                    ci_low=float(low),
-                    ci_high=float(high),
-                    p_value=math.nan if descriptive else float(p),
-                    effect_size=stats.cohens_dz(deltas),
-                    n=n,
-                    threshold=min_effect,
-                )
-            )
-    return tests
+        for (key, output, _), result in zip(ordered, results, strict=True)
+    ]
 
 
 def _bootstrap_seat(
@@ -256,10 +227,8 @@ def _bootstrap_seat(
 
 def _seat_tests(
     columns: list[tuple[tuple[str, str, str, str], str, np.ndarray, np.ndarray]],
-    random: _RandomMatrices,
-    *,
-    confidence: float,
-    n_permutations: int,
+    random: stats.RandomMatrices,
+    options: TestOptions,
 ) -> list[_Test]:
     by_size: dict[int, list[tuple[tuple[str, str, str, str], str, np.ndarray, np.ndarray]]] = {}
     for item in columns:
@@ -268,11 +237,11 @@ def _seat_tests(
     for n, items in by_size.items():
         matrix = np.column_stack([np.concatenate([a, b]) for _, _, a, b in items])
         p_values = stats.association_pvalues(
-            matrix, n, n_permutations=n_permutations, rng=random.rng(_PARTITIONS, n)
+            matrix, n, n_permutations=options.n_permutations, rng=random.rng(_PARTITIONS, n)
         )
         for (key, output, a, b), p in zip(items, p_values, strict=True):
             replicates = _bootstrap_seat(a, b, random.counts(n), random.counts(n, _BOOTSTRAP_SECOND_SET))
-            low, high = stats.percentile_interval(replicates, confidence)
+            low, high = stats.percentile_interval(replicates, options.confidence)
             d = stats.association_effect_size(a, b)
             tests.append(
                 _Test(
@@ -318,72 +287,25 @@ def _flip_tests(effects: pd.DataFrame, confidence: float) -> list[_Test]:
     return tests
 
 
-def severity(significant: bool, effect: float, threshold: float) -> str:
-    if not significant:
-        return "none"
-    ratio = abs(effect) / threshold if threshold > 0 else math.inf
-    if ratio < SEVERITY_CUTOFFS[0]:
-        return "low"
-    if ratio < SEVERITY_CUTOFFS[1]:
-        return "medium"
-    return "high"
-
-
-def apply_family_tests(findings: pd.DataFrame, *, alpha: float, centre: float | np.ndarray = 0.0) -> None:
-    """Test the rows of ``findings`` as one Benjamini-Hochberg family, in place: ``q_value`` over
-    every row with a p-value (rows without one get none), ``significant`` when q < alpha and
-    |effect - centre| >= threshold, and ``severity`` of effect - centre against the threshold.
-    ``centre``: the effect that means "no difference", one for all rows or one per row (0 for a
-    difference; 0.5 for a share tested against an even split)."""
-    findings["q_value"] = stats.benjamini_hochberg(findings["p_value"].to_numpy(dtype=float))
-    distance = findings["effect"].to_numpy(dtype=float) - centre
-    with np.errstate(invalid="ignore"):
-        significant = (findings["q_value"] < alpha) & (np.abs(distance) >= findings["threshold"])
-    findings["significant"] = significant.fillna(False).astype(bool)
-    findings["severity"] = [
-        severity(bool(s), float(d), float(t))
-        for s, d, t in zip(findings["significant"], distance, findings["threshold"], strict=True)
-    ]
-
-
 def _empty_findings() -> pd.DataFrame:
-    floats = ("effect", "ci_low", "ci_high", "p_value", "q_value", "effect_size", "threshold")
-    return _empty_table("findings", {**dict.fromkeys(floats, "float64"), "n": "int64", "significant": "bool"})
+    return typed_empty("findings", {**FINDING_DTYPES, "doc_length": "object", "position": "object"})
 
 
-def build_findings(
+_PAIR_KEY = ["probe_set", "attribute", "group_a", "group_b"]
+
+
+def _tested_columns(
     effects: pd.DataFrame,
-    *,
-    alpha: float = 0.05,
-    min_effect: float = 0.02,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    n_permutations: int = 10000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The ``findings`` table: one row per test on the effects (see the module docstring).
-
-    Rows are sorted by probe_set, attribute, group_a, group_b, metric (mean_delta,
-    seat_effect_size, flip_rate), output. Deterministic for a given ``seed``.
-    """
-    check_columns("effects", effects)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    if not (min_effect >= 0 and math.isfinite(min_effect)):
-        raise ValueError(f"min_effect must be a finite number >= 0, got {min_effect}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    if n_resamples < 1 or n_permutations < 1:
-        raise ValueError("n_resamples and n_permutations must be at least 1")
-    if effects.empty:
-        return _empty_findings()
-
-    random = _RandomMatrices(seed, n_resamples)
-    pair_key = ["probe_set", "attribute", "group_a", "group_b"]
+) -> tuple[
+    list[tuple[tuple[str, str, str, str], str, np.ndarray]],
+    list[tuple[tuple[str, str, str, str], str, np.ndarray, np.ndarray]],
+]:
+    """Per pair x output with a finite delta: the deltas (mean_delta) and, for association outputs
+    of named pairs, the two groups' scores (seat_effect_size)."""
     delta_columns = []
     seat_columns = []
     for (probe_set, attribute, group_a, group_b, output), rows in effects.groupby(
-        [*pair_key, "output"], sort=True
+        [*_PAIR_KEY, "output"], sort=True
     ):
         key = (str(probe_set), str(attribute), str(group_a), str(group_b))
         scored = rows[np.isfinite(rows["delta"].to_numpy(dtype=float))]
@@ -399,16 +321,11 @@ def build_findings(
                     scored["score_b"].to_numpy(dtype=float),
                 )
             )
+    return delta_columns, seat_columns
 
-    tests = _mean_delta_tests(
-        delta_columns, random, confidence=confidence, n_permutations=n_permutations, min_effect=min_effect
-    )
-    tests += _seat_tests(seat_columns, random, confidence=confidence, n_permutations=n_permutations)
-    tests += _flip_tests(effects, confidence)
-    if not tests:
-        return _empty_findings()
 
-    findings = pd.DataFrame(
+def _tests_frame(tests: list[_Test]) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "probe_set": [t.key[0] for t in tests],
             "attribute": [t.key[1] for t in tests],
@@ -425,10 +342,41 @@ def build_findings(
             "threshold": [t.threshold for t in tests],
         }
     )
-    apply_family_tests(findings, alpha=alpha)
-    findings["_metric_rank"] = findings["metric"].map({m: i for i, m in enumerate(METRIC_ORDER)})
+
+
+def build_findings(
+    effects: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    min_effect: float = 0.02,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    n_permutations: int = 10000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The ``findings`` table: one row per test on the effects (see the module docstring), tested
+    as the counterfactual Benjamini-Hochberg family (audit/metrics/family.py).
+
+    Rows are sorted by probe_set, attribute, group_a, group_b, metric (in the catalogue's order:
+    mean_delta, seat_effect_size, flip_rate), output. Deterministic for a given ``seed``.
+    """
+    check_columns("effects", effects)
+    options = TestOptions(alpha, min_effect, confidence, n_resamples, n_permutations, seed)
+    if effects.empty:
+        return _empty_findings()
+
+    random = stats.RandomMatrices(seed, n_resamples)
+    delta_columns, seat_columns = _tested_columns(effects)
+    tests = _mean_delta_tests(delta_columns, random, options)
+    tests += _seat_tests(seat_columns, random, options)
+    tests += _flip_tests(effects, confidence)
+    if not tests:
+        return _empty_findings()
+
+    findings = apply_family_test(_tests_frame(tests), alpha, COUNTERFACTUAL)
+    findings["_metric_rank"] = findings["metric"].map(METRIC_RANK)
     findings = findings.sort_values(
-        [*pair_key, "_metric_rank", "output"], kind="mergesort", na_position="last"
+        [*_PAIR_KEY, "_metric_rank", "output"], kind="mergesort", na_position="last"
     )
     findings = findings.assign(
         doc_length=pd.Series(pd.NA, index=findings.index, dtype="Int64"),

@@ -36,7 +36,8 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from audit.metrics import stats
-from audit.metrics.paired import apply_family_tests
+from audit.metrics.catalogue import COUNTERFACTUAL
+from audit.metrics.family import apply_family_test
 from audit.tables import TABLES, check_columns, finding_row, findings_frame
 
 STEREOTYPE = "stereotype"
@@ -184,6 +185,6 @@ def with_preference_findings(
     if extra.empty:
         return findings
     combined = pd.concat([findings, extra], ignore_index=True) if not findings.empty else extra
-    # "no difference" is 0 for a paired row's effect and an even split (0.5) for a preference share
-    apply_family_tests(combined, alpha=alpha, centre=np.where(combined["metric"] == PREFERENCE, 0.5, 0.0))
-    return combined[TABLES["findings"]]
+    # "no difference" is 0 for a paired row's effect and an even split (0.5) for a preference share:
+    # each metric's centre in the catalogue
+    return apply_family_test(combined, alpha, COUNTERFACTUAL)[TABLES["findings"]]

@@ -386,3 +386,66 @@ def wilson_interval(successes: float, n: int, *, confidence: float = 0.95) -> tu
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
+
+
+# ---------------------------------------------------------------------------------------------
+# Random matrices and paired mean tests shared by the findings builders
+
+BOOTSTRAP_PURPOSE, SIGN_FLIP_PURPOSE = 0, 1
+"""Purposes of the draws ``mean_tests`` makes (``default_rng([seed, purpose, n])``). Other purposes
+in use: paired.py 2-3, long_context.py 4, preference.py 4, multilingual.py 7, multiple_choice.py
+10-13, translation.py 11-12."""
+
+
+class RandomMatrices:
+    """Bootstrap counts per n, drawn once from ``default_rng([seed, purpose, n])`` and reused, so a
+    row's numbers depend only on the seed, its n and its data, not on the other rows."""
+
+    def __init__(self, seed: int, n_resamples: int) -> None:
+        self.seed = seed
+        self.n_resamples = n_resamples
+        self._counts: dict[tuple[int, int], np.ndarray] = {}
+
+    def rng(self, purpose: int, n: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, purpose, n])
+
+    def counts(self, n: int, purpose: int = BOOTSTRAP_PURPOSE) -> np.ndarray:
+        key = (n, purpose)
+        if key not in self._counts:
+            self._counts[key] = bootstrap_counts(n, self.n_resamples, self.rng(purpose, n))
+        return self._counts[key]
+
+
+@dataclass(frozen=True)
+class MeanTest:
+    """The test of one column of per-instance values against mean 0."""
+
+    effect: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    effect_size: float
+    n: int
+
+
+def mean_tests(
+    columns: list[np.ndarray], random: RandomMatrices, *, confidence: float, n_permutations: int
+) -> list[MeanTest]:
+    """Per column (in order): its mean, BCa interval, two-sided sign-flip p-value and Cohen's d_z.
+    Columns with the same n share one bootstrap and one sign-flip matrix."""
+    by_size: dict[int, list[int]] = {}
+    for index, values in enumerate(columns):
+        by_size.setdefault(values.size, []).append(index)
+    results: dict[int, MeanTest] = {}
+    for n, indices in by_size.items():
+        matrix = np.column_stack([columns[i] for i in indices])
+        intervals = bca_mean_intervals(matrix, random.counts(n), confidence)
+        p_values = sign_flip_pvalues(
+            matrix, n_permutations=n_permutations, rng=random.rng(SIGN_FLIP_PURPOSE, n)
+        )
+        for index, (low, high), p in zip(indices, intervals, p_values, strict=True):
+            values = columns[index]
+            results[index] = MeanTest(
+                float(values.mean()), float(low), float(high), float(p), cohens_dz(values), n
+            )
+    return [results[index] for index in range(len(columns))]

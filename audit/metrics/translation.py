@@ -36,7 +36,8 @@ import pandas as pd
 
 from audit.errors import UserError
 from audit.metrics import stats
-from audit.metrics.paired import _RandomMatrices, apply_family_tests
+from audit.metrics.catalogue import COUNTERFACTUAL
+from audit.metrics.family import apply_family_test
 from audit.tables import TABLES, finding_row
 from audit.targets.seq2seq import Seq2SeqTarget, generated_form
 from probes.schema import ProbeSet
@@ -203,7 +204,7 @@ def build_translation_findings(
         examples[["example_id", "probe_set", "instance_id", "variant", "attribute", "label"]], on="example_id"
     )
     rows["correct"] = rows["form"] == rows["label"]
-    random = _RandomMatrices(seed, n_resamples)
+    random = stats.RandomMatrices(seed, n_resamples)
     out: list[dict[str, Any]] = []
     for (probe_set, attribute), group in rows.groupby(["probe_set", "attribute"], sort=True):
         forms = sorted(set(group["label"].dropna()) | (set(group["form"]) - {NEITHER}))
@@ -256,7 +257,7 @@ def _gap_rows(
     probe_set: str,
     attribute: str,
     labelled: pd.DataFrame,
-    random: _RandomMatrices,
+    random: stats.RandomMatrices,
     confidence: float,
     n_permutations: int,
 ) -> list[dict[str, Any]]:
@@ -310,8 +311,8 @@ def join_family(
     frames = [f for f in (findings, extra) if len(f)]
     if not frames:
         return findings
-    joined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].copy()
-    apply_family_tests(joined, alpha=alpha)
+    joined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    joined = apply_family_test(joined, alpha, COUNTERFACTUAL)
     for probe_set, outputs in expected_effects.items():
         mask = (
             (joined["probe_set"] == probe_set)

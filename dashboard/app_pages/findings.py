@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
+from audit.metrics.catalogue import METRIC_ORDER
 from dashboard import session
 from dashboard.charts import forest_plot
-from dashboard.frames import METRIC_ORDER, SEVERITY_ORDER, FindingsFilter, present_values, sort_findings
+from dashboard.frames import (
+    SEVERITY_ORDER,
+    FindingsFilter,
+    metric_description,
+    metric_outputs,
+    present_values,
+    sort_findings,
+)
 
 st.title("Findings")
 run = session.require_run()
@@ -30,7 +38,9 @@ chosen = FindingsFilter(
     attributes=tuple(
         second.multiselect("Attribute", present_values(findings, "attribute"), key="f_attribute")
     ),
-    metrics=tuple(third.multiselect("Metric", present_values(findings, "metric"), key="f_metric")),
+    metrics=tuple(
+        third.multiselect("Metric", present_values(findings, "metric", METRIC_ORDER), key="f_metric")
+    ),
     outputs=tuple(first.multiselect("Output", present_values(findings, "output"), key="f_output")),
     severities=tuple(
         second.multiselect("Severity", present_values(findings, "severity", SEVERITY_ORDER), key="f_severity")
@@ -60,13 +70,9 @@ st.dataframe(
 st.subheader("Forest plot")
 metrics = shown["metric"].fillna("").astype(str)
 outputs = shown["output"].fillna("").astype(str)  # flip rates may name no output
-plot_keys = sorted(
-    dict.fromkeys(zip(metrics, outputs, strict=True)),
-    key=lambda key: (METRIC_ORDER.index(key[0]) if key[0] in METRIC_ORDER else len(METRIC_ORDER), key),
-)
 plot_key = st.selectbox(
     "Metric and output",
-    plot_keys,
+    metric_outputs(shown),
     format_func=lambda key: f"{key[0]} of {key[1]}" if key[1] else key[0],
     key="f_plot",
     help="Effects of different metrics have different units, so the plot shows one metric and output at a time.",
@@ -77,6 +83,9 @@ metric, output = plot_key
 rows = shown[(metrics == metric) & (outputs == output)]
 plot_title = f"{metric} of {output}" if output else metric
 st.altair_chart(forest_plot(rows, title=plot_title), width="stretch", key="forest_plot")
+described = metric_description(metric)
+if described:
+    st.caption(described)
 st.caption(
     "Dots: effect (group_a minus group_b); bars: confidence interval; black rule: zero; dashed orange rules: "
     "the practical threshold. Red marks significant findings."

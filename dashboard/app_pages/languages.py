@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from audit.metrics import catalogue
 from dashboard import session
 from dashboard.data import RunDataError, read_table
 from dashboard.frames import present_values
 from dashboard.languages import (
-    METRIC_TITLES,
     NOT_AVAILABLE,
     RTL_LANGUAGES,
     TABLE_METRICS,
@@ -278,9 +278,9 @@ else:
         },
     )
     st.caption(
-        f"{METRIC_TITLES['label_agreement']}: share of instances whose predicted label equals the {reference} "
-        f"text's; {METRIC_TITLES['label_accuracy']}: share predicted as expected (instances with an expected "
-        f"label); {METRIC_TITLES['content_attribution_share']}: share of |attribution| on words outside the "
+        f"{catalogue.label('label_agreement')}: share of instances whose predicted label equals the {reference} "
+        f"text's; {catalogue.label('label_accuracy')}: share predicted as expected (instances with an expected "
+        f"label); {catalogue.label('content_attribution_share')}: share of |attribution| on words outside the "
         "language's function-word list. Columns _low and _high: the confidence interval."
     )
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audit.metrics.paired import SEVERITY_CUTOFFS
+from audit.metrics.family import SEVERITY_CUTOFFS
 from audit.metrics.stats import (
     benjamini_hochberg,
     bootstrap_ci,
