@@ -36,7 +36,7 @@ from transformers import (
 )
 
 import probes
-from audit.runner import sample_instances
+from audit.stages.prepare import sample_instances
 
 ARCHITECTURES = ("t5", "bart", "marian")
 LANGUAGES = ("de", "fr", "es")

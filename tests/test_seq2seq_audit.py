@@ -24,7 +24,7 @@ from seq2seq_models import T5_PREFIX, greedy_translations, save_random_seq2seq, 
 from streamlit.testing.v1 import AppTest
 
 import probes
-from audit.runner import sample_instances
+from audit.stages.prepare import sample_instances
 from audit.tables import TABLES
 from probes.translation import classify_output
 
