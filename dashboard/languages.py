@@ -32,7 +32,7 @@ import pandas as pd
 from dashboard.charts import FIT_WIDTH, NOT_SIGNIFICANT_COLOR, SIGNIFICANT_COLOR
 from dashboard.frames import flags
 from dashboard.render import RIGHT_TO_LEFT, TokenAttribution, text_html
-from probes.parallel import expected_scripts, scripts_in
+from probes.languages import expected_scripts, scripts_in
 
 ATTRIBUTE = "language"
 COMPARISON_METRICS = ("parity", "translation_similarity", "label_agreement")

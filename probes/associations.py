@@ -10,6 +10,9 @@ A spec is a built-in probe set's name (its associations are borrowed) or a YAML 
         a: [executive, management, professional, corporation, salary, office, business, career]
         b: [home, parents, children, family, cousins, marriage, wedding, relatives]
         source: "WEAT 6, Caliskan et al. 2017"
+
+The list is read by the same parser as a template file's ``associations:`` (every problem at its
+line).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
 from audit.errors import ProbeFileError, Problem, UserError
 from probes.loaders import list_builtin, load_builtin
+from probes.reading.associations import parse_associations
+from probes.reading.problems import Problems
 from probes.schema import Association
 
 
@@ -34,23 +38,19 @@ def load_associations(spec: str | Path) -> tuple[Association, ...]:
             f"{spec} is neither an associations file nor a built-in probe set ({', '.join(list_builtin())})"
         )
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         raise ProbeFileError(
             [Problem(str(path), None if line is None else line + 1, f"cannot read: {error}")]
         ) from None
-    items = document.get("associations") if isinstance(document, dict) else None
-    if not isinstance(items, list) or not items:
+    entries = root.value if isinstance(root, yaml.MappingNode) else []
+    # the last 'associations' key, as YAML keeps it
+    node = next((value for key, value in reversed(entries) if key.value == "associations"), None)
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
         raise ProbeFileError([Problem(str(path), 1, "expected a top-level 'associations:' list")])
-    problems, associations = [], []
-    for index, item in enumerate(items, start=1):
-        try:
-            associations.append(Association.model_validate(item))
-        except ValidationError as error:
-            for e in error.errors():
-                where = ".".join(str(p) for p in e["loc"]) or "entry"
-                problems.append(Problem(str(path), None, f"association {index}: {where}: {e['msg']}"))
-    if problems:
-        raise ProbeFileError(problems)
+    problems = Problems(str(path))
+    associations = parse_associations(node, problems)
+    if problems.items or not associations:
+        raise ProbeFileError(problems.items or [Problem(str(path), 1, "no usable association")])
     return tuple(associations)

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from audit.errors import Problem
-from probes.loaders import BUILTIN_DIR, _builtin_name, _Options, _parse_file, list_builtin
+from probes.loaders import BUILTIN_DIR, builtin_name, list_builtin, read_probe_file
+from probes.reading.problems import LoadOptions
 
 
 def validate_file(
@@ -21,7 +22,7 @@ def validate_file(
     Each ``Problem`` prints as ``FILE:LINE: message`` (record number for datasets). The options
     are those of ``load_probe_set``.
     """
-    builtin = _builtin_name(path)
+    builtin = builtin_name(path)
     if builtin is not None:
         if builtin not in list_builtin():
             return [
@@ -30,5 +31,5 @@ def validate_file(
                 )
             ]
         path = BUILTIN_DIR / f"{builtin}.yaml"
-    _, problems = _parse_file(Path(path), _Options(mapping=mapping, defaults=defaults, split=split))
+    _, problems = read_probe_file(Path(path), LoadOptions(mapping=mapping, defaults=defaults, split=split))
     return problems

@@ -1,42 +1,18 @@
 """Shared fixtures: tiny locally trained models (with and without a planted bias), probe files,
-and the real CLI run in-process."""
+and the real CLI run in-process. Nothing heavy is imported here: each fixture imports its builder
+(tests/support/) when it runs, so collecting a test that needs no model does not import torch."""
 
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import CliResult, invoke_main
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-sys.path.insert(0, str(Path(__file__).parent))
-
-import tiny_models  # noqa: E402
-
-
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
-def invoke_main(*args: object) -> int:
-    """Run the real `audit` entry point in-process with these arguments; its exit code."""
-    from audit.cli import main
-
-    old_argv = sys.argv
-    sys.argv = ["audit", *[str(a) for a in args]]
-    try:
-        main()
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    finally:
-        sys.argv = old_argv
-    return 0
 
 
 @pytest.fixture
@@ -58,31 +34,43 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def biased_classifier(tiny_dir: Path) -> Path:
+    from tests.support import tiny_models
+
     return tiny_models.train_tiny_classifier(tiny_dir / "clf-biased", planted_bias=True)
 
 
 @pytest.fixture(scope="session")
 def fair_classifier(tiny_dir: Path) -> Path:
+    from tests.support import tiny_models
+
     return tiny_models.train_tiny_classifier(tiny_dir / "clf-fair", planted_bias=False)
 
 
 @pytest.fixture(scope="session")
 def biased_embedder(tiny_dir: Path) -> Path:
+    from tests.support import tiny_models
+
     return tiny_models.train_tiny_embedder(tiny_dir / "emb-biased", planted_association=True)
 
 
 @pytest.fixture(scope="session")
 def fair_embedder(tiny_dir: Path) -> Path:
+    from tests.support import tiny_models
+
     return tiny_models.train_tiny_embedder(tiny_dir / "emb-fair", planted_association=False)
 
 
 @pytest.fixture(scope="session")
 def classifier_probes(tiny_dir: Path) -> Path:
+    from tests.support import tiny_models
+
     return tiny_models.write_pairs_csv(tiny_dir / "probes" / "gender-pairs.csv")
 
 
 @pytest.fixture(scope="session")
 def embedder_probes(tiny_dir: Path) -> Path:
+    from tests.support import tiny_models
+
     return tiny_models.write_gender_probe_yaml(tiny_dir / "probes" / "tiny-gender.yaml")
 
 

@@ -11,7 +11,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from pathlib import Path
 
-import causal_models
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,6 +33,7 @@ from audit.models import load_model
 from audit.targets import CausalLMTarget, build_target
 from audit.targets.causal_lm import continuation_text
 from probes import load_builtin, load_probe_set, validate_file
+from tests.support import causal_models
 from tests.test_attention import eager_reference
 
 CPU = torch.device("cpu")

@@ -248,8 +248,9 @@ def test_bundled_real_models_read_long_documents_only_within_their_limit(run_cli
 
 def test_a_local_dataset_with_a_column_mapping_is_audited(run_cli, biased_classifier, tmp_path):
     """CrowS-Pairs-style columns mapped onto the pairs layout from the command line."""
-    import tiny_models
     from datasets import Dataset
+
+    from tests.support import tiny_models
 
     pairs = tiny_models.classifier_probe_pairs()
     folder = tmp_path / "crows-like"

@@ -9,7 +9,6 @@ import stat
 
 import numpy as np
 import pandas as pd
-import tiny_models
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
@@ -19,6 +18,7 @@ from transformers import (
 )
 
 from audit.store import RunStore
+from tests.support import tiny_models
 
 
 def test_mistyped_flags_are_usage_errors_not_internal_errors(run_cli):

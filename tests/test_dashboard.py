@@ -2,7 +2,7 @@
 
 ``runs_dir`` is the one fixture to switch to a run made by the real CLI (``cli_run_dir``); tests
 that need a particular shape of run (two runs, no attention table, markup in a probe text) build
-it with tests/run_factory.py.
+it with tests/support/run_factory.py.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dashboard.frames import (
 )
 from dashboard.launch import APP_PATH, streamlit_command
 from dashboard.render import TokenAttribution, text_html, token_color
-from tests.run_factory import MARKUP_INSTANCE, write_run
+from tests.support.run_factory import MARKUP_INSTANCE, write_run
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PAGES = {
@@ -55,7 +55,7 @@ TIMEOUT = 60  # seconds per script run; the test machine's CPUs are shared
 def runs_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A private copy (tests may change it) of a runs folder with one complete run.
 
-    Once written by tests/run_factory.py (two probe sets, three groups in one), once made by the real
+    Once written by tests/support/run_factory.py (two probe sets, three groups in one), once made by the real
     CLI on a tiny biased classifier (the ``cli_run_dir`` fixture of tests/conftest.py).
     """
     if request.param == "cli":

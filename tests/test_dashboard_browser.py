@@ -3,7 +3,7 @@
 Needs Debian's /usr/bin/chromium (``apt-get install -y chromium chromium-driver``) and the
 ``playwright`` Python package (no ``playwright install``: the system Chromium is used).
 The main walk uses a run made by the real CLI; the markup test writes its own run with
-tests/run_factory.py (a probe text holding ``<script>`` and ``<b>``).
+tests/support/run_factory.py (a probe text holding ``<script>`` and ``<b>``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 
 from dashboard.data import list_runs
 from dashboard.launch import streamlit_command
-from tests.run_factory import MARKUP_INSTANCE, write_run
+from tests.support.run_factory import MARKUP_INSTANCE, write_run
 
 pytestmark = pytest.mark.slow
 

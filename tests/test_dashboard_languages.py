@@ -47,7 +47,7 @@ from dashboard.languages import (
     unreadable_languages,
 )
 from dashboard.render import TokenAttribution
-from tests.parallel_run_factory import (
+from tests.support.parallel_run_factory import (
     ALPHA,
     LANGUAGES,
     MARKUP_INSTANCE,
@@ -60,7 +60,7 @@ from tests.parallel_run_factory import (
     downgrade_to_schema_2,
     write_parallel_run,
 )
-from tests.run_factory import write_run
+from tests.support.run_factory import write_run
 from tests.test_dashboard import APP, chart_data, charts, open_app
 
 PAGE = "app_pages/languages.py"

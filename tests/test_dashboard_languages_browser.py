@@ -2,7 +2,7 @@
 
 Needs Debian's /usr/bin/chromium and the ``playwright`` Python package, like
 tests/test_dashboard_browser.py (whose server and browser helpers this reuses). The run is written by
-tests/parallel_run_factory.py: the built-in multilingual texts in en (reference), de, ar and zh, with
+tests/support/parallel_run_factory.py: the built-in multilingual texts in en (reference), de, ar and zh, with
 markup in one English text. What is checked is what a reader sees: the Arabic text laid out right to
 left (computed ``direction`` and where its first and last characters land), the English left to right,
 the charts drawn, and markup shown as text.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.parallel_run_factory import (
+from tests.support.parallel_run_factory import (
     LANGUAGES,
     MARKUP_INSTANCE,
     MARKUP_TAIL,

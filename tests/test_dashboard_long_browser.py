@@ -2,7 +2,7 @@
 
 Needs Debian's /usr/bin/chromium and the ``playwright`` Python package, like
 tests/test_dashboard_browser.py (whose server and browser helpers this reuses). The run is written by
-tests/long_run_factory.py, with a key sentence holding ``<script>`` and ``<b>`` markup.
+tests/support/long_run_factory.py, with a key sentence holding ``<script>`` and ``<b>`` markup.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.long_run_factory import MARKUP_KEY, MARKUP_TEXT, write_long_run
+from tests.support.long_run_factory import MARKUP_KEY, MARKUP_TEXT, write_long_run
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """The "Long documents" page through Streamlit's AppTest, and its data shaping without Streamlit.
 
-Runs are written by tests/long_run_factory.py (a planted model: the key sentence works at the ends,
+Runs are written by tests/support/long_run_factory.py (a planted model: the key sentence works at the ends,
 less in the middle of 512-token documents, and is truncated away past the model's 512-token limit;
 an identity swap that matters only in the middle of 512-token documents). Every assertion compares
 what the page shows with the run's own parquet tables.
@@ -29,14 +29,14 @@ from dashboard.long_context import (
     segment_rows,
     truncation_mark,
 )
-from tests.long_run_factory import (
+from tests.support.long_run_factory import (
     MARKUP_KEY,
     MARKUP_TEXT,
     PROBE_SET,
     downgrade_to_schema_1,
     write_long_run,
 )
-from tests.run_factory import write_run
+from tests.support.run_factory import write_run
 from tests.test_dashboard import APP, chart_data, charts, open_app
 
 PAGE = "app_pages/long_context.py"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlm_models import build_masked_lm, preference_pairs, write_crows_pairs_csv
-from ner_qa_models import train_tiny_ner, train_tiny_qa
 from streamlit.testing.v1 import AppTest
 
 from dashboard.data import RUNS_DIR_ENV
+from tests.support.mlm_models import build_masked_lm, preference_pairs, write_crows_pairs_csv
+from tests.support.ner_qa_models import train_tiny_ner, train_tiny_qa
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PAGES = {
@@ -26,7 +26,7 @@ PAGES = {
 
 @pytest.fixture(scope="module")
 def task_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import invoke_main
+    from tests.support.cli import invoke_main
 
     root = tmp_path_factory.mktemp("task-runs")
     runs = root / "runs"

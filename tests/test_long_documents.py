@@ -1,6 +1,6 @@
 """Long documents end to end through the real CLI, on tiny models whose behaviour is known.
 
-- The key reader (tests/long_models.py) is a BERT classifier with a hard 512-position limit that
+- The key reader (tests/support/long_models.py) is a BERT classifier with a hard 512-position limit that
   reads a positive key sentence wherever it stands inside its window. Under truncation a key
   placed past token 512 must have exactly no effect, and the run must say why; with sliding
   windows the same key must move the output again.
@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from long_models import build_long_llama, build_long_modernbert, train_key_reader, write_long_probe_file
+
+from tests.support.long_models import (
+    build_long_llama,
+    build_long_modernbert,
+    train_key_reader,
+    write_long_probe_file,
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mlm_models import MASKED_WORDS, build_masked_lm, training_sentences
 
 from audit.attribution.driver import attribute_examples
 from audit.batching import collate, encode_texts
@@ -20,6 +19,7 @@ from audit.targets import MaskedLMTarget, build_target
 from audit.targets.masked_lm import FOCUS_LOGLIK, PLL
 from probes import load_builtin, load_probe_set
 from probes.schema import Instance, ProbeSet, Variant
+from tests.support.mlm_models import MASKED_WORDS, build_masked_lm, training_sentences
 
 PUBLIC = Path(__file__).parent / "data" / "public"
 CPU = torch.device("cpu")

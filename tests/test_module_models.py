@@ -23,8 +23,8 @@ from audit.module_models import NO_ATTENTION_NOTE, EncodeTokenizer, state_dict_s
 from audit.targets import ModuleTarget, build_target
 from audit.windows import LongInputPolicy, encode_long
 from probes import load_builtin
-from tests.conftest import invoke_main
 from tests.lstm_package import models as lstm
+from tests.support.cli import invoke_main
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "tests.lstm_package.models"

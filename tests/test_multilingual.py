@@ -3,7 +3,7 @@
 - A WordPiece tokenizer trained here on texts in 11 languages and 6 scripts reads every language
   of the built-in ``multilingual`` set: its unknown-token rates are low everywhere.
 - Two tiny BERT sentiment classifiers share that tokenizer and a parallel corpus in English,
-  German, Spanish and Russian (tests/multilingual_models.py): the control learned correct labels in
+  German, Spanish and Russian (tests/support/multilingual_models.py): the control learned correct labels in
   every language; the planted one learned every German sentence as negative. The audit must find a
   parity gap for German on the planted model only, and none on the control.
 - The bundled English-only MiniLM reads Chinese as unknown tokens and splits non-Latin scripts into
@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from multilingual_models import (
+from transformers import AutoTokenizer
+
+import probes
+from probes.languages import script_of
+from tests.support.multilingual_models import (
     LANGUAGES,
     PLANTED_LANGUAGE,
     REFERENCE,
@@ -32,10 +36,6 @@ from multilingual_models import (
     write_parallel_long_csv,
     write_parallel_yaml,
 )
-from transformers import AutoTokenizer
-
-import probes
-from probes.parallel import script_of
 
 OTHERS = tuple(lang for lang in LANGUAGES if lang not in (REFERENCE, PLANTED_LANGUAGE))
 

@@ -12,13 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mlm_models import (
-    MASKED_WORDS,
-    build_masked_lm,
-    preference_pairs,
-    training_sentences,
-    write_crows_pairs_csv,
-)
 from scipy.stats import binomtest
 
 from audit.metrics import stats
@@ -31,6 +24,13 @@ from audit.metrics.preference import (
     with_preference_findings,
 )
 from audit.tables import TABLES
+from tests.support.mlm_models import (
+    MASKED_WORDS,
+    build_masked_lm,
+    preference_pairs,
+    training_sentences,
+    write_crows_pairs_csv,
+)
 
 
 def effects_frame(

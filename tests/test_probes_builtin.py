@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from probes import list_builtin, load_builtin, validate_file
-from probes.loaders import BUILTIN_DIR, FILTERS
+from probes.formats.templates import FILTERS
+from probes.loaders import BUILTIN_DIR
 
 MINIMUM_INSTANCES = {
     "gender": 200,

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_models import build_tokenizer
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -27,6 +26,7 @@ from probes.long_document import (
     summary_lines,
 )
 from probes.schema import Instance, KeySentence, LongDocumentSpec, ProbeSet, SwapSentence, Variant
+from tests.support.tiny_models import build_tokenizer
 
 FILLER = [
     "The first train of the day leaves the terminal at a quarter past five and stops at every station.",

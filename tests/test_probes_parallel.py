@@ -13,7 +13,7 @@ import pytest
 
 from audit.errors import ProbeFileError
 from probes import ProbeSet, list_builtin, load_builtin, load_probe_set, validate_file
-from probes.parallel import canonical_language, expected_scripts, script_of, scripts_in
+from probes.languages import canonical_language, expected_scripts, script_of, scripts_in
 from probes.schema import Instance, Variant
 
 LANGUAGES = ["en", "de", "fr", "es", "tr", "sw", "ru", "ar", "hi", "zh", "ja"]

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlm_models import build_masked_lm
 
 from audit.errors import ProbeFileError
 from audit.tables import TABLES
 from probes import load_probe_set, validate_file
-from probes.public_formats import CROWS_PAIRS_HEADER, public_format, word_diff
+from probes.formats import file_format_for
+from probes.formats.public_benchmarks import CROWS_PAIRS_HEADER
+from probes.reading.focus import differing_regions
+from probes.reading.problems import LoadOptions
+from tests.support.mlm_models import build_masked_lm
 
 PUBLIC = Path(__file__).parent / "data" / "public"
 CROWS = PUBLIC / "crows_pairs_anonymized.csv"
@@ -36,7 +39,7 @@ def focus_words(probe_set, instance_id: str) -> dict[str, tuple[str, list[str]]]
 
 def test_crows_pairs_rows_become_stereotype_and_anti_stereotype_variants() -> None:
     probe_set = load_probe_set(CROWS)
-    assert public_format(CROWS) == "crows_pairs"
+    assert getattr(file_format_for(CROWS, LoadOptions()), "name", None) == "crows_pairs"
     assert probe_set.name == "crows_pairs_anonymized"
     assert probe_set.tasks == ("masked-lm", "causal-lm")
     assert len(probe_set.instances) == 8
@@ -96,13 +99,13 @@ def test_winobias_twins_load_from_either_file(tmp_path: Path) -> None:
     assert load_probe_set(tmp_path / "pro_stereotyped_type1.txt.dev").instances == from_pro.instances
 
 
-def test_word_diff_marks_changed_words_on_each_side() -> None:
+def test_word_focus_marks_changed_words_on_each_side() -> None:
     a, b = "Women don't know how to drive.", "Men know how to drive."
-    regions_a, regions_b = word_diff(a, b)
+    regions_a, regions_b = differing_regions(a, b, by="words")
     assert [a[s:e] for s, e in regions_a] == ["Women don't"]
     assert [b[s:e] for s, e in regions_b] == ["Men"]
     a, b = "Jerome went up inside.", "Tom went inside."
-    regions_a, regions_b = word_diff(a, b)
+    regions_a, regions_b = differing_regions(a, b, by="words")
     assert [a[s:e] for s, e in regions_a] == ["Jerome", "up"]
     assert [b[s:e] for s, e in regions_b] == ["Tom"]
 

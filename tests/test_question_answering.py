@@ -1,6 +1,6 @@
 """Extractive question answering on BBQ-style sets, end to end, and the BBQ JSONL loader.
 
-Three tiny QA models trained on the built-in ``bbq-mini`` (tests/ner_qa_models.py): the control
+Three tiny QA models trained on the built-in ``bbq-mini`` (tests/support/ner_qa_models.py): the control
 answers correctly; one is planted in ambiguous contexts (it answers with the stereotype where
 "unknown" is right), one in disambiguated contexts (it answers with the stereotype even when the
 context says otherwise). Each metric must find its own plant and nothing else; the control must not
@@ -19,8 +19,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from bbq_mini_source import TARGET, render
-from ner_qa_models import qa_items, train_tiny_qa
 from scipy import stats as scipy_stats
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -29,6 +27,8 @@ from audit.metrics.multiple_choice import answer_table, bias_score, build_choice
 from audit.stages.prepare import default_probe_sets
 from audit.tables import TABLES
 from probes import load_builtin, load_probe_set, validate_file
+from tests.support.bbq_mini_source import TARGET, render
+from tests.support.ner_qa_models import qa_items, train_tiny_qa
 
 DATA = Path(__file__).parent / "data" / "bbq"
 CATEGORIES = ("age", "gender_identity", "nationality")
@@ -40,7 +40,7 @@ def qa_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(model: Path, out: Path, name: str, *extra: object) -> Path:
-    from conftest import invoke_main
+    from tests.support.cli import invoke_main
 
     code = invoke_main("run", "--model", model, "--out", out, "--name", name, "--no-attention", *extra)
     assert code == 0, f"audit run on {model} exited with {code}"

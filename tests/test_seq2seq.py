@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from seq2seq_models import T5_PREFIX, build_seq2seq_tokenizer, greedy_translations, save_random_seq2seq
 
 import probes
 from audit.attention import STATISTICS, attention_rows
@@ -31,6 +30,12 @@ from audit.targets import Seq2SeqTarget, build_target
 from audit.targets.seq2seq import EXPECTED_PROBABILITY, GENDER_PREFERENCE
 from probes.schema import ProbeSet
 from probes.translation import NEITHER, classify_output, default_form_words, differing_words
+from tests.support.seq2seq_models import (
+    T5_PREFIX,
+    build_seq2seq_tokenizer,
+    greedy_translations,
+    save_random_seq2seq,
+)
 
 CPU = torch.device("cpu")
 

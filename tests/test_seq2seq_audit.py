@@ -19,14 +19,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import invoke_main
-from seq2seq_models import T5_PREFIX, greedy_translations, save_random_seq2seq, train_translator
 from streamlit.testing.v1 import AppTest
 
 import probes
 from audit.stages.prepare import sample_instances
 from audit.tables import TABLES
 from probes.translation import classify_output
+from tests.support.cli import invoke_main
+from tests.support.seq2seq_models import T5_PREFIX, greedy_translations, save_random_seq2seq, train_translator
 
 SET = "translation-gender-de"
 PLANTED_INSTANCES = 16

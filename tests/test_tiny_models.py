@@ -2,7 +2,7 @@
 
 Each model is trained once per test session, saved, and measured after loading it back from disk
 through ``AutoTokenizer`` / ``AutoModel*`` ``from_pretrained`` (the path the audit uses), on the
-probe pairs that the audit's end-to-end tests feed it. (conftest.py puts tests/ on sys.path and
+probe pairs that the audit's end-to-end tests feed it. (tests/support/tiny_models.py; conftest.py
 sets HF_HUB_OFFLINE=1.)
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tiny_models as tm
 import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer
 
 from probes import load_probe_set
+from tests.support import tiny_models as tm
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Token classification (NER) end to end, on tiny models whose behaviour is known
-(tests/ner_qa_models.py): the planted recognizer tags the african_american names of the built-in
+(tests/support/ner_qa_models.py): the planted recognizer tags the african_american names of the built-in
 ``names-ner`` set as O and every other name as a person; the control tags every name as a person.
 The audit must find the recall gap on the planted model only, and its scores must be the model's.
 """
@@ -13,8 +13,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from ner_qa_models import NER_LABELS, UNRECOGNISED_GROUP, names_by_group, ner_tokenizer, train_tiny_ner
-from tiny_models import _tiny_config
 from transformers import AutoModelForTokenClassification, AutoTokenizer, BertForTokenClassification
 
 from audit.metrics.entity_recall import build_entity_recall_findings
@@ -23,6 +21,14 @@ from audit.tables import TABLES
 from audit.targets.token_classification import entity_type, person_label_ids
 from probes import load_builtin
 from probes.loaders import BUILTIN_DIR
+from tests.support.ner_qa_models import (
+    NER_LABELS,
+    UNRECOGNISED_GROUP,
+    names_by_group,
+    ner_tokenizer,
+    train_tiny_ner,
+)
+from tests.support.tiny_models import tiny_config
 
 GROUPS = ("african_american", "asian", "european_american", "hispanic")
 
@@ -43,7 +49,7 @@ def control_ner(ner_dir: Path) -> Path:
 
 
 def _run(model: Path, out: Path, name: str) -> Path:
-    from conftest import invoke_main
+    from tests.support.cli import invoke_main
 
     code = invoke_main(
         "run", "--model", model, "--out", out, "--name", name,
@@ -184,7 +190,7 @@ def test_entity_recall_rows_are_wilson_shares() -> None:
 def test_a_model_without_a_person_label_is_refused(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
     tokenizer = ner_tokenizer()
     labels = ("O", "B-LOC", "I-LOC")
-    config = _tiny_config(len(tokenizer), num_labels=3, id2label=dict(enumerate(labels)))
+    config = tiny_config(len(tokenizer), num_labels=3, id2label=dict(enumerate(labels)))
     torch.manual_seed(0)
     BertForTokenClassification(config).save_pretrained(tmp_path / "no-person")
     tokenizer.save_pretrained(tmp_path / "no-person")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_models import build_tokenizer
 
 from audit.batching import Encoded
 from audit.errors import UserError
@@ -17,6 +16,7 @@ from audit.windows import (
     encode_long,
     window_text,
 )
+from tests.support.tiny_models import build_tokenizer
 
 WORDS = [f"w{i}" for i in range(40)]
 TEXT = " ".join(WORDS)  # 40 tokens + [CLS] [SEP]

@@ -409,6 +409,113 @@ def segment_attribution_rows(
     Windows run in length-sorted batches of at most ``batch_tokens`` padded tokens; ``on_done(n)``
     is called with the number of windows finished after each batch, for every method in turn.
     """
+    _check_arguments(
+        methods, aggregate, embedding_layer, batch_tokens, windows, example_ids, texts, key_spans,
+        output_indices, output_names,
+    )  # fmt: skip
+    n = len(windows)
+    segments = [
+        sentence_segments(text, spans, max_segments) for text, spans in zip(texts, key_spans, strict=True)
+    ]
+    flat = _flat_windows(windows, example_ids, texts, segments)
+    windows_of: list[list[int]] = [[] for _ in range(n)]
+    for index, window in enumerate(flat):
+        windows_of[window.example].append(index)
+    n_segments = [len(s) for s in segments]
+    reached = [
+        _tokens_that_reached_the_model([flat[j] for j in windows_of[i]], n_segments[i]) for i in range(n)
+    ]
+
+    columns: dict[str, list[Any]] = {name: [] for name in TABLES["segment_attributions"]}
+    for method in methods:
+        per_window, scores, combine = _per_window_values(
+            method,
+            forward,
+            embedding_layer,
+            flat,
+            output_indices,
+            n_segments,
+            pad_id=pad_id,
+            device=device,
+            batch_tokens=batch_tokens,
+            aggregate=aggregate,
+            on_done=on_done,
+        )
+        for i in range(n):
+            if not n_segments[i]:
+                continue
+            mine = windows_of[i]
+            values = combine([per_window[j] for j in mine], [scores[j] for j in mine], aggregate)
+            keys = {(int(s), int(e)) for s, e in key_spans[i]}
+            for index, (start, end) in enumerate(segments[i]):
+                columns["example_id"].append(example_ids[i])
+                columns["method"].append(method)
+                columns["output"].append(output_names[output_indices[i]])
+                columns["segment_index"].append(index)
+                columns["char_start"].append(start)
+                columns["char_end"].append(end)
+                columns["n_tokens"].append(reached[i][index])
+                columns["attribution"].append(float(values[index]))
+                columns["is_key"].append((start, end) in keys)
+    return _segment_frame(columns)
+
+
+def _per_window_values(
+    method: str,
+    forward: ScoreFunction,
+    embedding_layer: nn.Module | None,
+    flat: list[_Window],
+    output_indices: Sequence[int],
+    n_segments: Sequence[int],
+    *,
+    pad_id: int,
+    device: torch.device,
+    batch_tokens: int,
+    aggregate: str,
+    on_done: Callable[[int], None] | None,
+) -> tuple[list[np.ndarray], list[float], Callable[[Sequence[np.ndarray], Sequence[float], str], np.ndarray]]:
+    """One method's segment values per window, the windows' scores, and how they combine per example."""
+    if method == "segment_ablation":
+        per_window, scores = _ablation_per_window(
+            forward,
+            flat,
+            output_indices,
+            n_segments,
+            pad_id=pad_id,
+            device=device,
+            batch_tokens=batch_tokens,
+            need_scores=aggregate == "max",
+            on_done=on_done,
+        )
+        return per_window, scores, _combine_ablation
+    assert embedding_layer is not None
+    per_window, scores = _gradient_per_window(
+        forward,
+        embedding_layer,
+        flat,
+        output_indices,
+        n_segments,
+        pad_id=pad_id,
+        device=device,
+        batch_tokens=batch_tokens,
+        on_done=on_done,
+    )
+    return per_window, scores, _combine_gradients
+
+
+def _check_arguments(
+    methods: Sequence[str],
+    aggregate: str,
+    embedding_layer: nn.Module | None,
+    batch_tokens: int,
+    windows: Sequence[Sequence[EncodedExample]],
+    example_ids: Sequence[str],
+    texts: Sequence[str],
+    key_spans: Sequence[Sequence[tuple[int, int]]],
+    output_indices: Sequence[int],
+    output_names: Sequence[str],
+) -> None:
+    """Refuse arguments :func:`segment_attribution_rows` cannot explain, before any forward pass."""
     unknown = [m for m in methods if m not in SEGMENT_METHODS]
     if unknown:
         raise UserError(
@@ -433,9 +540,14 @@ def segment_attribution_rows(
                 f"{len(output_names)} outputs {list(output_names)}"
             )
 
-    segments = [
-        sentence_segments(text, spans, max_segments) for text, spans in zip(texts, key_spans, strict=True)
-    ]
+
+def _flat_windows(
+    windows: Sequence[Sequence[EncodedExample]],
+    example_ids: Sequence[str],
+    texts: Sequence[str],
+    segments: Sequence[Sequence[tuple[int, int]]],
+) -> list[_Window]:
+    """Every window of every example in one list, each with the segment of each of its tokens."""
     flat: list[_Window] = []
     for i, (example_windows, text, example_segments) in enumerate(zip(windows, texts, segments, strict=True)):
         if not example_windows:
@@ -448,58 +560,4 @@ def segment_attribution_rows(
             if any(end > len(text) for _, end in encoded.offsets):
                 raise ValueError(f"example {example_ids[i]!r}: token offsets run past the end of its text")
             flat.append(_Window(i, encoded, _token_segments(encoded, text, starts)))
-    windows_of: list[list[int]] = [[] for _ in range(n)]
-    for index, window in enumerate(flat):
-        windows_of[window.example].append(index)
-    n_segments = [len(s) for s in segments]
-    reached = [
-        _tokens_that_reached_the_model([flat[j] for j in windows_of[i]], n_segments[i]) for i in range(n)
-    ]
-
-    columns: dict[str, list[Any]] = {name: [] for name in TABLES["segment_attributions"]}
-    combine: Callable[[Sequence[np.ndarray], Sequence[float], str], np.ndarray]
-    for method in methods:
-        if method == "segment_ablation":
-            per_window, scores = _ablation_per_window(
-                forward,
-                flat,
-                output_indices,
-                n_segments,
-                pad_id=pad_id,
-                device=device,
-                batch_tokens=batch_tokens,
-                need_scores=aggregate == "max",
-                on_done=on_done,
-            )
-            combine = _combine_ablation
-        else:
-            assert embedding_layer is not None
-            per_window, scores = _gradient_per_window(
-                forward,
-                embedding_layer,
-                flat,
-                output_indices,
-                n_segments,
-                pad_id=pad_id,
-                device=device,
-                batch_tokens=batch_tokens,
-                on_done=on_done,
-            )
-            combine = _combine_gradients
-        for i in range(n):
-            if not n_segments[i]:
-                continue
-            mine = windows_of[i]
-            values = combine([per_window[j] for j in mine], [scores[j] for j in mine], aggregate)
-            keys = {(int(s), int(e)) for s, e in key_spans[i]}
-            for index, (start, end) in enumerate(segments[i]):
-                columns["example_id"].append(example_ids[i])
-                columns["method"].append(method)
-                columns["output"].append(output_names[output_indices[i]])
-                columns["segment_index"].append(index)
-                columns["char_start"].append(start)
-                columns["char_end"].append(end)
-                columns["n_tokens"].append(reached[i][index])
-                columns["attribution"].append(float(values[index]))
-                columns["is_key"].append((start, end) in keys)
-    return _segment_frame(columns)
+    return flat

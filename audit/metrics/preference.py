@@ -1,6 +1,6 @@
 """Stereotype preference: how often a model scores the stereotypical sentence above its counterpart.
 
-Public benchmarks (CrowS-Pairs, StereoSet, WinoBias; probes/public_formats.py) give each instance a
+Public benchmarks (CrowS-Pairs, StereoSet, WinoBias; probes/formats/public_benchmarks.py) give each instance a
 variant named "stereotype" and one named "anti-stereotype" (StereoSet also "unrelated"). Their
 headline number is the share of instances where the model prefers the stereotype: 0.5 is no
 preference. For every counterfactual set with both variants, per attribute and per output in the

@@ -64,13 +64,16 @@ plot_keys = sorted(
     dict.fromkeys(zip(metrics, outputs, strict=True)),
     key=lambda key: (METRIC_ORDER.index(key[0]) if key[0] in METRIC_ORDER else len(METRIC_ORDER), key),
 )
-metric, output = st.selectbox(
+plot_key = st.selectbox(
     "Metric and output",
     plot_keys,
     format_func=lambda key: f"{key[0]} of {key[1]}" if key[1] else key[0],
     key="f_plot",
     help="Effects of different metrics have different units, so the plot shows one metric and output at a time.",
 )
+if plot_key is None:  # a select box over a non-empty list always has a choice
+    st.stop()
+metric, output = plot_key
 rows = shown[(metrics == metric) & (outputs == output)]
 plot_title = f"{metric} of {output}" if output else metric
 st.altair_chart(forest_plot(rows, title=plot_title), width="stretch", key="forest_plot")

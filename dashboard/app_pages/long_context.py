@@ -228,6 +228,8 @@ if attention is not None and examples is not None:
             key="lc_attention_length",
         )
         stat = second.selectbox("Statistic", stats_present, key="lc_attention_stat")
+        if doc_length is None or stat is None:  # a select box over a non-empty list always has a choice
+            st.stop()
         values = attention_by_layer(
             attention, examples, probe_set=probe_set, doc_length=int(doc_length), stat=str(stat)
         )
@@ -262,6 +264,8 @@ if not pairs:
     st.info(f"Probe set {probe_set} has no identity-swap findings.")
 else:
     pair = st.selectbox("Pair", pairs, format_func=swap_pair_label, key="lc_swap_pair")
+    if pair is None:
+        st.stop()
     swaps = swap_cells(findings, probe_set, pair)
     if swaps.empty:
         st.info("This pair has no findings by position.")

@@ -240,7 +240,7 @@ def build_ids_only() -> ModuleModel:
 
 def build_with_fast_tokenizer() -> ModuleModel:
     """A Hugging Face fast tokenizer (WordLevel, [CLS] ... [SEP]) as encode; pad id and maximum from it."""
-    from tests.tiny_models import build_tokenizer
+    from tests.support.tiny_models import build_tokenizer
 
     tokenizer = build_tokenizer([text for text, _ in corpus(False)], model_max_length=32)
     torch.manual_seed(1)
