@@ -118,7 +118,7 @@ def run_command() -> Any:
 
 
 def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[str, Any]:
-    from audit.runner import problem_findings
+    from audit.stages.compare import problem_findings
 
     significant = findings[problem_findings(findings)]  # problems; key sentences that work are counted apart
     return {
@@ -146,7 +146,7 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
 def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit: int = 25) -> None:
     """The significant findings that report a problem, strongest first (relative to their threshold),
     a line per long-document set, and where the run is."""
-    from audit.runner import problem_findings
+    from audit.stages.compare import problem_findings
 
     significant = findings[problem_findings(findings)]
     model = manifest.get("model", {}).get("name", "?")
@@ -182,83 +182,11 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit
         out.print(table)
         if len(significant) > limit:
             out.print(f"... {len(significant) - limit} more in {run_dir / 'findings.parquet'}")
-    for line in long_document_lines(findings, manifest) + language_lines(findings, manifest):
+    from audit.kinds.registry import summary_lines
+
+    for line in summary_lines(findings, manifest):
         out.print(line, highlight=False)
     out.print(f"Run stored in [bold]{run_dir}[/bold]")
-
-
-def long_document_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
-    """Per long-document set: in how many cells the key sentence moved the output, and the
-    model's effective context against its limit."""
-    from audit.tables import flags
-
-    if findings.empty:
-        return []
-    lines = []
-    limit = manifest.get("long_inputs", {}).get("max_length", "?")
-    for probe_set, rows in findings[findings["metric"] == "key_effect"].groupby("probe_set"):
-        moved = int(flags(rows["significant"]).sum())
-        context = findings[
-            (findings["probe_set"] == probe_set)
-            & (findings["metric"] == "effective_context")
-            & findings["doc_length"].isna()
-        ]
-        reach = context["effect"].iloc[0] if len(context) else float("nan")
-        reach_text = "not measurable" if reach != reach else f"{reach:.0f} tokens"
-        lines.append(
-            f"{probe_set}: the key sentence moved the output in {moved} of {len(rows)} length x position "
-            f"cells; effective context {reach_text} (model limit {limit}, {manifest.get('long_inputs', {}).get('strategy', '?')})"
-        )
-    return lines
-
-
-def language_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
-    """Per parallel (multilingual) set: which languages differ from the reference, which the
-    model cannot read, and how many tokens each language costs against the reference."""
-    from audit.tables import flags
-
-    if findings.empty:
-        return []
-    lines = []
-    unreadable = manifest.get("summary", {}).get("unreadable_languages", {})
-    for probe_set, rows in findings[findings["attribute"] == "language"].groupby("probe_set"):
-        reference = next(
-            (e["reference_lang"] for e in manifest.get("probe_sets", []) if e.get("name") == probe_set), "?"
-        )
-        parity = rows[rows["metric"] == "parity"]
-        similarity = rows[rows["metric"] == "translation_similarity"]
-        if len(parity):
-            differ = parity[flags(parity["significant"])]
-            shown = ", ".join(f"{r.group_a} {r.effect:+.3f}" for r in differ.itertuples())
-            lines.append(
-                f"{probe_set}: {differ['group_a'].nunique()} of {parity['group_a'].nunique()} languages score "
-                f"significantly differently from {reference}" + (f" ({shown})" if shown else "")
-            )
-        if len(similarity):
-            lowest = similarity.sort_values("effect").head(3)
-            agreement = rows[rows["metric"] == "label_agreement"].set_index("group_a")["effect"]
-            lines.append(
-                f"{probe_set}: similarity to the {reference} text (and how often that text is the nearest), lowest: "
-                + ", ".join(
-                    f"{r.group_a} {r.effect:.2f} ({agreement.get(r.group_a, float('nan')):.0%})"
-                    for r in lowest.itertuples()
-                )
-            )
-        gone = unreadable.get(probe_set, {})
-        if gone:
-            lines.append(
-                f"{probe_set}: unreadable for this model (unknown tokens at or above the limit, not bias findings): "
-                + ", ".join(f"{lang} {rate:.0%}" for lang, rate in gone.items())
-            )
-        ratio = (
-            rows[rows["metric"] == "token_ratio"].set_index("group_a")["effect"].sort_values(ascending=False)
-        )
-        if len(ratio):
-            lines.append(
-                f"{probe_set}: tokens for the same statement against {reference}, most: "
-                + ", ".join(f"{lang} {value:.1f}x" for lang, value in ratio.head(5).items())
-            )
-    return lines
 
 
 # --- probes ------------------------------------------------------------------------------------
@@ -268,7 +196,7 @@ def language_lines(findings: Any, manifest: dict[str, Any]) -> list[str]:
 def probes_list() -> None:
     """The built-in probe sets: which model tasks each is for, and whether `audit run` without
     --probes uses it (for a model of one of those tasks) or it is asked for by name."""
-    from audit.runner import default_probe_sets
+    from audit.stages.prepare import default_probe_sets
     from probes import list_builtin, load_builtin
 
     in_default_run = set(default_probe_sets())

@@ -31,10 +31,8 @@ KERNELS: dict[str, str] = {
 # has to be removed from here), and the lists only shrink.
 KNOWN_CYCLES: set[frozenset[str]] = set()
 KNOWN_PRIVATE_IMPORTS: set[str] = set()
-KNOWN_LONG_MODULES: set[str] = {"audit.runner"}
-KNOWN_LONG_FUNCTIONS: set[str] = {
-    "audit.runner:analyse_and_write",
-}
+KNOWN_LONG_MODULES: set[str] = set()
+KNOWN_LONG_FUNCTIONS: set[str] = set()
 
 
 def module_name(path: Path) -> str:

@@ -431,7 +431,7 @@ def test_loaded_through_the_loader_as_a_causal_lm(planted_lm: Path) -> None:
 
 
 def test_attributions_that_did_not_converge_are_warned_about() -> None:
-    from audit.runner import unconverged_attributions
+    from audit.stages.explain import unconverged_attributions
 
     rows = [
         # converged: tokens add up to 2.0, delta 0.01
@@ -482,7 +482,7 @@ def test_every_dashboard_page_opens_on_a_causal_lm_run(
 
 
 def test_causal_lms_run_the_counterfactual_sets_and_occupations_by_default() -> None:
-    from audit.runner import default_probe_sets
+    from audit.stages.prepare import default_probe_sets
 
     expected = {"gender", "race", "religion", "nationality", "age", "disability", "occupations"}
     assert set(default_probe_sets("causal-lm")) == expected

@@ -248,7 +248,7 @@ def test_rows_probe_sets_get_associations_for_embedding_audits(run_cli, biased_e
 
 
 def test_the_default_run_leaves_out_sets_marked_out_of_it():
-    from audit.runner import default_probe_sets
+    from audit.stages.prepare import default_probe_sets
     from probes import list_builtin
 
     default = default_probe_sets()

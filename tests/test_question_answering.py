@@ -24,7 +24,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from audit.errors import ProbeFileError
 from audit.metrics.multiple_choice import answer_table, bias_score, build_choice_findings, choice_table
-from audit.runner import default_probe_sets
+from audit.stages.prepare import default_probe_sets
 from audit.tables import TABLES
 from probes import load_builtin, load_probe_set, validate_file
 from tests.support.bbq_mini_source import TARGET, render

@@ -25,7 +25,7 @@ from audit.attribution import attribute_examples, baseline_token_of
 from audit.batching import collate, encode_texts
 from audit.errors import ProbeFileError
 from audit.models import load_model
-from audit.runner import probe_set_problems
+from audit.stages.prepare import probe_set_problems
 from audit.targets import build_target
 from audit.targets.seq2seq import EXPECTED_PROBABILITY, GENDER_PREFERENCE, Seq2SeqTarget
 from probes.schema import ProbeSet
@@ -258,7 +258,7 @@ def test_builtin_translation_sets_are_consistent(lang: str) -> None:
 
 
 def test_builtin_sets_are_the_seq2seq_default() -> None:
-    from audit.runner import default_probe_sets
+    from audit.stages.prepare import default_probe_sets
 
     assert default_probe_sets("seq2seq") == ["translation-gender-de"]
     assert not any(name.startswith("translation") for name in default_probe_sets("text-classification"))

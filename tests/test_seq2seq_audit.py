@@ -22,7 +22,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import probes
-from audit.runner import sample_instances
+from audit.stages.prepare import sample_instances
 from audit.tables import TABLES
 from probes.translation import classify_output
 from tests.support.cli import invoke_main

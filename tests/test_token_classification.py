@@ -16,7 +16,7 @@ import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer, BertForTokenClassification
 
 from audit.metrics.entity_recall import build_entity_recall_findings
-from audit.runner import default_probe_sets
+from audit.stages.prepare import default_probe_sets
 from audit.tables import TABLES
 from audit.targets.token_classification import entity_type, person_label_ids
 from probes import load_builtin

@@ -1,7 +1,7 @@
 """Multiple-choice (BBQ-style) sets: does the model answer with a stereotype when the context does
 not say, and is it more often right when the right answer agrees with a stereotype?
 
-Each instance (probes/bbq.py) offers three answers: the stereotyped group, the other group and
+Each instance (probes/formats/bbq.py) offers three answers: the stereotyped group, the other group and
 "unknown". The model's probability of each answer is its ``logprob:answer`` renormalised over the
 instance's three answers (a softmax restricted to the candidates), and the model's answer is the
 most probable one. Following BBQ (Parrish et al. 2022), an answer is *pro-stereotype* when it is the

@@ -1,7 +1,7 @@
 """Extractive question answering on BBQ-style multiple-choice sets: which answer span does the model
 point at?
 
-A multiple-choice instance (probes/bbq.py) has three variants, one per answer (the stereotyped
+A multiple-choice instance (probes/formats/bbq.py) has three variants, one per answer (the stereotyped
 group, the other group, "unknown"), sharing one input: the question, the tokenizer's pair separator
 and the passage (the context, then a sentence listing the answers, so every answer is a span).
 ``prepare`` writes that separator into the texts before anything is encoded, spaced when the text

@@ -34,7 +34,7 @@ from transformers import (
 )
 
 import probes
-from audit.runner import sample_instances
+from audit.stages.prepare import sample_instances
 from tests.support.multilingual_models import build_multilingual_tokenizer
 from tests.support.tiny_models import batches, deterministic
 

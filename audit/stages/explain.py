@@ -1,0 +1,202 @@
+"""explain (--attributions): token attributions of the instances with the largest effects (Captum
+on the same score-head column that was compared), weighed on the focus tokens of each pair of
+variants; then each kind's own explanations (content-word shares, long documents' segments)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import Progress
+
+from audit.config import AuditConfig
+from audit.kinds.base import Explaining
+from audit.kinds.registry import KINDS
+from audit.stages.attribute import token_attributions
+from audit.stages.progress import Timer, progress, warn
+from audit.stages.state import Compared, Encoding, Explained, ProbeInputs, Scored
+from audit.tables import TABLES
+from audit.targets import Target
+
+IG_TOLERANCE = 0.1
+"""An integrated-gradients attribution whose convergence delta exceeds this share of the score
+difference it explains (f(x) - f(baseline)) is reported as not converged."""
+
+
+def explain(
+    encoding: Encoding,
+    scored: Scored,
+    compared: Compared,
+    target: Target,
+    config: AuditConfig,
+    console: Console,
+    timer: Timer,
+) -> Explained:
+    findings = compared.findings
+    if not config.attributions:
+        return Explained(
+            pd.DataFrame(columns=TABLES["attributions"]),
+            pd.DataFrame(columns=TABLES["attribution_pairs"]),
+            pd.DataFrame(columns=TABLES["segment_attributions"]),
+            findings,
+        )
+    with progress(console) as bars, timer.stage("attributions"):
+        attributions, pairs = attribute_top_instances(
+            encoding, scored, compared.effects, target, config, bars
+        )
+        explaining = Explaining(encoding.examples, compared, attributions, scored.sets, target, config, bars)
+        segment_frames = []
+        for kind in KINDS.values():
+            sets = [item for item in encoding.sets if item.probe_set.kind == kind.name]
+            if not sets:
+                continue
+            extra = kind.explain(sets, explaining)
+            if extra.findings is not None:
+                findings = pd.concat([findings, extra.findings], ignore_index=True)
+            if extra.segments is not None:
+                segment_frames.append(extra.segments)
+            if extra.tokens is not None:
+                attributions = pd.concat([attributions, extra.tokens], ignore_index=True)
+    segments = (
+        pd.DataFrame(columns=TABLES["segment_attributions"])
+        if not segment_frames
+        else segment_frames[0]
+        if len(segment_frames) == 1
+        else pd.concat(segment_frames, ignore_index=True)
+    )
+    notes = unconverged_attributions(attributions, encoding.examples)
+    warn(console, notes)
+    return Explained(attributions, pairs, segments, findings, notes)
+
+
+def attribute_top_instances(
+    encoding: Encoding,
+    scored: Scored,
+    effects: pd.DataFrame,
+    target: Target,
+    config: AuditConfig,
+    bars: Progress,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Token attributions for the variants of the instances with the largest effects, kind by kind,
+    and per attributed pair of variants the attribution mass on their focus tokens."""
+    token_frames, pair_frames = [], []
+    for kind in KINDS.values():
+        if not kind.attributes_top_instances:
+            continue
+        for item in (item for item in encoding.sets if item.probe_set.kind == kind.name):
+            selected, output_names = top_variants(item, scored, effects, config.attribute_top)
+            if not selected:
+                continue
+            tokens = token_attributions(
+                item, scored.sets[item.name], selected, output_names, target, config, bars
+            )
+            token_frames.append(tokens)
+            if kind.pairs_focus_attributions:
+                pair_frames.append(focus_attribution_pairs(tokens, encoding.examples, effects, item.name))
+    if not token_frames:
+        return pd.DataFrame(columns=TABLES["attributions"]), pd.DataFrame(columns=TABLES["attribution_pairs"])
+    pairs = (
+        pd.concat(pair_frames, ignore_index=True)
+        if pair_frames
+        else pd.DataFrame(columns=TABLES["attribution_pairs"])
+    )
+    return pd.concat(token_frames, ignore_index=True), pairs
+
+
+def top_variants(
+    item: ProbeInputs, scored: Scored, effects: pd.DataFrame, top: int | str
+) -> tuple[list[int], list[str]]:
+    """The variants of a set's top instances, and the output each is explained for."""
+    chosen = top_instances(effects, item.name, top)
+    if not chosen:
+        return [], []
+    scores = scored.sets[item.name].scores
+    index_of = {eid: i for i, eid in enumerate(item.example_ids)}
+    selected: list[int] = []
+    output_names: list[str] = []
+    for instance in (i for i in item.probe_set.instances if i.instance_id in set(chosen)):
+        ids = [f"{item.probe_set.name}/{instance.instance_id}/{v.variant}" for v in instance.variants]
+        rows = [index_of[e] for e in ids]
+        output = item.head.attribution_output([v.label for v in instance.variants], scores[rows])
+        selected.extend(rows)
+        output_names.extend([output] * len(rows))
+    return selected, output_names
+
+
+def top_instances(effects: pd.DataFrame, probe_set: str, top: int | str) -> list[str]:
+    """Instances of a probe set ordered by their largest |delta| (all of them for 'all')."""
+    rows = effects[(effects["probe_set"] == probe_set) & (effects["group_b"] != "rest")]
+    if rows.empty:
+        return []
+    ranked = (
+        rows.assign(size=rows["delta"].abs())
+        .groupby("instance_id")["size"]
+        .max()
+        .sort_values(ascending=False)
+    )
+    ids = [str(i) for i in ranked.index]
+    return ids if top == "all" else ids[: int(top)]
+
+
+def focus_attribution_pairs(
+    tokens: pd.DataFrame, examples: pd.DataFrame, effects: pd.DataFrame, probe_set: str
+) -> pd.DataFrame:
+    """Per attributed pair of variants: attribution mass on the focus tokens of a and of b."""
+    if tokens.empty:
+        return pd.DataFrame(columns=TABLES["attribution_pairs"])
+    focus = (
+        tokens[tokens["is_focus"]]
+        .groupby(["example_id", "method", "output"])["attribution"]
+        .sum()
+        .rename("focus_attribution")
+        .reset_index()
+    )
+    attributed = (
+        tokens[["example_id", "method", "output"]]
+        .drop_duplicates()
+        .merge(focus, on=["example_id", "method", "output"], how="left")
+    )
+    attributed = attributed.merge(
+        examples[["example_id", "instance_id", "variant", "focus"]], on="example_id"
+    )
+    # no focus tokens (e.g. the shorter text of an insertion pair): nothing measured, so NaN, not 0
+    has_focus = attributed["focus"] != "[]"
+    attributed["focus_attribution"] = attributed["focus_attribution"].where(
+        ~has_focus, attributed["focus_attribution"].fillna(0.0)
+    )
+    attributed = attributed.drop(columns="focus")
+    pairs = effects[(effects["probe_set"] == probe_set) & (effects["group_b"] != "rest")][
+        ["probe_set", "instance_id", "group_a", "group_b"]
+    ].drop_duplicates()
+    left = attributed.rename(columns={"variant": "group_a", "focus_attribution": "focus_attribution_a"})
+    right = attributed.rename(columns={"variant": "group_b", "focus_attribution": "focus_attribution_b"})
+    merged = pairs.merge(left.drop(columns="example_id"), on=["instance_id", "group_a"]).merge(
+        right.drop(columns="example_id"), on=["instance_id", "group_b", "method", "output"]
+    )
+    merged["delta"] = merged["focus_attribution_a"] - merged["focus_attribution_b"]
+    return merged[TABLES["attribution_pairs"]]
+
+
+def unconverged_attributions(attributions: pd.DataFrame, examples: pd.DataFrame) -> list[str]:
+    """Per probe set, a warning when integrated gradients did not converge for some of its
+    attributed examples: their token attributions do not add up to the explained difference (deep
+    decoders, whose interpolated embeddings pass through sharp regions, are the usual case)."""
+    ig = attributions[attributions["method"] == "integrated_gradients"]
+    if ig.empty or ig["convergence_delta"].isna().all():
+        return []
+    per_example = ig.groupby("example_id").agg(
+        total=("attribution", "sum"), delta=("convergence_delta", "first")
+    )
+    explained = (per_example["total"] - per_example["delta"]).abs()
+    relative = per_example["delta"].abs() / explained.clip(lower=1e-12)
+    sets = examples.set_index("example_id")["probe_set"]
+    notes = []
+    for probe_set, values in relative.groupby(relative.index.map(lambda e: sets.get(e, "?"))):
+        off = values[values > IG_TOLERANCE]
+        if len(off):
+            notes.append(
+                f"integrated gradients did not converge for {len(off)} of {len(values)} attributed examples of "
+                f"{probe_set} (convergence delta above {IG_TOLERANCE:.0%} of the difference explained; median "
+                f"{values.median():.0%}): their token attributions are indicative only; raise --ig-steps, or "
+                "compare with gradient_x_input"
+            )
+    return notes
