@@ -296,7 +296,7 @@ def _visible_keys(allowed: torch.Tensor) -> tuple[int, int]:
     return int(keys[0]), int(keys[-1]) + 1
 
 
-def chunked_attention(
+def chunked_attention(  # noqa: C901 (a measured kernel: one loop over query blocks, see KERNELS in tests/test_architecture.py)
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
