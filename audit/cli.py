@@ -109,11 +109,11 @@ def run(
 def run_command() -> Any:
     """`audit run` as a click command: an option per AuditConfig setting (audit/cli_settings.py), then
     `run`'s own options."""
-    from audit.cli_settings import with_settings
+    from audit.cli_settings import file_only_settings_help, with_settings
     from audit.config import AuditConfig
 
     command = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    command.command("run")(with_settings(AuditConfig, run))
+    command.command("run", epilog=file_only_settings_help(AuditConfig))(with_settings(AuditConfig, run))
     return typer.main.get_command(command)
 
 

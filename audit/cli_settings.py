@@ -77,6 +77,23 @@ def setting_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
     return parameters
 
 
+def file_only_settings_help(model: type[BaseModel]) -> str:
+    """The settings of `model` that only a config file sets, with their defaults: the epilog of `--help`."""
+    rows = []
+    for name, field in model.model_fields.items():
+        if setting_flag(model, name).on_command_line:
+            continue
+        default = field.get_default(call_default_factory=True)
+        shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default)
+        rows.append(f"{name} = {shown}: {field.description or ''}")
+    if not rows:
+        return ""
+    return (
+        "Set only in a --config file, whose keys are the settings' names (min_effect, attribute_top, ...): "
+        + " ".join(rows)
+    )
+
+
 def command_line_type(annotation: Any) -> tuple[Any, str | None]:
     """The type the command line parses a field as, and the metavar --help shows (None: typer's own).
 

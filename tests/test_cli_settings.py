@@ -89,3 +89,16 @@ def test_a_setting_without_a_visible_default_is_refused() -> None:
 
     with pytest.raises(TypeError, match="Settings.limit"):
         with_settings(Settings, lambda settings: None)
+
+
+def test_help_names_the_settings_only_a_config_file_sets(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    result = run_cli("run", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    file_only = [n for n in AuditConfig.model_fields if not setting_flag(AuditConfig, n).on_command_line]
+    assert file_only, "the test needs a config-file-only setting"
+    for name in file_only:
+        default = AuditConfig.model_fields[name].get_default(call_default_factory=True)
+        shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default)
+        assert f"{name} = {shown}:" in text, name
