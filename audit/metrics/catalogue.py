@@ -16,15 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COUNTERFACTUAL, LONG_DOCUMENT, PARALLEL, MULTIPLE_CHOICE = (
-    "counterfactual",
-    "long_document",
-    "parallel",
-    "multiple_choice",
-)
-KINDS = (COUNTERFACTUAL, LONG_DOCUMENT, PARALLEL, MULTIPLE_CHOICE)
-"""The probe kinds (probes.schema.ProbeKind), which are also the names of the run's BH families:
-one family per kind (generation gaps and stereotype preferences join the counterfactual one)."""
+from audit.kinds.names import COUNTERFACTUAL, LONG_DOCUMENT, MULTIPLE_CHOICE, PARALLEL, PROBE_KINDS
+
+# The probe kinds (audit/kinds/names.py) are also the names of the run's BH families: one family
+# per kind (generation gaps and stereotype preferences join the counterfactual one).
 
 
 @dataclass(frozen=True)
@@ -33,7 +28,7 @@ class Metric:
 
     name: str
     kind: str
-    """The probe kind whose findings hold it (one of ``KINDS``)."""
+    """The probe kind whose findings hold it (one of ``PROBE_KINDS``)."""
     family: str | None
     """The Benjamini-Hochberg family its tested rows belong to; None: descriptive (no p-value)."""
     module: str
@@ -317,15 +312,15 @@ def rank(name: str) -> int:
 
 def metrics_of(kind: str) -> tuple[str, ...]:
     """The names of a probe kind's metrics, in display order."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown probe kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"unknown probe kind {kind!r}; known kinds: {', '.join(PROBE_KINDS)}")
     return tuple(m.name for m in METRICS if m.kind == kind)
 
 
 def family_members(family: str) -> tuple[str, ...]:
     """The names of the tested metrics of a Benjamini-Hochberg family, in display order."""
-    if family not in KINDS:
-        raise ValueError(f"unknown family {family!r}; known families: {', '.join(KINDS)}")
+    if family not in PROBE_KINDS:
+        raise ValueError(f"unknown family {family!r}; known families: {', '.join(PROBE_KINDS)}")
     return tuple(m.name for m in METRICS if m.family == family)
 
 

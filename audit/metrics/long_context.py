@@ -70,8 +70,9 @@ from typing import SupportsFloat, SupportsInt, cast
 import numpy as np
 import pandas as pd
 
+from audit.kinds.names import LONG_DOCUMENT
 from audit.metrics import stats
-from audit.metrics.catalogue import LONG_DOCUMENT, METRIC_RANK
+from audit.metrics.catalogue import METRIC_RANK
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.metrics.paired import flipped, object_labels

@@ -56,8 +56,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from audit.kinds.names import PARALLEL
 from audit.metrics import stats
-from audit.metrics.catalogue import METRIC_RANK, PARALLEL, family_members
+from audit.metrics.catalogue import METRIC_RANK, family_members
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.metrics.paired import build_effects, build_findings

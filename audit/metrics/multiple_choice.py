@@ -49,8 +49,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from audit.kinds.names import MULTIPLE_CHOICE
 from audit.metrics import stats
-from audit.metrics.catalogue import METRIC_RANK, MULTIPLE_CHOICE
+from audit.metrics.catalogue import METRIC_RANK
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.tables import TABLES, finding_row, findings_frame

@@ -45,8 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from audit.kinds.names import COUNTERFACTUAL
 from audit.metrics import stats
-from audit.metrics.catalogue import COUNTERFACTUAL, METRIC_RANK
+from audit.metrics.catalogue import METRIC_RANK
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.tables import FINDING_DTYPES, TABLES, check_columns, require_columns, typed_empty

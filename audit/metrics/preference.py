@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from audit.kinds.names import COUNTERFACTUAL
 from audit.metrics import stats
-from audit.metrics.catalogue import COUNTERFACTUAL
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.tables import TABLES, check_columns, finding_row, findings_frame

@@ -35,8 +35,8 @@ from typing import Any
 import pandas as pd
 
 from audit.errors import UserError
+from audit.kinds.names import COUNTERFACTUAL
 from audit.metrics import stats
-from audit.metrics.catalogue import COUNTERFACTUAL
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.tables import TABLES, finding_row
