@@ -80,6 +80,7 @@ def test_entries_are_consistent() -> None:
     )
     assert catalogue.metric("stereotype_preference").centre == 0.5
     assert not catalogue.metric("key_effect").problem
+    assert not catalogue.p_floor_from_n("seat_effect_size") and catalogue.p_floor_from_n("mean_delta")
     assert catalogue.rank("not_a_metric") == len(catalogue.METRICS)
     with pytest.raises(ValueError, match="unknown metric 'nope'; known metrics: mean_delta"):
         catalogue.metric("nope")
