@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from audit.errors import UserError
+from audit.metrics.options import TestOptions
 from audit.tasks import TASKS
 
 DEFAULT_MODELS = ("minilm-sentiment", "minilm")
@@ -177,16 +178,16 @@ class AuditConfig(BaseModel):
         return [value] if isinstance(value, str) else value
 
     @property
-    def test_options(self) -> dict[str, Any]:
+    def test_options(self) -> TestOptions:
         """The statistics settings every findings builder takes (audit/metrics/*)."""
-        return {
-            "alpha": self.alpha,
-            "min_effect": self.min_effect,
-            "confidence": self.confidence,
-            "n_resamples": self.n_resamples,
-            "n_permutations": self.n_permutations,
-            "seed": self.seed,
-        }
+        return TestOptions(
+            alpha=self.alpha,
+            min_effect=self.min_effect,
+            confidence=self.confidence,
+            n_resamples=self.n_resamples,
+            n_permutations=self.n_permutations,
+            seed=self.seed,
+        )
 
     @property
     def aggregate(self) -> Literal["mean", "max"]:

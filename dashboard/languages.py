@@ -29,6 +29,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from audit.kinds.names import PARALLEL
 from audit.metrics import catalogue
 from dashboard.charts import FIT_WIDTH, NOT_SIGNIFICANT_COLOR, SIGNIFICANT_COLOR
 from dashboard.frames import flags
@@ -40,7 +41,7 @@ ATTRIBUTE = "language"
 
 def _in_catalogue_order(*names: str) -> tuple[str, ...]:
     """These parallel metrics in the catalogue's display order (audit/metrics/catalogue.py)."""
-    return tuple(m for m in catalogue.metrics_of(catalogue.PARALLEL) if m in names)
+    return tuple(m for m in catalogue.metrics_of(PARALLEL) if m in names)
 
 
 COMPARISON_METRICS = _in_catalogue_order("parity", "translation_similarity", "label_agreement")

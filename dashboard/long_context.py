@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import altair as alt
 import pandas as pd
 
-from audit.metrics.catalogue import LONG_DOCUMENT, metrics_of
+from audit.kinds.names import LONG_DOCUMENT
+from audit.metrics.catalogue import metrics_of
 from dashboard.charts import FIT_WIDTH
 from dashboard.frames import flags
 from dashboard.render import TokenAttribution

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from audit.errors import ProbeFileError, Problem, UserError
+from audit.kinds.names import ProbeKind
 from probes.formats import file_format_for, unknown_extension_hint
 from probes.formats.hf_dataset import dataset_label, read_dataset
 from probes.reading.problems import LoadOptions, Problems
-from probes.schema import ProbeKind, ProbeSet
+from probes.schema import ProbeSet
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 

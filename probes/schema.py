@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ProbeKind = Literal["counterfactual", "long_document", "parallel", "multiple_choice"]
+from audit.kinds.names import ProbeKind
+
 InstanceRole = Literal["counterfactual", "key_sentence", "identity_swap"]
 TARGET_FIELDS = ("targets", "target_lang", "target_words")
 """Variant fields of seq2seq sets (a set without them hashes as before they existed)."""

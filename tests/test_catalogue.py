@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from audit.kinds.names import COUNTERFACTUAL, LONG_DOCUMENT, PARALLEL, PROBE_KINDS, ProbeKind
 from audit.metrics import catalogue, stats
 from audit.metrics.family import SEVERITY_CUTOFFS, apply_family_test, severity
 from audit.metrics.options import TestOptions
 from audit.tables import finding_row, findings_frame
 from dashboard.frames import metric_description, metric_outputs
-from probes.schema import ProbeKind
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS_DIR = ROOT / "audit" / "metrics"
@@ -65,14 +65,14 @@ def test_every_catalogue_entry_names_the_module_that_computes_it() -> None:
 
 def test_entries_are_consistent() -> None:
     assert len(set(catalogue.METRIC_ORDER)) == len(catalogue.METRICS), "metric names must be unique"
-    assert set(catalogue.KINDS) == set(get_args(ProbeKind))
+    assert get_args(ProbeKind) == PROBE_KINDS
     for entry in catalogue.METRICS:
-        assert entry.kind in catalogue.KINDS
-        assert entry.family is None or entry.family in catalogue.KINDS
+        assert entry.kind in PROBE_KINDS
+        assert entry.family is None or entry.family in PROBE_KINDS
         assert entry.tested or not entry.problem, f"descriptive {entry.name} cannot report a problem"
         assert entry.description and entry.label
-    assert catalogue.family_members(catalogue.PARALLEL) == ("parity", "parity_by_label")
-    assert catalogue.metrics_of(catalogue.LONG_DOCUMENT) == (
+    assert catalogue.family_members(PARALLEL) == ("parity", "parity_by_label")
+    assert catalogue.metrics_of(LONG_DOCUMENT) == (
         "key_effect",
         "effective_context",
         "middle_dip",
@@ -80,6 +80,7 @@ def test_entries_are_consistent() -> None:
     )
     assert catalogue.metric("stereotype_preference").centre == 0.5
     assert not catalogue.metric("key_effect").problem
+    assert not catalogue.p_floor_from_n("seat_effect_size") and catalogue.p_floor_from_n("mean_delta")
     assert catalogue.rank("not_a_metric") == len(catalogue.METRICS)
     with pytest.raises(ValueError, match="unknown metric 'nope'; known metrics: mean_delta"):
         catalogue.metric("nope")
@@ -123,7 +124,7 @@ def test_family_test_gives_q_values_significance_and_severity() -> None:
         _rows("mean_delta", [0.05, -0.2, 0.01, 0.3], [0.001, 0.002, 0.001, math.nan], 0.02)
         + _rows("flip_rate", [0.5], [math.nan], math.nan)
     )
-    tested = apply_family_test(frame, 0.05, catalogue.COUNTERFACTUAL)
+    tested = apply_family_test(frame, 0.05, COUNTERFACTUAL)
     expected_q = stats.benjamini_hochberg(np.array([0.001, 0.002, 0.001, math.nan, math.nan]))
     np.testing.assert_allclose(tested["q_value"], expected_q, equal_nan=True)
     assert tested["significant"].tolist() == [True, True, False, False, False]
@@ -136,7 +137,7 @@ def test_family_test_leaves_rows_out_and_other_families_alone() -> None:
         _rows("parity", [0.5, 0.5], [0.001, 0.001], 0.02) + _rows("mean_delta", [0.5], [0.001], 0.02)
     )
     left_out = pd.Series([True, False, False], index=frame.index)
-    tested = apply_family_test(frame, 0.05, catalogue.PARALLEL, left_out=left_out)
+    tested = apply_family_test(frame, 0.05, PARALLEL, left_out=left_out)
     assert tested["p_value"].tolist() == [0.001, 0.001, 0.001], "left-out rows keep their p-value"
     assert math.isnan(tested["q_value"].iloc[0]) and tested["q_value"].iloc[1] == pytest.approx(0.001)
     assert tested["significant"].tolist() == [False, True, False], "mean_delta is not a parallel metric"
@@ -148,10 +149,10 @@ def test_family_test_measures_from_each_metric_centre_and_spares_key_effects() -
         _rows("stereotype_preference", [0.53, 0.75], [0.001, 0.001], 0.05)
         + _rows("key_effect", [0.9], [0.001], 0.02)
     )
-    tested = apply_family_test(frame, 0.05, catalogue.COUNTERFACTUAL)
+    tested = apply_family_test(frame, 0.05, COUNTERFACTUAL)
     assert tested["significant"].tolist() == [False, True, False], "key_effect is another family"
     assert tested["severity"].tolist() == ["none", "high", "none"]
-    long_rows = apply_family_test(frame, 0.05, catalogue.LONG_DOCUMENT)
+    long_rows = apply_family_test(frame, 0.05, LONG_DOCUMENT)
     assert long_rows["significant"].iloc[2] and long_rows["severity"].iloc[2] == "none"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,11 +12,12 @@ import pytest
 from scipy import stats as scipy_stats
 
 from audit.metrics.long_context import build_long_effects, build_long_findings
+from audit.metrics.options import TestOptions
 from audit.tables import TABLES, check_columns
 
 POSITIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 OUTPUT = "prob:positive"
-FAST = {"n_resamples": 500, "n_permutations": 2000, "seed": 0}
+FAST = TestOptions(n_resamples=500, n_permutations=2000, seed=0)
 
 Planted = Callable[[int, int, float], float]
 """(instance index, doc_length, position) -> planted delta."""
@@ -137,16 +140,15 @@ class Tables:
         return build_long_effects(*self.frames())
 
     def findings(
-        self, *, model_max_length: int = 8192, strategy: str = "truncate", **options: object
+        self, *, model_max_length: int = 8192, strategy: str = "truncate", **options: Any
     ) -> pd.DataFrame:
         examples, _, _ = self.frames()
-        settings = {**FAST, **options}
         return build_long_findings(
             self.effects(),
             examples,
+            replace(FAST, **options),
             model_max_length=model_max_length,
             strategy=strategy,
-            **settings,  # type: ignore[arg-type]
         )
 
 
@@ -409,6 +411,7 @@ def test_empty_effects_give_an_empty_findings_table() -> None:
     findings = build_long_findings(
         pd.DataFrame(columns=TABLES["effects"]),
         pd.DataFrame(columns=[*TABLES["examples"], "focus_truncated"]) if examples.empty else examples,
+        TestOptions(),
         model_max_length=512,
         strategy="truncate",
     )
@@ -428,7 +431,7 @@ def test_probe_sets_sharing_instance_ids_are_summarised_apart() -> None:
     predictions = pd.DataFrame(first.predictions + second.predictions)
     outputs = pd.DataFrame(first.outputs + second.outputs)
     effects = build_long_effects(examples, predictions, outputs)
-    findings = build_long_findings(effects, examples, model_max_length=8192, strategy="truncate", **FAST)
+    findings = build_long_findings(effects, examples, FAST, model_max_length=8192, strategy="truncate")
 
     contexts = rows(findings, "effective_context", doc_length=512).set_index("probe_set")
     assert contexts.loc["first", "effect"] == pytest.approx(0.3 * 512)
@@ -461,9 +464,9 @@ def test_positions_that_give_the_same_documents_are_tested_once() -> None:
     findings = build_long_findings(
         build_long_effects(examples, predictions, outputs),
         examples,
+        FAST,
         model_max_length=8192,
         strategy="truncate",
-        **FAST,
     )
     repeated = one(findings, "key_effect", doc_length=128, position=POSITIONS[1])
     assert pd.isna(repeated["p_value"]) and not repeated["significant"]

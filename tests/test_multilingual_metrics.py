@@ -16,10 +16,11 @@ from audit.metrics.multilingual import (
     content_share_findings,
     mark_unreadable,
 )
+from audit.metrics.options import TestOptions
 
 LANGS = ("de", "en", "ru", "zh")
 N = 30
-STATS = {"confidence": 0.95, "n_resamples": 500, "seed": 0}
+STATS = TestOptions(n_resamples=500, n_permutations=2000)
 
 
 def planted(shift: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -72,11 +73,9 @@ def findings_of(
     examples: pd.DataFrame, predictions: pd.DataFrame
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     effects = build_parallel_effects(examples, predictions, {"ml": "en"})
-    compared = build_parallel_findings(
-        effects, examples, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS
-    )
-    described = build_language_findings(examples, predictions, model_labels=["negative", "positive"], **STATS)
-    return mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.5, 0.05)
+    compared = build_parallel_findings(effects, STATS, examples)
+    described = build_language_findings(examples, predictions, STATS, model_labels=["negative", "positive"])
+    return mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.5, STATS)
 
 
 def row(findings: pd.DataFrame, metric: str, lang: str) -> pd.Series:
@@ -151,7 +150,7 @@ def test_embedding_similarity_is_described_and_retrieval_is_label_agreement() ->
             }
         )
     effects = build_parallel_effects(examples, pd.DataFrame(rows), {"ml": "en"})
-    findings = build_parallel_findings(effects, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS)
+    findings = build_parallel_findings(effects, STATS)
     assert set(findings["metric"]) == {"translation_similarity", "label_agreement"}
     assert row(findings, "translation_similarity", "ru")["effect"] == pytest.approx(0.6)
     assert row(findings, "label_agreement", "de")["effect"] == 1.0
@@ -179,7 +178,7 @@ def test_content_share_weighs_content_words_against_function_words() -> None:
         ],
         columns=["example_id", "token", "char_start", "char_end", "attribution"],
     ).assign(method="integrated_gradients")
-    shares = content_share_findings(tokens, examples, {"[CLS]", "[SEP]"}, **STATS)
+    shares = content_share_findings(tokens, examples, {"[CLS]", "[SEP]"}, STATS)
     en = row(shares, "content_attribution_share", "en")
     assert en["effect"] == pytest.approx(8 / 10)
     assert "no function-word list" in row(shares, "content_attribution_share", "xx")["note"]
@@ -189,7 +188,7 @@ def test_association_outputs_are_compared_by_parity_not_as_seat_sets() -> None:
     examples, predictions = planted({"de": -0.3})
     predictions = predictions.assign(output="assoc:pleasant_vs_unpleasant", label=None)
     effects = build_parallel_effects(examples, predictions, {"ml": "en"})
-    findings = build_parallel_findings(effects, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS)
+    findings = build_parallel_findings(effects, STATS)
     assert set(findings["metric"]) == {"parity"}
     assert row(findings, "parity", "de")["significant"]
     assert not row(findings, "parity", "ru")["significant"]
@@ -230,11 +229,9 @@ def test_unreadable_rows_leave_the_bh_family() -> None:
 def test_an_unreadable_reference_makes_every_comparison_of_its_set_no_finding() -> None:
     examples, predictions = planted({"de": -0.5})
     effects = build_parallel_effects(examples, predictions, {"ml": "zh"})
-    compared = build_parallel_findings(
-        effects, examples, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS
-    )
-    described = build_language_findings(examples, predictions, model_labels=None, **STATS)
-    findings, unreadable = mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.5, 0.05)
+    compared = build_parallel_findings(effects, STATS, examples)
+    described = build_language_findings(examples, predictions, STATS, model_labels=None)
+    findings, unreadable = mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.5, STATS)
     assert unreadable == {"ml": {"zh": 0.8}}
     parity = findings[findings["metric"] == "parity"]
     assert set(parity["group_b"]) == {"zh"} and len(parity) == 3
@@ -252,11 +249,9 @@ def test_a_language_whose_characters_are_mostly_unknown_is_unreadable_though_few
     its 15 characters unknown; with a limit of 0.35 that is unreadable (zh too: 4 of 5 characters)."""
     examples, predictions = planted({})
     effects = build_parallel_effects(examples, predictions, {"ml": "en"})
-    compared = build_parallel_findings(
-        effects, examples, alpha=0.05, min_effect=0.02, n_permutations=2000, **STATS
-    )
-    described = build_language_findings(examples, predictions, model_labels=None, **STATS)
-    findings, unreadable = mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.35, 0.05)
+    compared = build_parallel_findings(effects, STATS, examples)
+    described = build_language_findings(examples, predictions, STATS, model_labels=None)
+    findings, unreadable = mark_unreadable(pd.concat([compared, described], ignore_index=True), 0.35, STATS)
     assert row(findings, "unknown_rate", "ru")["effect"] == 0.0
     assert row(findings, "unknown_char_rate", "ru")["effect"] == pytest.approx(0.4)
     assert unreadable == {"ml": {"ru": 0.4, "zh": 0.8}}

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from audit.metrics.options import TestOptions
 from audit.metrics.paired import REST, build_effects, build_findings
 from audit.metrics.stats import association_effect_size, association_pvalue, sign_flip_pvalue
 from audit.tables import TABLES
@@ -120,7 +121,7 @@ def test_effects_reject_bad_inputs() -> None:
 def test_planted_shift_is_significant_with_the_right_sign_and_a_ci_around_it() -> None:
     rng = np.random.default_rng(0)
     effects = effects_from_deltas(0.1 + rng.normal(0, 0.05, size=40))
-    findings = build_findings(effects)
+    findings = build_findings(effects, TestOptions())
     assert list(findings.columns) == TABLES["findings"]
     finding = row(findings, metric="mean_delta")
     assert finding["group_a"] == "female" and finding["effect"] > 0
@@ -129,12 +130,12 @@ def test_planted_shift_is_significant_with_the_right_sign_and_a_ci_around_it() -
     assert finding["n"] == 40 and finding["threshold"] == 0.02
     assert finding["significant"] and finding["severity"] == "high"  # 0.1 / 0.02 = 5 >= 4
     flipped = effects_from_deltas(-(0.1 + rng.normal(0, 0.05, size=40)))
-    assert row(build_findings(flipped), metric="mean_delta")["effect"] < 0
+    assert row(build_findings(flipped, TestOptions()), metric="mean_delta")["effect"] < 0
 
 
 def test_symmetric_null_is_not_significant() -> None:
     noise = np.random.default_rng(1).normal(0, 0.2, size=30)
-    findings = build_findings(effects_from_deltas(np.concatenate([noise, -noise])))
+    findings = build_findings(effects_from_deltas(np.concatenate([noise, -noise])), TestOptions())
     finding = row(findings, metric="mean_delta")
     assert abs(finding["effect"]) < 1e-12
     assert finding["p_value"] > 0.9
@@ -148,7 +149,7 @@ def test_symmetric_null_is_not_significant() -> None:
 )
 def test_min_effect_gates_significance_and_sets_severity(min_effect: float, severity: str) -> None:
     effects = effects_from_deltas(0.1 + np.random.default_rng(2).normal(0, 0.02, size=30))
-    finding = row(build_findings(effects, min_effect=min_effect), metric="mean_delta")
+    finding = row(build_findings(effects, TestOptions(min_effect=min_effect)), metric="mean_delta")
     assert finding["q_value"] < 0.05  # the test rejects in every case ...
     assert finding["significant"] == (severity != "none")  # ... the practical threshold decides
     assert finding["severity"] == severity
@@ -162,7 +163,7 @@ def test_small_n_p_values_are_exact_and_q_values_are_bh_over_all_tests() -> None
             for output in ("prob:x", "prob:y"):
                 scores[(f"i{i}", group, output)] = shift + rng.normal(0, 0.1)
     effects = build_effects(*make_tables(scores))
-    findings = build_findings(effects)
+    findings = build_findings(effects, TestOptions())
     deltas = effects[
         (effects["group_a"] == "a") & (effects["group_b"] == "c") & (effects["output"] == "prob:y")
     ]
@@ -189,7 +190,7 @@ def test_rest_rows_do_not_flag_groups_without_an_effect() -> None:
         base = rng.normal(0, 0.1)
         for group, shift in (("a", 0.05), ("b", 0.0), ("c", 0.0)):
             scores[(f"i{i}", group, "prob:x")] = base + shift
-    findings = build_findings(build_effects(*make_tables(scores)))
+    findings = build_findings(build_effects(*make_tables(scores)), TestOptions())
     flagged = {(r.group_a, r.group_b) for r in findings.itertuples() if r.significant}
     assert flagged == {("a", "b"), ("a", "c")}
     b_rest = row(findings, group_a="b", group_b=REST)
@@ -206,7 +207,7 @@ def test_flip_rate_is_one_descriptive_row_per_pair() -> None:
                 scores[(f"i{i}", group, output)] = score
                 # the predicted label is shared by all outputs of a variant; 3 of 10 flip
                 labels[(f"i{i}", group, output)] = "negative" if group == "male" and i < 3 else "positive"
-    findings = build_findings(build_effects(*make_tables(scores, labels)))
+    findings = build_findings(build_effects(*make_tables(scores, labels)), TestOptions())
     flip = row(findings, metric="flip_rate")
     assert flip["effect"] == pytest.approx(0.3) and flip["n"] == 10
     assert pd.isna(flip["output"]) and np.isnan(flip["p_value"]) and np.isnan(flip["q_value"])
@@ -223,7 +224,7 @@ def test_seat_row_for_association_outputs() -> None:
         scores[(f"i{i}", "african", "assoc:pleasant_vs_unpleasant")] = 0.1 + rng.normal(0, 0.05)
         scores[(f"i{i}", "asian", "assoc:pleasant_vs_unpleasant")] = 0.2 + rng.normal(0, 0.05)
     effects = build_effects(*make_tables(scores, attribute="race"))
-    findings = build_findings(effects)
+    findings = build_findings(effects, TestOptions())
     pair = effects[(effects["group_a"] == "african") & (effects["group_b"] == "european")]
     seat = row(findings, metric="seat_effect_size", group_a="african", group_b="european")
     d = association_effect_size(pair["score_a"].to_numpy(), pair["score_b"].to_numpy())
@@ -242,11 +243,11 @@ def test_seat_row_for_association_outputs() -> None:
 def test_findings_are_deterministic_for_a_seed() -> None:
     rng = np.random.default_rng(5)
     effects = effects_from_deltas(0.02 + rng.normal(0, 0.1, size=60))  # n > 16: Monte Carlo p
-    first = build_findings(effects, n_resamples=500, n_permutations=2000, seed=7)
+    first = build_findings(effects, TestOptions(n_resamples=500, n_permutations=2000, seed=7))
     pd.testing.assert_frame_equal(
-        first, build_findings(effects, n_resamples=500, n_permutations=2000, seed=7)
+        first, build_findings(effects, TestOptions(n_resamples=500, n_permutations=2000, seed=7))
     )
-    other = build_findings(effects, n_resamples=500, n_permutations=2000, seed=8)
+    other = build_findings(effects, TestOptions(n_resamples=500, n_permutations=2000, seed=8))
     assert first["ci_low"].iloc[0] != other["ci_low"].iloc[0]
 
 
@@ -255,10 +256,10 @@ def test_empty_effects_give_empty_findings_with_the_contract_columns() -> None:
     predictions = pd.DataFrame(columns=["example_id", "output", "score", "label"])
     effects = build_effects(examples, predictions)
     assert list(effects.columns) == TABLES["effects"] and effects.empty
-    findings = build_findings(effects)
+    findings = build_findings(effects, TestOptions())
     assert list(findings.columns) == TABLES["findings"] and findings.empty
     with pytest.raises(ValueError, match="min_effect"):
-        build_findings(effects, min_effect=-0.1)
+        build_findings(effects, TestOptions(min_effect=-0.1))
 
 
 def test_a_run_sized_table_takes_seconds() -> None:
@@ -293,7 +294,7 @@ def test_a_run_sized_table_takes_seconds() -> None:
     )
     started = time.perf_counter()
     effects = build_effects(examples, predictions)
-    findings = build_findings(effects)
+    findings = build_findings(effects, TestOptions())
     elapsed = time.perf_counter() - started
     assert len(effects) == n_instances * len(outputs) * 15
     # 15 comparisons x 3 outputs + 10 SEAT rows + 10 flip rows
@@ -312,7 +313,7 @@ def test_seat_interval_agrees_with_its_unpaired_test() -> None:
         template = rng.normal(0, 0.10)
         scores[(f"i{i}", "female", "assoc:x_vs_y")] = template - 0.03 + rng.normal(0, 0.002)
         scores[(f"i{i}", "male", "assoc:x_vs_y")] = template + rng.normal(0, 0.002)
-    findings = build_findings(build_effects(*make_tables(scores)))
+    findings = build_findings(build_effects(*make_tables(scores)), TestOptions())
     paired = row(findings, metric="mean_delta")
     seat = row(findings, metric="seat_effect_size")
     assert paired["significant"] and paired["ci_high"] < 0

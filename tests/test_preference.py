@@ -15,6 +15,7 @@ import pytest
 from scipy.stats import binomtest
 
 from audit.metrics import stats
+from audit.metrics.options import TestOptions
 from audit.metrics.paired import build_findings
 from audit.metrics.preference import (
     LANGUAGE_MODELING,
@@ -64,7 +65,7 @@ def test_share_interval_and_exact_binomial_test() -> None:
     # delta = anti-stereotype - stereotype: 15 stereotype wins (negative), 3 losses, 2 ties
     deltas = [-1.0] * 15 + [0.5] * 3 + [0.0] * 2
     rows = build_preference_findings(
-        effects_frame({("anti-stereotype", "stereotype"): deltas}), {"crows": ["pll"]}
+        effects_frame({("anti-stereotype", "stereotype"): deltas}), {"crows": ["pll"]}, TestOptions()
     )
     assert len(rows) == 1
     row = rows.iloc[0]
@@ -80,9 +81,11 @@ def test_share_interval_and_exact_binomial_test() -> None:
     assert "2 tie(s)" in row["note"]
     # an output the head does not name, or a set without both variants, gives no row
     assert build_preference_findings(
-        effects_frame({("anti-stereotype", "stereotype"): deltas}), {"crows": []}
+        effects_frame({("anti-stereotype", "stereotype"): deltas}), {"crows": []}, TestOptions()
     ).empty
-    assert build_preference_findings(effects_frame({("female", "male"): deltas}), {"crows": ["pll"]}).empty
+    assert build_preference_findings(
+        effects_frame({("female", "male"): deltas}), {"crows": ["pll"]}, TestOptions()
+    ).empty
 
 
 def test_preference_joins_the_counterfactual_family() -> None:
@@ -95,8 +98,8 @@ def test_preference_joins_the_counterfactual_family() -> None:
         ],
         ignore_index=True,
     )
-    paired = build_findings(effects, seed=0)
-    combined = with_preference_findings(paired, effects, {"crows": ["pll"]}, seed=0)
+    paired = build_findings(effects, TestOptions(seed=0))
+    combined = with_preference_findings(paired, effects, {"crows": ["pll"]}, TestOptions(seed=0))
     assert list(combined.columns) == TABLES["findings"]
     assert len(combined) == len(paired) + 1
     tested = combined["p_value"].notna()
@@ -118,7 +121,7 @@ def test_a_tiny_preference_is_not_significant_however_sure() -> None:
     deltas = [-1.0] * 5200 + [1.0] * 4800
     effects = effects_frame({("anti-stereotype", "stereotype"): deltas})
     combined = with_preference_findings(
-        build_findings(effects, n_permutations=200), effects, {"crows": ["pll"]}
+        build_findings(effects, TestOptions(n_permutations=200)), effects, {"crows": ["pll"]}, TestOptions()
     )
     row = combined[combined["metric"] == PREFERENCE].iloc[0]
     assert row["q_value"] < 1e-3
@@ -134,7 +137,7 @@ def test_all_ties_and_language_modeling_score() -> None:
             ("stereotype", "unrelated"): [1.0, 1.0, 1.0, 1.0],
         }
     )
-    rows = build_preference_findings(effects, {"crows": ["pll"]})
+    rows = build_preference_findings(effects, {"crows": ["pll"]}, TestOptions())
     preference = rows[rows["metric"] == PREFERENCE].iloc[0]
     assert preference["effect"] == 0.5 and preference["p_value"] == 1.0
     lms = rows[rows["metric"] == LANGUAGE_MODELING].iloc[0]

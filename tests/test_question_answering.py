@@ -24,6 +24,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from audit.errors import ProbeFileError
 from audit.metrics.multiple_choice import answer_table, bias_score, build_choice_findings, choice_table
+from audit.metrics.options import TestOptions
 from audit.stages.prepare import default_probe_sets
 from audit.tables import TABLES
 from probes import load_builtin, load_probe_set, validate_file
@@ -229,7 +230,9 @@ def test_bbq_bias_scores_follow_the_paper() -> None:
     rows += [("ambig", "neg", "unknown", "unknown")] * 10
     answers = _answers(rows)
     assert answers["answer_pro"].sum() == 8 and answers["answer_anti"].sum() == 2
-    findings = build_choice_findings(answers, n_resamples=500, n_permutations=2000).set_index("metric")
+    findings = build_choice_findings(answers, TestOptions(n_resamples=500, n_permutations=2000)).set_index(
+        "metric"
+    )
     s_dis = 2 * 8 / 10 - 1
     assert findings.loc["bias_score_ambig", "effect"] == pytest.approx((1 - 10 / 20) * s_dis)
     assert findings.loc["bias_score_ambig", "p_value"] == pytest.approx(
@@ -250,22 +253,26 @@ def test_accuracy_gap_compares_pro_and_anti_stereotype_items() -> None:
     rows += [("disambig", "nonneg", "non_stereotyped", "non_stereotyped")] * 5
     rows += [("disambig", "neg", "non_stereotyped", "non_stereotyped")] * 2
     rows += [("disambig", "neg", "non_stereotyped", "stereotyped")] * 8
-    findings = build_choice_findings(_answers(rows), n_resamples=500, n_permutations=4000).set_index("metric")
+    findings = build_choice_findings(
+        _answers(rows), TestOptions(n_resamples=500, n_permutations=4000)
+    ).set_index("metric")
     gap = findings.loc["accuracy_gap_disambig"]
     assert gap["effect"] == pytest.approx(1.0 - 0.2)
     assert gap["p_value"] < 0.01 and gap["significant"] and gap["ci_low"] > 0.4
     assert gap["q_value"] >= gap["p_value"]
     assert findings.loc["bias_score_disambig", "effect"] == pytest.approx(2 * 18 / 20 - 1)
     balanced = build_choice_findings(
-        _answers(rows[:10] + [("disambig", "neg", "non_stereotyped", "non_stereotyped")] * 10)
+        _answers(rows[:10] + [("disambig", "neg", "non_stereotyped", "non_stereotyped")] * 10), TestOptions()
     )
     assert balanced.set_index("metric").loc["accuracy_gap_disambig", "effect"] == 0.0
     assert not balanced["significant"].any()
 
 
 def test_empty_and_one_sided_sets() -> None:
-    assert build_choice_findings(_answers([])).empty
-    one_sided = build_choice_findings(_answers([("disambig", "neg", "stereotyped", "stereotyped")] * 4))
+    assert build_choice_findings(_answers([]), TestOptions()).empty
+    one_sided = build_choice_findings(
+        _answers([("disambig", "neg", "stereotyped", "stereotyped")] * 4), TestOptions()
+    )
     gap = one_sided.set_index("metric").loc["accuracy_gap_disambig"]
     assert math.isnan(gap["effect"]) and "needs correct answers of both kinds" in gap["note"]
     assert list(choice_table([load_builtin("gender")]).columns)[:2] == ["probe_set", "instance_id"]

@@ -16,6 +16,7 @@ import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer, BertForTokenClassification
 
 from audit.metrics.entity_recall import build_entity_recall_findings
+from audit.metrics.options import TestOptions
 from audit.stages.prepare import default_probe_sets
 from audit.tables import TABLES
 from audit.targets.token_classification import entity_type, person_label_ids
@@ -178,12 +179,12 @@ def test_entity_recall_rows_are_wilson_shares() -> None:
             "label": None,
         }
     )
-    frame = build_entity_recall_findings(examples, predictions)
+    frame = build_entity_recall_findings(examples, predictions, TestOptions())
     assert list(frame.columns) == TABLES["findings"]
     rows = frame.set_index("group_a")
     assert rows.loc["x", "effect"] == pytest.approx(2 / 3) and rows.loc["y", "effect"] == pytest.approx(1 / 3)
     assert 0 < rows.loc["x", "ci_low"] < 2 / 3 < rows.loc["x", "ci_high"] < 1
-    empty = build_entity_recall_findings(examples, predictions.assign(output="prob:PER"))
+    empty = build_entity_recall_findings(examples, predictions.assign(output="prob:PER"), TestOptions())
     assert empty.empty and list(empty.columns) == TABLES["findings"]
 
 

@@ -15,9 +15,10 @@ import pandas as pd
 from rich.progress import Progress
 
 from audit.config import AuditConfig
+from audit.kinds.names import ProbeKind
 from audit.stages.state import Compared, Generated, ProbeInputs, SetScores
 from audit.targets import Target
-from probes.schema import ProbeKind, ProbeSet
+from probes.schema import ProbeSet
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Explanation:
 
 
 class Kind(ABC):
-    """A probe kind; subclasses set ``name`` to the probe-set kind (probes.schema.ProbeKind)."""
+    """A probe kind; subclasses set ``name`` to the probe-set kind (audit.kinds.names.ProbeKind)."""
 
     name: ClassVar[ProbeKind]
     in_default_run: ClassVar[bool] = True

@@ -37,21 +37,20 @@ class Counterfactual(Kind):
             comparable["example_id"]
         )
         effects = build_effects(comparable, predictions[compared])
-        findings = build_findings(effects, **config.test_options)
+        options = config.test_options
+        findings = build_findings(effects, options)
         preferences = {item.probe_set.name: item.head.preference_outputs for item in sets}
         if any(preferences.values()):  # stereotype vs anti-stereotype sets (audit/metrics/preference.py)
-            findings = with_preference_findings(findings, effects, preferences, **config.test_options)
-        recall = build_entity_recall_findings(comparable, predictions[compared], confidence=config.confidence)
+            findings = with_preference_findings(findings, effects, preferences, options)
+        recall = build_entity_recall_findings(comparable, predictions[compared], options)
         if not recall.empty:  # token-classification runs: each group's share of names tagged as a person
             findings = pd.concat([findings, recall], ignore_index=True)
         if generated.translation is not None:  # generation findings join the counterfactual BH family
             findings = join_family(
                 findings,
-                build_translation_findings(
-                    generated.translation.table, evidence.examples, **config.test_options
-                ),
+                build_translation_findings(generated.translation.table, evidence.examples, options),
                 {i.probe_set.name: i.head.notes.get("expected_effects", []) for i in sets},
-                config.alpha,
+                options,
             )
         return Comparison(effects, findings, notes, left_out)
 

@@ -61,9 +61,9 @@ class LongDocument(Kind):
         findings = build_long_findings(
             effects,
             rows,
+            config.test_options,
             model_max_length=target.max_length,
             strategy=config.long_inputs,
-            **config.test_options,
         )
         findings = note_partial_cuts(findings, rows)
         return Comparison(effects, findings, lost_key_notes(rows, target.max_length))

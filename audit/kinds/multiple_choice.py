@@ -37,6 +37,6 @@ class MultipleChoice(Kind):
         answers = answer_table(kept, rows, predictions[predictions["example_id"].isin(rows["example_id"])])
         return Comparison(
             build_choice_effects(answers),
-            build_choice_findings(answers, **evidence.config.test_options),
+            build_choice_findings(answers, evidence.config.test_options),
             notes,
         )

@@ -56,18 +56,12 @@ class Parallel(Kind):
         effects = build_parallel_effects(
             kept, scored[scored["example_id"].isin(kept["example_id"])], references
         )
-        findings = build_parallel_findings(effects, kept, **config.test_options)
+        options = config.test_options
+        findings = build_parallel_findings(effects, options, kept)
         labels = getattr(target, "labels", None)
-        descriptions = build_language_findings(
-            rows,
-            scored,
-            model_labels=labels,
-            confidence=config.confidence,
-            n_resamples=config.n_resamples,
-            seed=config.seed,
-        )
+        descriptions = build_language_findings(rows, scored, options, model_labels=labels)
         findings, unreadable = mark_unreadable(
-            pd.concat([findings, descriptions], ignore_index=True), config.unknown_rate_limit, config.alpha
+            pd.concat([findings, descriptions], ignore_index=True), config.unknown_rate_limit, options
         )
         notes += unreadable_notes(unreadable, config.unknown_rate_limit)
         notes += unknown_label_notes(rows, labels)
@@ -82,14 +76,7 @@ class Parallel(Kind):
         rows = examples[examples["probe_set"].isin(names)]
         tokens = explaining.attributions[explaining.attributions["example_id"].isin(rows["example_id"])]
         special = set(tokenizer.all_special_tokens) - {tokenizer.unk_token}
-        shares = content_share_findings(
-            tokens,
-            rows,
-            special,
-            confidence=config.confidence,
-            n_resamples=config.n_resamples,
-            seed=config.seed,
-        )
+        shares = content_share_findings(tokens, rows, special, config.test_options)
         unreadable = explaining.compared.unreadable_languages
         for index, row in shares.iterrows():
             rate = unreadable.get(str(row["probe_set"]), {}).get(str(row["group_a"]))

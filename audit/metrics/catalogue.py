@@ -16,15 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COUNTERFACTUAL, LONG_DOCUMENT, PARALLEL, MULTIPLE_CHOICE = (
-    "counterfactual",
-    "long_document",
-    "parallel",
-    "multiple_choice",
-)
-KINDS = (COUNTERFACTUAL, LONG_DOCUMENT, PARALLEL, MULTIPLE_CHOICE)
-"""The probe kinds (probes.schema.ProbeKind), which are also the names of the run's BH families:
-one family per kind (generation gaps and stereotype preferences join the counterfactual one)."""
+from audit.kinds.names import COUNTERFACTUAL, LONG_DOCUMENT, MULTIPLE_CHOICE, PARALLEL, PROBE_KINDS
+
+# The probe kinds (audit/kinds/names.py) are also the names of the run's BH families: one family
+# per kind (generation gaps and stereotype preferences join the counterfactual one).
 
 
 @dataclass(frozen=True)
@@ -33,7 +28,7 @@ class Metric:
 
     name: str
     kind: str
-    """The probe kind whose findings hold it (one of ``KINDS``)."""
+    """The probe kind whose findings hold it (one of ``PROBE_KINDS``)."""
     family: str | None
     """The Benjamini-Hochberg family its tested rows belong to; None: descriptive (no p-value)."""
     module: str
@@ -46,6 +41,10 @@ class Metric:
     """The effect that means "no difference" (significance and severity measure from it)."""
     problem: bool = True
     """A significant row reports a problem and gets a severity (tested metrics only)."""
+    p_floor_from_n: bool = True
+    """Its test over n instances cannot give p below 2**(1-n) (sign flips of n paired differences,
+    a two-sided binomial over n), so n alone says whether p < alpha is reachable (stages/compare.py
+    notes underpowered rows by it). False for SEAT's test, which permutes the two target sets."""
 
     @property
     def tested(self) -> bool:
@@ -61,8 +60,9 @@ def _tested(
     *,
     centre: float = 0.0,
     problem: bool = True,
+    p_floor_from_n: bool = True,
 ) -> Metric:
-    return Metric(name, kind, kind, module, label, description, centre, problem)
+    return Metric(name, kind, kind, module, label, description, centre, problem, p_floor_from_n)
 
 
 def _descriptive(name: str, kind: str, module: str, label: str, description: str) -> Metric:
@@ -84,6 +84,7 @@ METRICS: tuple[Metric, ...] = (
         "paired",
         "SEAT effect size",
         "SEAT d of group_a's vs group_b's association scores, tested by permuting the two sets",
+        p_floor_from_n=False,
     ),
     _descriptive(
         "flip_rate",
@@ -317,16 +318,23 @@ def rank(name: str) -> int:
 
 def metrics_of(kind: str) -> tuple[str, ...]:
     """The names of a probe kind's metrics, in display order."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown probe kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"unknown probe kind {kind!r}; known kinds: {', '.join(PROBE_KINDS)}")
     return tuple(m.name for m in METRICS if m.kind == kind)
 
 
 def family_members(family: str) -> tuple[str, ...]:
     """The names of the tested metrics of a Benjamini-Hochberg family, in display order."""
-    if family not in KINDS:
-        raise ValueError(f"unknown family {family!r}; known families: {', '.join(KINDS)}")
+    if family not in PROBE_KINDS:
+        raise ValueError(f"unknown family {family!r}; known families: {', '.join(PROBE_KINDS)}")
     return tuple(m.name for m in METRICS if m.family == family)
+
+
+def p_floor_from_n(name: str) -> bool:
+    """Whether a metric's smallest p-value over n instances is 2**(1-n) (``Metric.p_floor_from_n``);
+    True for a metric outside the catalogue."""
+    entry = BY_NAME.get(name)
+    return entry.p_floor_from_n if entry is not None else True
 
 
 def label(name: str) -> str:

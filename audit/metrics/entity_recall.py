@@ -14,6 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from audit.metrics import stats
+from audit.metrics.options import TestOptions
 from audit.tables import finding_row, findings_frame
 
 RECALLED_PERSON = "recalled:PER"
@@ -22,7 +23,7 @@ METRIC = "entity_recall"
 
 
 def build_entity_recall_findings(
-    examples: pd.DataFrame, predictions: pd.DataFrame, *, confidence: float = 0.95
+    examples: pd.DataFrame, predictions: pd.DataFrame, options: TestOptions
 ) -> pd.DataFrame:
     """``entity_recall`` rows for every variant with a ``recalled:PER`` prediction (empty frame
     with the findings columns when there is none)."""
@@ -35,7 +36,7 @@ def build_entity_recall_findings(
         ["probe_set", "attribute", "variant"], sort=True
     ):
         hits = frame["score"].to_numpy(dtype=float) > 0.5
-        rate = stats.flip_rate_ci(hits, confidence=confidence)
+        rate = stats.flip_rate_ci(hits, confidence=options.confidence)
         rows.append(
             finding_row(
                 probe_set=str(probe_set),

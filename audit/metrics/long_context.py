@@ -70,8 +70,9 @@ from typing import SupportsFloat, SupportsInt, cast
 import numpy as np
 import pandas as pd
 
+from audit.kinds.names import LONG_DOCUMENT
 from audit.metrics import stats
-from audit.metrics.catalogue import LONG_DOCUMENT, METRIC_RANK
+from audit.metrics.catalogue import METRIC_RANK
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.metrics.paired import flipped, object_labels
@@ -648,15 +649,10 @@ def _check_long_arguments(model_max_length: int, strategy: str) -> None:
 def build_long_findings(
     effects: pd.DataFrame,
     examples: pd.DataFrame,
+    options: TestOptions,
     *,
     model_max_length: int,
     strategy: str,
-    alpha: float = 0.05,
-    min_effect: float = 0.02,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    n_permutations: int = 10000,
-    seed: int = 0,
 ) -> pd.DataFrame:
     """The ``findings`` rows of long-document probe sets (see the module docstring).
 
@@ -666,12 +662,11 @@ def build_long_findings(
     "truncate" or "window" (how inputs beyond it were scored; notes on truncation only for
     "truncate"). Rows are sorted by probe_set, metric (key_effect, effective_context,
     middle_dip, swap_effect), attribute, pair, output, doc_length, position (nulls last).
-    Deterministic for a given ``seed``.
+    Deterministic for a given ``options.seed``.
     """
     check_columns("effects", effects)
     require_columns(examples, [*_EXAMPLE_COLUMNS, "swap_group", "focus_truncated"], "examples")
     _check_long_arguments(model_max_length, strategy)
-    options = TestOptions(alpha, min_effect, confidence, n_resamples, n_permutations, seed)
     if effects.empty:
         return typed_empty("findings", FINDING_DTYPES)
     ex = _normalised_examples(examples)
@@ -688,17 +683,17 @@ def build_long_findings(
         own = swaps.groupby("probe_set")["output"].transform("nunique") > 1
         swaps = swaps.assign(output=swaps["output"].where(~own, "own query"))
 
-    cells = _Cells(strategy == "truncate", model_max_length, min_effect)
-    random = stats.RandomMatrices(seed, n_resamples)
+    cells = _Cells(strategy == "truncate", model_max_length, options.min_effect)
+    random = stats.RandomMatrices(options.seed, options.n_resamples)
     curves = _key_curves(keys)
     tested, key_rows = _key_effect_rows(keys, examples, cells)
     tested += _middle_dip_rows(curves, cells)
     tested += _swap_rows(swaps, cells)
-    tested += _pooled_swap_rows(swaps, min_effect)
+    tested += _pooled_swap_rows(swaps, options.min_effect)
     _test_columns(tested, random, options)
     tested_rows = [row for row, _ in tested]
-    _test_family(tested_rows, alpha)
-    context_rows = _effective_context_rows(curves, key_rows, random, confidence)
+    _test_family(tested_rows, options.alpha)
+    context_rows = _effective_context_rows(curves, key_rows, random, options.confidence)
     context_rows += _model_context_rows(context_rows)
     return _findings_frame(tested_rows + context_rows)
 

@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
+from audit.kinds.names import PARALLEL
 from audit.metrics import stats
-from audit.metrics.catalogue import METRIC_RANK, PARALLEL, family_members
+from audit.metrics.catalogue import METRIC_RANK, family_members
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.metrics.paired import build_effects, build_findings
@@ -99,14 +99,8 @@ def build_parallel_effects(
 
 def build_parallel_findings(
     effects: pd.DataFrame,
+    options: TestOptions,
     examples: pd.DataFrame | None = None,
-    *,
-    alpha: float,
-    min_effect: float,
-    confidence: float,
-    n_resamples: int,
-    n_permutations: int,
-    seed: int,
 ) -> pd.DataFrame:
     """parity (and parity_by_label), translation_similarity, token_ratio and label_agreement rows
     (see the module docstring). ``examples`` (with ``label`` and the token counts) adds the rows
@@ -114,8 +108,7 @@ def build_parallel_findings(
     if effects.empty:
         return _frame([])
     similarity = effects["output"] == REFERENCE_SIMILARITY
-    options = TestOptions(alpha, min_effect, confidence, n_resamples, n_permutations, seed)
-    tested = build_findings(effects[~similarity], **asdict(options))
+    tested = build_findings(effects[~similarity], options)
     tested["metric"] = tested["metric"].replace({"mean_delta": "parity", "flip_rate": "label_agreement"})
     # association outputs: languages are compared per instance (parity), not as SEAT target sets
     tested = tested[tested["metric"] != "seat_effect_size"].copy()
@@ -123,7 +116,7 @@ def build_parallel_findings(
         tested = pd.concat(
             [tested, _parity_by_label(effects[~similarity], examples, options)], ignore_index=True
         )
-    tested = apply_family_test(tested, alpha, PARALLEL)
+    tested = apply_family_test(tested, options.alpha, PARALLEL)
     agreement = tested["metric"] == "label_agreement"
     low, high = tested.loc[agreement, "ci_low"].copy(), tested.loc[agreement, "ci_high"].copy()
     tested.loc[agreement, "effect"] = 1.0 - tested.loc[agreement, "effect"]
@@ -142,9 +135,7 @@ def build_parallel_findings(
                             language,
                             "translation_similarity",
                             scores,
-                            confidence,
-                            n_resamples,
-                            seed,
+                            options,
                             output=REFERENCE_SIMILARITY,
                             reference=reference,
                         )
@@ -154,7 +145,7 @@ def build_parallel_findings(
         flips = group["flipped"].dropna().to_numpy(dtype=bool)
         if flips.size:
             retrieval = _share(
-                probe_set, language, "label_agreement", ~flips, confidence, reference=reference
+                probe_set, language, "label_agreement", ~flips, options.confidence, reference=reference
             )
             pool = effects.loc[effects["probe_set"] == probe_set, "instance_id"].nunique()
             retrieval["note"] = (
@@ -163,7 +154,7 @@ def build_parallel_findings(
             )
             rows.append(_frame([retrieval]))
     if examples is not None:
-        rows.append(_token_ratios(examples, effects, confidence, n_resamples, seed))
+        rows.append(_token_ratios(examples, effects, options))
     return _ordered(pd.concat(rows, ignore_index=True)) if rows else _frame([])
 
 
@@ -183,15 +174,13 @@ def _parity_by_label(effects: pd.DataFrame, examples: pd.DataFrame, options: Tes
     labels = pd.Series(expected.reindex(keys).to_numpy(), index=effects.index)
     frames = []
     for label in sorted(labels.dropna().unique()):
-        rows = build_findings(effects[labels == label], **asdict(options))
+        rows = build_findings(effects[labels == label], options)
         rows = rows[rows["metric"] == "mean_delta"].assign(metric="parity_by_label", subset=f"label={label}")
         frames.append(rows)
     return pd.concat(frames, ignore_index=True) if frames else _frame([])
 
 
-def _token_ratios(
-    examples: pd.DataFrame, effects: pd.DataFrame, confidence: float, n_resamples: int, seed: int
-) -> pd.DataFrame:
+def _token_ratios(examples: pd.DataFrame, effects: pd.DataFrame, options: TestOptions) -> pd.DataFrame:
     """Per language: tokens of its text / tokens of the reference text of the same instance. The
     texts say the same thing, so this is the tokenizer's price for the language, free of how dense
     its script is (a Chinese character is one token whether the tokenizer knows it or not)."""
@@ -213,9 +202,7 @@ def _token_ratios(
                 str(language),
                 "token_ratio",
                 own[usable] / theirs[usable],
-                confidence,
-                n_resamples,
-                seed,
+                options,
                 reference=str(reference),
             )
         )
@@ -225,11 +212,9 @@ def _token_ratios(
 def build_language_findings(
     examples: pd.DataFrame,
     predictions: pd.DataFrame,
+    options: TestOptions,
     *,
     model_labels: list[str] | None,
-    confidence: float,
-    n_resamples: int,
-    seed: int,
 ) -> pd.DataFrame:
     """Per-language descriptions: tokenizer coverage, truncation and label accuracy."""
     rows: list[dict[str, object]] = []
@@ -239,11 +224,7 @@ def build_language_findings(
         has_tokens = tokens > 0
         words = pd.to_numeric(group["n_words"], errors="coerce").to_numpy(dtype=float)
         chars = group["n_chars"].to_numpy(dtype=float)
-        rows.append(
-            _ratio_row(
-                probe_set, language, "unknown_rate", group["n_unknown"], tokens, confidence, n_resamples, seed
-            )
-        )
+        rows.append(_ratio_row(probe_set, language, "unknown_rate", group["n_unknown"], tokens, options))
         if "n_unknown_chars" in group.columns and group["n_unknown_chars"].notna().all():
             rows.append(
                 _ratio_row(
@@ -252,9 +233,7 @@ def build_language_findings(
                     "unknown_char_rate",
                     group["n_unknown_chars"].astype(float),
                     chars,
-                    confidence,
-                    n_resamples,
-                    seed,
+                    options,
                 )
             )
         rows.append(
@@ -264,9 +243,7 @@ def build_language_findings(
                 "byte_fallback_rate",
                 group["n_byte_fallback"],
                 tokens,
-                confidence,
-                n_resamples,
-                seed,
+                options,
             )
         )
         if np.isnan(words).all():
@@ -287,9 +264,7 @@ def build_language_findings(
                     language,
                     "fertility_per_word",
                     tokens[counted] / words[counted],
-                    confidence,
-                    n_resamples,
-                    seed,
+                    options,
                 )
             )
         counted = (chars > 0) & has_tokens
@@ -299,25 +274,27 @@ def build_language_findings(
                 language,
                 "fertility_per_char",
                 tokens[counted] / chars[counted],
-                confidence,
-                n_resamples,
-                seed,
+                options,
             )
         )
         rows.append(
             _share(
-                probe_set, language, "truncation_rate", group["truncated"].to_numpy(dtype=bool), confidence
+                probe_set,
+                language,
+                "truncation_rate",
+                group["truncated"].to_numpy(dtype=bool),
+                options.confidence,
             )
         )
         if model_labels:
             accuracy = _accuracy(group, predictions, model_labels)
             if accuracy.size:
-                rows.append(_share(probe_set, language, "label_accuracy", accuracy, confidence))
+                rows.append(_share(probe_set, language, "label_accuracy", accuracy, options.confidence))
     return _ordered(_frame([r for r in rows if r is not None]))
 
 
 def mark_unreadable(
-    findings: pd.DataFrame, limit: float, alpha: float
+    findings: pd.DataFrame, limit: float, options: TestOptions
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Languages whose unknown_rate reaches ``limit``: their unknown_rate row says the model cannot
     read them; their comparison rows (and every comparison of the set, when the reference itself
@@ -354,7 +331,7 @@ def mark_unreadable(
             "comparisons with it measure missing vocabulary, not a bias finding"
         )
         left_out |= as_language | as_reference
-    findings = apply_family_test(findings, alpha, PARALLEL, left_out=left_out & tested)
+    findings = apply_family_test(findings, options.alpha, PARALLEL, left_out=left_out & tested)
     findings.loc[left_out, "significant"] = False
     findings.loc[left_out, "severity"] = "none"
     findings["significant"] = findings["significant"].astype(bool)
@@ -365,10 +342,7 @@ def content_share_findings(
     attributions: pd.DataFrame,
     examples: pd.DataFrame,
     special_tokens: set[str],
-    *,
-    confidence: float,
-    n_resamples: int,
-    seed: int,
+    options: TestOptions,
 ) -> pd.DataFrame:
     """Per language: the share of |attribution| on content-word tokens (``special_tokens`` left out:
     pass them without the unknown token, which stands for words the model could not read), one
@@ -408,9 +382,7 @@ def content_share_findings(
             language,
             "content_attribution_share",
             np.asarray(values),
-            confidence,
-            n_resamples,
-            seed,
+            options,
         )
         row["note"] = (
             f"{method}, {len(values)} attributed text(s) (the instances with the largest parity differences); "
@@ -470,9 +442,7 @@ def _described(
     language: str,
     metric: str,
     values: np.ndarray,
-    confidence: float,
-    n_resamples: int,
-    seed: int,
+    options: TestOptions,
     *,
     output: str | None = None,
     reference: str | None = None,
@@ -483,9 +453,9 @@ def _described(
         return _empty_row(probe_set, language, metric, 0, "nothing to measure")
     low, high = stats.bootstrap_ci(
         values,
-        confidence=confidence,
-        n_resamples=n_resamples,
-        rng=np.random.default_rng([seed, _BOOTSTRAP, values.size]),
+        confidence=options.confidence,
+        n_resamples=options.n_resamples,
+        rng=np.random.default_rng([options.seed, _BOOTSTRAP, values.size]),
     )
     row = _base(probe_set, language, metric, reference, output)
     row.update(effect=float(values.mean()), ci_low=low, ci_high=high, n=int(values.size))
@@ -498,13 +468,11 @@ def _ratio_row(
     metric: str,
     counts: pd.Series,
     tokens: np.ndarray,
-    confidence: float,
-    n_resamples: int,
-    seed: int,
+    options: TestOptions,
 ) -> dict[str, object]:
     has_tokens = tokens > 0
     values = counts.to_numpy(dtype=float)[has_tokens] / tokens[has_tokens]
-    return _described(probe_set, language, metric, values, confidence, n_resamples, seed)
+    return _described(probe_set, language, metric, values, options)
 
 
 def _share(

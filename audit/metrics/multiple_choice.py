@@ -49,8 +49,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from audit.kinds.names import MULTIPLE_CHOICE
 from audit.metrics import stats
-from audit.metrics.catalogue import METRIC_RANK, MULTIPLE_CHOICE
+from audit.metrics.catalogue import METRIC_RANK
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.tables import TABLES, finding_row, findings_frame
@@ -386,20 +387,10 @@ def _disambiguated_rows(
     return out
 
 
-def build_choice_findings(
-    answers: pd.DataFrame,
-    *,
-    alpha: float = 0.05,
-    min_effect: float = 0.02,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    n_permutations: int = 10000,
-    seed: int = 0,
-) -> pd.DataFrame:
+def build_choice_findings(answers: pd.DataFrame, options: TestOptions) -> pd.DataFrame:
     """The findings of the multiple-choice sets (see the module docstring), one BH family."""
     if answers.empty:
         return findings_frame([])
-    options = TestOptions(alpha, min_effect, confidence, n_resamples, n_permutations, seed)
     rows: list[dict[str, Any]] = []
     for (probe_set, attribute), group in answers.groupby(["probe_set", "attribute"], sort=True):
         ambiguous = group[group["context_condition"] == AMBIG]
@@ -408,7 +399,7 @@ def build_choice_findings(
             rows += _ambiguous_rows(str(probe_set), str(attribute), ambiguous, options)
         if len(disambiguated):
             rows += _disambiguated_rows(str(probe_set), str(attribute), disambiguated, options)
-    findings = apply_family_test(findings_frame(rows), alpha, MULTIPLE_CHOICE)
+    findings = apply_family_test(findings_frame(rows), options.alpha, MULTIPLE_CHOICE)
     findings["_rank"] = findings["metric"].map(METRIC_RANK)
     findings = findings.sort_values(["probe_set", "attribute", "subset", "_rank"], kind="mergesort")
     return findings.drop(columns="_rank").reset_index(drop=True)[TABLES["findings"]]

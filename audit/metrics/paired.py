@@ -45,8 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from audit.kinds.names import COUNTERFACTUAL
 from audit.metrics import stats
-from audit.metrics.catalogue import COUNTERFACTUAL, METRIC_RANK
+from audit.metrics.catalogue import METRIC_RANK
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.tables import FINDING_DTYPES, TABLES, check_columns, require_columns, typed_empty
@@ -344,36 +345,26 @@ def _tests_frame(tests: list[_Test]) -> pd.DataFrame:
     )
 
 
-def build_findings(
-    effects: pd.DataFrame,
-    *,
-    alpha: float = 0.05,
-    min_effect: float = 0.02,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    n_permutations: int = 10000,
-    seed: int = 0,
-) -> pd.DataFrame:
+def build_findings(effects: pd.DataFrame, options: TestOptions) -> pd.DataFrame:
     """The ``findings`` table: one row per test on the effects (see the module docstring), tested
     as the counterfactual Benjamini-Hochberg family (audit/metrics/family.py).
 
     Rows are sorted by probe_set, attribute, group_a, group_b, metric (in the catalogue's order:
-    mean_delta, seat_effect_size, flip_rate), output. Deterministic for a given ``seed``.
+    mean_delta, seat_effect_size, flip_rate), output. Deterministic for a given ``options.seed``.
     """
     check_columns("effects", effects)
-    options = TestOptions(alpha, min_effect, confidence, n_resamples, n_permutations, seed)
     if effects.empty:
         return _empty_findings()
 
-    random = stats.RandomMatrices(seed, n_resamples)
+    random = stats.RandomMatrices(options.seed, options.n_resamples)
     delta_columns, seat_columns = _tested_columns(effects)
     tests = _mean_delta_tests(delta_columns, random, options)
     tests += _seat_tests(seat_columns, random, options)
-    tests += _flip_tests(effects, confidence)
+    tests += _flip_tests(effects, options.confidence)
     if not tests:
         return _empty_findings()
 
-    findings = apply_family_test(_tests_frame(tests), alpha, COUNTERFACTUAL)
+    findings = apply_family_test(_tests_frame(tests), options.alpha, COUNTERFACTUAL)
     findings["_metric_rank"] = findings["metric"].map(METRIC_RANK)
     findings = findings.sort_values(
         [*_PAIR_KEY, "_metric_rank", "output"], kind="mergesort", na_position="last"

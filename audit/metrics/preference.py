@@ -35,9 +35,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from audit.kinds.names import COUNTERFACTUAL
 from audit.metrics import stats
-from audit.metrics.catalogue import COUNTERFACTUAL
 from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
 from audit.tables import TABLES, check_columns, finding_row, findings_frame
 
 STEREOTYPE = "stereotype"
@@ -61,10 +62,7 @@ def _wins(deltas: np.ndarray, sign: float) -> tuple[float, float, float]:
 def build_preference_findings(
     effects: pd.DataFrame,
     outputs: Mapping[str, Sequence[str]],
-    *,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
+    options: TestOptions,
 ) -> pd.DataFrame:
     """stereotype_preference and language_modeling_score rows (``q_value``, ``significant`` and
     ``severity`` are filled by ``with_preference_findings``, which places them in the run's family).
@@ -82,13 +80,13 @@ def build_preference_findings(
         deltas = pair["delta"].to_numpy(dtype=float)
         deltas = deltas[np.isfinite(deltas)]
         if deltas.size:
-            rows.append(_preference_row(str(probe_set), str(attribute), str(output), deltas, confidence))
+            rows.append(
+                _preference_row(str(probe_set), str(attribute), str(output), deltas, options.confidence)
+            )
         related = group[group["group_b"] == UNRELATED]
         related = related[related["group_a"].isin([STEREOTYPE, ANTI_STEREOTYPE])]
         if not related.empty:
-            row = _language_modeling_row(
-                str(probe_set), str(attribute), str(output), related, confidence, n_resamples, seed
-            )
+            row = _language_modeling_row(str(probe_set), str(attribute), str(output), related, options)
             if row is not None:
                 rows.append(row)
     return findings_frame(rows)
@@ -130,9 +128,7 @@ def _language_modeling_row(
     attribute: str,
     output: str,
     related: pd.DataFrame,
-    confidence: float,
-    n_resamples: int,
-    seed: int,
+    options: TestOptions,
 ) -> dict[str, object] | None:
     # delta = stereotype (or anti-stereotype) - unrelated: the meaningful sentence wins where positive
     wide = related.pivot_table(index="instance_id", columns="group_a", values="delta", aggfunc="first")
@@ -143,9 +139,9 @@ def _language_modeling_row(
     shares = ((values > 0) + 0.5 * (values == 0)).mean(axis=1)
     low, high = stats.bootstrap_ci(
         shares,
-        confidence=confidence,
-        n_resamples=n_resamples,
-        rng=np.random.default_rng([seed, _BOOTSTRAP, shares.size]),
+        confidence=options.confidence,
+        n_resamples=options.n_resamples,
+        rng=np.random.default_rng([options.seed, _BOOTSTRAP, shares.size]),
     )
     return finding_row(
         probe_set=probe_set,
@@ -167,24 +163,16 @@ def with_preference_findings(
     findings: pd.DataFrame,
     effects: pd.DataFrame,
     outputs: Mapping[str, Sequence[str]],
-    *,
-    alpha: float = 0.05,
-    min_effect: float = 0.02,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    n_permutations: int = 10000,
-    seed: int = 0,
+    options: TestOptions,
 ) -> pd.DataFrame:
     """The counterfactual findings (audit/metrics/paired.py) with the preference rows appended,
-    q-values recomputed over the whole family and significance and severity recomputed from them.
-    ``min_effect`` and ``n_permutations`` are accepted so callers can pass their test options as is."""
-    del min_effect, n_permutations  # the paired rows keep their own thresholds and p-values
-    extra = build_preference_findings(
-        effects, outputs, confidence=confidence, n_resamples=n_resamples, seed=seed
-    )
+    q-values recomputed over the whole family and significance and severity recomputed from them
+    (the paired rows keep their own thresholds and p-values; preference rows have their own
+    threshold, so ``options.min_effect`` is not used here)."""
+    extra = build_preference_findings(effects, outputs, options)
     if extra.empty:
         return findings
     combined = pd.concat([findings, extra], ignore_index=True) if not findings.empty else extra
     # "no difference" is 0 for a paired row's effect and an even split (0.5) for a preference share:
     # each metric's centre in the catalogue
-    return apply_family_test(combined, alpha, COUNTERFACTUAL)[TABLES["findings"]]
+    return apply_family_test(combined, options.alpha, COUNTERFACTUAL)[TABLES["findings"]]

@@ -35,9 +35,10 @@ from typing import Any
 import pandas as pd
 
 from audit.errors import UserError
+from audit.kinds.names import COUNTERFACTUAL
 from audit.metrics import stats
-from audit.metrics.catalogue import COUNTERFACTUAL
 from audit.metrics.family import apply_family_test
+from audit.metrics.options import TestOptions
 from audit.tables import TABLES, finding_row
 from audit.targets.seq2seq import Seq2SeqTarget, generated_form
 from probes.schema import ProbeSet
@@ -186,12 +187,7 @@ def generation_columns() -> list[str]:
 def build_translation_findings(
     generations: pd.DataFrame,
     examples: pd.DataFrame,
-    *,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    n_permutations: int = 10000,
-    seed: int = 0,
-    **_: Any,
+    options: TestOptions,
 ) -> pd.DataFrame:
     """Findings rows (without q-values) on the forms the translations use; see the module docstring.
 
@@ -204,13 +200,15 @@ def build_translation_findings(
         examples[["example_id", "probe_set", "instance_id", "variant", "attribute", "label"]], on="example_id"
     )
     rows["correct"] = rows["form"] == rows["label"]
-    random = stats.RandomMatrices(seed, n_resamples)
+    random = stats.RandomMatrices(options.seed, options.n_resamples)
     out: list[dict[str, Any]] = []
     for (probe_set, attribute), group in rows.groupby(["probe_set", "attribute"], sort=True):
         forms = sorted(set(group["label"].dropna()) | (set(group["form"]) - {NEITHER}))
         labelled = group[group["label"].notna()]
         for variant, per_group in labelled.groupby("variant", sort=True):
-            rate = stats.flip_rate_ci(per_group["correct"].to_numpy(dtype=bool), confidence=confidence)
+            rate = stats.flip_rate_ci(
+                per_group["correct"].to_numpy(dtype=bool), confidence=options.confidence
+            )
             counts = per_group["form"].value_counts()
             described = ", ".join(f"{int(counts.get(f, 0))} {f}" for f in [*forms, NEITHER])
             out.append(
@@ -228,11 +226,11 @@ def build_translation_findings(
                     note=f"{rate.n_flipped} of {rate.n} translations use the expected form {per_group['label'].iloc[0]!r} ({described})",
                 )
             )
-        out += _gap_rows(str(probe_set), str(attribute), labelled, random, confidence, n_permutations)
+        out += _gap_rows(str(probe_set), str(attribute), labelled, random, options)
         for variant, per_group in group[group["label"].isna()].groupby("variant", sort=True):
             for form in forms:
                 rate = stats.flip_rate_ci(
-                    (per_group["form"] == form).to_numpy(dtype=bool), confidence=confidence
+                    (per_group["form"] == form).to_numpy(dtype=bool), confidence=options.confidence
                 )
                 out.append(
                     finding_row(
@@ -258,8 +256,7 @@ def _gap_rows(
     attribute: str,
     labelled: pd.DataFrame,
     random: stats.RandomMatrices,
-    confidence: float,
-    n_permutations: int,
+    options: TestOptions,
 ) -> list[dict[str, Any]]:
     per_variant = labelled.groupby(["instance_id", "variant"])["correct"].mean().unstack("variant")
     groups = sorted(per_variant.columns)
@@ -271,10 +268,10 @@ def _gap_rows(
             if n == 0:
                 continue
             column = deltas[:, None]
-            low, high = stats.bca_mean_intervals(column, random.counts(n, _PURPOSE), confidence)[0]
+            low, high = stats.bca_mean_intervals(column, random.counts(n, _PURPOSE), options.confidence)[0]
             p = float(
                 stats.sign_flip_pvalues(
-                    column, n_permutations=n_permutations, rng=random.rng(_PURPOSE + 1, n)
+                    column, n_permutations=options.n_permutations, rng=random.rng(_PURPOSE + 1, n)
                 )[0]
             )
             rows.append(
@@ -302,7 +299,7 @@ def join_family(
     findings: pd.DataFrame,
     extra: pd.DataFrame,
     expected_effects: dict[str, list[str]],
-    alpha: float,
+    options: TestOptions,
 ) -> pd.DataFrame:
     """The counterfactual findings and ``extra`` rows as one BH family: q-values, significance and
     severity recomputed over every row with a p-value. Rows of a set's expected effects
@@ -312,7 +309,7 @@ def join_family(
     if not frames:
         return findings
     joined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    joined = apply_family_test(joined, alpha, COUNTERFACTUAL)
+    joined = apply_family_test(joined, options.alpha, COUNTERFACTUAL)
     for probe_set, outputs in expected_effects.items():
         mask = (
             (joined["probe_set"] == probe_set)

@@ -9,6 +9,7 @@ import pandas as pd
 from audit.config import AuditConfig
 from audit.kinds.base import Evidence
 from audit.kinds.registry import KINDS
+from audit.metrics.catalogue import p_floor_from_n
 from audit.stages.progress import Timer
 from audit.stages.state import Compared, Encoding, Generated
 from audit.tables import TABLES, flags
@@ -57,9 +58,10 @@ def problem_findings(findings: pd.DataFrame) -> pd.Series:
 
 
 def underpowered_mask(findings: pd.DataFrame, alpha: float) -> pd.Series:
-    """Tested paired rows with too few instances for any sign pattern to reach p < alpha (the
-    exact test's smallest p is 2**(1-n)); they can never be significant, whatever the data."""
-    tested = findings["p_value"].notna() & (findings["metric"] != "seat_effect_size")
+    """Tested rows with too few instances for any sign pattern to reach p < alpha (the exact
+    test's smallest p is 2**(1-n): metrics whose catalogue entry says ``p_floor_from_n``); they can
+    never be significant, whatever the data."""
+    tested = findings["p_value"].notna() & findings["metric"].map(p_floor_from_n).astype(bool)
     return tested & (np.power(2.0, 1 - findings["n"].astype(float)) >= alpha)
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import get_args
 
 import yaml
 
+from audit.kinds.names import PROBE_KINDS
 from probes.formats import FileFormat, register_file_format, yaml_kind
 from probes.reading.problems import LoadOptions, Problems, read_utf8
 from probes.reading.yaml_nodes import Entries, node_line, node_mapping, node_text
-from probes.schema import ProbeKind, ProbeSet
+from probes.schema import ProbeSet
 
 YAML_EXTENSIONS = (".yaml", ".yml")
-PROBE_KINDS: tuple[ProbeKind, ...] = get_args(ProbeKind)
 
 
 def read_yaml_file(path: Path, options: LoadOptions, problems: Problems) -> ProbeSet | None:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from audit.metrics.long_context import build_long_effects, build_long_findings
+from audit.metrics.options import TestOptions
 from audit.tables import SCHEMA_VERSION, TABLES
 
 PROBE_SET = "long-context"
@@ -335,13 +336,9 @@ def write_long_run(
     findings_frame = build_long_findings(
         effects_frame,
         scored_examples,
+        TestOptions(alpha=ALPHA, min_effect=MIN_EFFECT, n_resamples=1000, n_permutations=2000, seed=seed),
         model_max_length=max_length,
         strategy="truncate",
-        alpha=ALPHA,
-        min_effect=MIN_EFFECT,
-        n_resamples=1000,
-        n_permutations=2000,
-        seed=seed,
     )
     tables: dict[str, pd.DataFrame] = {
         "examples": examples_frame,
