@@ -15,7 +15,8 @@ import pandas as pd
 from rich.progress import Progress
 
 from audit.config import AuditConfig
-from audit.stages.state import Compared, Generated, ProbeInputs, SetScores
+from audit.probe_inputs import ProbeInputs, SetScores
+from audit.stages.state import Compared, Generated
 from audit.targets import Target
 from probes.schema import ProbeKind, ProbeSet
 
