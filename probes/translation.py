@@ -76,6 +76,3 @@ def differing_words(targets: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
             return {}
         result[name] = (" ".join(run).strip(".,;:!?"),)
     return result
-
-
-# ------------------------------------------------------------------------------------- YAML format
