@@ -1,11 +1,12 @@
 """run_audit: the pipeline, one named stage after another over one RunState.
 
-    prepare -> encode -> [the run folder] -> score -> generate -> compare -> explain -> attention
-    -> write
+    prepare -> encode -> plan_outputs -> [the run folder] -> score -> generate -> compare
+    -> explain -> attention -> write
 
-prepare and encode (and planning what will be generated) run before the run folder exists: every
-problem with the user's input stops the run there. Each stage (audit/stages/) takes and returns
-the typed results of audit/stages/state.py; the kinds of probe set (audit/kinds/) plug into
+prepare, encode and plan_outputs (what --generate / a seq2seq translation will produce) run
+before the run folder exists: every problem with the user's input stops the run there. Each stage
+(audit/stages/) takes and returns the typed results of audit/stages/state.py (a probe set's
+encoded inputs and scores: audit/probe_inputs.py); the kinds of probe set (audit/kinds/) plug into
 compare, explain and attention. Each stage is timed; timings, versions and hashes go into the
 run's manifest (audit/provenance.py).
 """

@@ -64,6 +64,11 @@ class EncodedText:
         return self.windows[0]
 
 
+def seen_until(encoded: EncodedText) -> int:
+    """The character where what reached the model ends."""
+    return max(end for window in encoded.windows for _, end in window.offsets)
+
+
 def encode_long(
     tokenizer: Any, texts: Sequence[str], max_length: int, policy: LongInputPolicy
 ) -> list[EncodedText]:

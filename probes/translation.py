@@ -54,7 +54,14 @@ def _last_word(phrase: str) -> str:
 def differing_words(targets: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     """Per target, the run of words where it differs from the other targets (common leading and
     trailing words removed); a run of words of at most 3 letters each (an article: "la" / "le") is
-    widened by the next word. Empty when the targets do not differ."""
+    widened by the next word. Empty when the targets do not differ.
+
+    Not a mode of ``probes.reading.focus.differing_regions``, whose focus spans are characters of
+    one text against one other, compared exactly: these are the words ``classify_output`` looks for
+    in a generated translation, so all targets are compared at once, word by word as
+    ``words_of`` matches them (case and accents ignored: "Médecin" and "médecin" do not differ),
+    and an article alone is not a form's marker, its noun is taken with it ("La pilote" /
+    "Le pilote", where the edges diff gives "La" / "Le")."""
     if len(targets) < 2:
         return {}
     split = {name: text.split() for name, text in targets.items()}
@@ -76,6 +83,3 @@ def differing_words(targets: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
             return {}
         result[name] = (" ".join(run).strip(".,;:!?"),)
     return result
-
-
-# ------------------------------------------------------------------------------------- YAML format

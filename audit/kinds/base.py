@@ -16,7 +16,8 @@ from rich.progress import Progress
 
 from audit.config import AuditConfig
 from audit.kinds.names import ProbeKind
-from audit.stages.state import Compared, Generated, ProbeInputs, SetScores
+from audit.probe_inputs import ProbeInputs, SetScores
+from audit.stages.state import Compared, Generated
 from audit.targets import Target
 from probes.schema import ProbeSet
 

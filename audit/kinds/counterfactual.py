@@ -11,7 +11,7 @@ from audit.metrics.entity_recall import build_entity_recall_findings
 from audit.metrics.paired import build_effects, build_findings
 from audit.metrics.preference import with_preference_findings
 from audit.metrics.translation import build_translation_findings, join_family
-from audit.stages.state import ProbeInputs
+from audit.probe_inputs import ProbeInputs
 
 LEFT_OUT_REASONS = {
     "focus_truncated": "truncation to the model's maximum length cut off the words that differ between variants",

@@ -13,15 +13,14 @@ import pandas as pd
 from rich.progress import Progress
 
 from audit.attribution.segments import segment_attribution_rows
+from audit.attribution.variants import token_attributions
 from audit.config import AuditConfig
 from audit.kinds.base import Comparison, Evidence, Explaining, Explanation, Kind
 from audit.metrics.long_context import build_long_effects, build_long_findings
-from audit.stages.attribute import token_attributions
-from audit.stages.encode import seen_until
-from audit.stages.state import ProbeInputs
+from audit.probe_inputs import ProbeInputs
 from audit.tables import TABLES, flags
 from audit.targets import Target
-from audit.windows import EncodedText
+from audit.windows import EncodedText, seen_until
 from probes.schema import ProbeSet, Span
 
 LONG_ATTRIBUTION_METHODS = ("segment_ablation",)

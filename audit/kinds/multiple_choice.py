@@ -13,7 +13,7 @@ from audit.metrics.multiple_choice import (
     build_choice_findings,
     choice_table,
 )
-from audit.stages.state import ProbeInputs
+from audit.probe_inputs import ProbeInputs
 
 
 class MultipleChoice(Kind):

@@ -19,7 +19,7 @@ from audit.metrics.multilingual import (
     content_share_findings,
     mark_unreadable,
 )
-from audit.stages.state import ProbeInputs
+from audit.probe_inputs import ProbeInputs
 from audit.tables import flags
 from probes.schema import ProbeSet
 

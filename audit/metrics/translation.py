@@ -109,7 +109,7 @@ def translate_all(
     batch_tokens: int,
     add_task: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> TranslationResult:
-    """Translations of every variant of these probe inputs (``audit.stages.state.ProbeInputs`` of sets with
+    """Translations of every variant of these probe inputs (``audit.probe_inputs.ProbeInputs`` of sets with
     targets), with the form each uses."""
     from audit.generation import instance_seed  # the causal LM's seeding, reused
 

@@ -10,12 +10,13 @@ import pandas as pd
 
 from audit.attribution import focus_token_mask
 from audit.errors import UserError
+from audit.probe_inputs import ProbeInputs
 from audit.stages.progress import Timer
-from audit.stages.state import Encoding, Prepared, ProbeInputs
+from audit.stages.state import Encoding, Prepared
 from audit.tables import TABLES
 from audit.targets import Target
 from audit.tokenization import token_counts
-from audit.windows import EncodedText, LongInputPolicy, encode_long
+from audit.windows import LongInputPolicy, encode_long, seen_until
 from probes.schema import ProbeSet
 
 
@@ -48,11 +49,6 @@ def encode_probe_set(probe_set: ProbeSet, target: Target, policy: LongInputPolic
     return ProbeInputs(
         probe_set, target.head(probe_set), ids, texts, focus_lost, identical, partly_lost, coverage
     )
-
-
-def seen_until(encoded: EncodedText) -> int:
-    """The character where what reached the model ends."""
-    return max(end for window in encoded.windows for _, end in window.offsets)
 
 
 def examples_table(inputs: list[ProbeInputs]) -> pd.DataFrame:

@@ -8,12 +8,13 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
+from audit.attribution.variants import token_attributions
 from audit.config import AuditConfig
 from audit.kinds.base import Explaining
 from audit.kinds.registry import KINDS
-from audit.stages.attribute import token_attributions
+from audit.probe_inputs import ProbeInputs
 from audit.stages.progress import Timer, progress, warn
-from audit.stages.state import Compared, Encoding, Explained, ProbeInputs, Scored
+from audit.stages.state import Compared, Encoding, Explained, Scored
 from audit.tables import TABLES
 from audit.targets import Target
 

@@ -11,7 +11,8 @@ from rich.progress import Progress
 from audit.batching import collate, run_with_backoff, token_budget_batches
 from audit.config import AuditConfig
 from audit.metrics.multilingual import REFERENCE_SIMILARITY
-from audit.stages.state import Encoding, ProbeInputs, Scored, SetScores
+from audit.probe_inputs import ProbeInputs, SetScores
+from audit.stages.state import Encoding, Scored
 from audit.tables import TABLES
 from audit.targets import Target
 from audit.windows import combine_scores

@@ -10,19 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
 import pandas as pd
 import torch
 
-from audit.batching import Encoded
 from audit.config import AuditConfig
 from audit.generation import GenerationPlan, GenerationResult
 from audit.loaded_model import LoadedModel
 from audit.metrics.translation import TranslationPlan, TranslationResult
+from audit.probe_inputs import ProbeInputs, SetScores
 from audit.tables import TABLES
-from audit.targets import ScoreHead, Target
-from audit.tokenization import TokenCounts
-from audit.windows import EncodedText, LongInputPolicy
+from audit.targets import Target
+from audit.windows import LongInputPolicy
 from probes.schema import ProbeSet
 
 R = TypeVar("R")
@@ -43,39 +41,6 @@ class Prepared:
 
 
 @dataclass
-class ProbeInputs:
-    """One probe set's variants, encoded for the model, with its score head."""
-
-    probe_set: ProbeSet
-    head: ScoreHead
-    example_ids: list[str]
-    texts: list[EncodedText]
-    """Per variant: its model input, or its sliding windows (audit/windows.py)."""
-    focus_lost: list[bool]
-    """Per variant: it has focus spans, but truncation cut every focus token off."""
-    inputs_identical: list[bool]
-    """Per variant: every variant of its instance has the same input ids."""
-    focus_partly_lost: list[bool]
-    """Per variant: truncation cut off part of its focus span (some of it reached the model)."""
-    coverage: list[TokenCounts]
-    """Per variant: how the tokenizer covers its whole text (audit/tokenization.py)."""
-
-    @property
-    def name(self) -> str:
-        return self.probe_set.name
-
-    def windows(self, indices: list[int]) -> tuple[list[Encoded], list[int]]:
-        """The model inputs of these variants (a text's one input, or its windows) and which
-        variant each belongs to."""
-        inputs: list[Encoded] = []
-        owners: list[int] = []
-        for i in indices:
-            inputs.extend(self.texts[i].windows)
-            owners.extend([i] * len(self.texts[i].windows))
-        return inputs, owners
-
-
-@dataclass
 class Encoding:
     """encode: every probe set's encoded variants and the examples table (audit/stages/encode.py)."""
 
@@ -90,14 +55,6 @@ class OutputPlans:
 
     generation: GenerationPlan | None = None
     translation: TranslationPlan | None = None
-
-
-@dataclass
-class SetScores:
-    """One probe set's scores: (variants, outputs), and per variant its windows' scores."""
-
-    scores: np.ndarray
-    window_scores: list[np.ndarray]
 
 
 @dataclass

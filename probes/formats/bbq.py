@@ -85,7 +85,8 @@ QUESTION_SEPARATOR = "\n"
 """Between the question and the passage in a loaded set (the QA target puts its [SEP] there)."""
 OPTIONS_PREFIX = "Answers:"
 """The passage is the context, a space, then ``Answers: <ans0>; <ans1>; <ans2>.``"""
-TASKS = ("question-answering",)
+BBQ_TASKS = ("question-answering",)
+"""The model tasks a multiple-choice set is for when it names none (extractive QA reads the answers)."""
 MULTIPLE_CHOICE_TOP_KEYS = (
     "name",
     "kind",
@@ -423,7 +424,7 @@ def bbq_from_text(
             description=description or "BBQ-style multiple-choice questions (Parrish et al. 2022)",
             card=DEFAULT_CARD if card is None else card,
             source=source,
-            tasks=tuple(tasks or TASKS),
+            tasks=tuple(tasks or BBQ_TASKS),
             instances=tuple(instances),
             in_default_run=in_default_run,
         )

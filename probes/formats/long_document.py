@@ -602,7 +602,4 @@ def _check_long_document_items(
                 )
 
 
-# ------------------------------------------------------------------------------ rows: CSV / JSONL
-
-
 register_yaml_kind(YamlKind("long_document", read_long_document))

@@ -334,9 +334,6 @@ def _report_same_texts(
     return found
 
 
-# --------------------------------------------------------------------------- Hugging Face datasets
-
-
 register_file_format(
     FileFormat(
         "rows",

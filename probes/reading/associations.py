@@ -75,6 +75,3 @@ def parse_associations(node: yaml.Node, problems: Problems) -> list[Association]
                 Association(name=name, a_name=a_name, b_name=b_name, a=tuple(a), b=tuple(b), source=source)
             )
     return associations
-
-
-# ------------------------------------------------------------------------------ long-document sets

@@ -1,6 +1,9 @@
-"""Token attributions of chosen variants of one probe set (Captum on the set's score head); a
-text scored as several windows is attributed window by window and combined (audit/windows.py).
-Shared by the explain stage and the kinds' own explanations."""
+"""Token attributions of chosen variants of one probe set's inputs (``ProbeInputs``; Captum on the
+set's score head); a text scored as several windows is attributed window by window and combined
+(audit/windows.py). Used by the explain stage (top instances) and by the long-document kind.
+
+Not exported by ``audit.attribution``: it reads the targets and the run's settings, which the
+attribution methods below it do not."""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from functools import partial
 import pandas as pd
 from rich.progress import Progress
 
-from audit.attribution import attribution_rows
+from audit.attribution.driver import attribution_rows
 from audit.config import AuditConfig
-from audit.stages.state import ProbeInputs, SetScores
+from audit.probe_inputs import ProbeInputs, SetScores
 from audit.targets import Target
 from audit.windows import combine_token_attributions
 
