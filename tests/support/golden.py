@@ -199,6 +199,9 @@ def record(names: list[str]) -> None:
     import shutil
     import tempfile
 
+    unknown = sorted(set(names) - {case.name for case in CASES})
+    if unknown:
+        raise SystemExit(f"no golden case {unknown}; the cases: {[case.name for case in CASES]}")
     chosen = [case for case in CASES if not names or case.name in names]
     with tempfile.TemporaryDirectory() as tmp:
         for case in chosen:
