@@ -22,6 +22,7 @@ from probes.reading.yaml_nodes import (
     INT_TAG,
     SCALARS,
     Entries,
+    mapping_items,
     node_line,
     node_mapping,
     node_shown,
@@ -235,12 +236,7 @@ def _parse_keys(path: Path, top: Entries, problems: Problems) -> list[tuple[KeyS
                 f"keys must be a list of {{id, text, label, query}} mappings, not {node_shown(node)}",
             )
             return None
-        for number, item in enumerate(node.value, start=1):
-            what = f"key {number}"
-            entries = node_mapping(item, what, problems)
-            if entries is None:
-                continue
-            report_unknown_keys(entries, _KEY_KEYS, what, problems)
+        for item, what, entries in mapping_items(node, "key", _KEY_KEYS, problems):
             values = _entry_texts(entries, item, what, ("id", "text"), ("label", "query"), problems)
             if values is None:
                 continue

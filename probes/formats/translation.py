@@ -59,6 +59,7 @@ from probes.reading.problems import LoadOptions, Problems, validated_probe_set, 
 from probes.reading.rows import RowLines, Table
 from probes.reading.yaml_nodes import (
     Entries,
+    mapping_items,
     node_line,
     node_mapping,
     node_text,
@@ -247,12 +248,7 @@ def _parse_occupations(
     known = ("en", *forms, "words")
     occupations: list[_Occupation] = []
     seen: dict[str, int] = {}
-    for number, item in enumerate(node.value, start=1):
-        what = f"occupation {number}"
-        entries = node_mapping(item, what, problems)
-        if entries is None:
-            continue
-        report_unknown_keys(entries, known, what, problems)
+    for item, what, entries in mapping_items(node, "occupation", known, problems):
         missing = [key for key in ("en", *forms) if key not in entries]
         if missing:
             problems.add(
@@ -304,12 +300,7 @@ def _parse_sentences(node: yaml.Node, problems: Problems) -> list[_Sentence] | N
         return None
     sentences: list[_Sentence] = []
     ids: dict[str, int] = {}
-    for number, item in enumerate(node.value, start=1):
-        what = f"sentence {number}"
-        entries = node_mapping(item, what, problems)
-        if entries is None:
-            continue
-        report_unknown_keys(entries, _SENTENCE_KEYS, what, problems)
+    for item, what, entries in mapping_items(node, "sentence", _SENTENCE_KEYS, problems):
         missing = [key for key in _SENTENCE_KEYS if key not in entries]
         if missing:
             problems.add(node_line(item), f"{what} lacks {', '.join(missing)} (needs id, source and target)")

@@ -8,12 +8,11 @@ import yaml
 
 from probes.reading.problems import Problems
 from probes.reading.yaml_nodes import (
+    mapping_items,
     node_kind,
     node_line,
-    node_mapping,
     node_text,
     node_text_list,
-    report_unknown_keys,
 )
 from probes.schema import Association
 
@@ -28,12 +27,7 @@ def parse_associations(node: yaml.Node, problems: Problems) -> list[Association]
         return None
     associations: list[Association] = []
     names: dict[str, int] = {}
-    for number, item in enumerate(node.value, start=1):
-        what = f"association {number}"
-        entries = node_mapping(item, what, problems)
-        if entries is None:
-            continue
-        report_unknown_keys(entries, ASSOCIATION_KEYS, what, problems)
+    for item, what, entries in mapping_items(node, "association", ASSOCIATION_KEYS, problems):
         missing = [k for k in ("name", "a_name", "b_name", "a", "b") if k not in entries]
         if missing:
             problems.add(

@@ -5,7 +5,7 @@ next to the YAML file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import yaml
@@ -61,6 +61,20 @@ def report_unknown_keys(entries: Entries, known: Iterable[str], what: str, probl
             problems.add(
                 node_line(key_node), f"{what} has an unknown key {key!r} (known keys: {', '.join(known)})"
             )
+
+
+def mapping_items(
+    node: yaml.SequenceNode, noun: str, known: Iterable[str], problems: Problems
+) -> Iterator[tuple[yaml.Node, str, Entries]]:
+    """The mappings of a YAML list, each as (node, "<noun> <number>", its entries), its unknown keys
+    reported; an item that is not a mapping is reported and skipped."""
+    for number, item in enumerate(node.value, start=1):
+        what = f"{noun} {number}"
+        entries = node_mapping(item, what, problems)
+        if entries is None:
+            continue
+        report_unknown_keys(entries, known, what, problems)
+        yield item, what, entries
 
 
 def node_text(node: yaml.Node, what: str, problems: Problems) -> str | None:
