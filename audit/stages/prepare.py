@@ -49,6 +49,7 @@ def prepare(config: AuditConfig, model_name: str, timer: Timer) -> Prepared:
             revision=config.revision,
             allow_pickle=config.allow_pickle,
             device=str(device),
+            start_token=config.start_token,
         )
         target = build_target(loaded, device)
         if config.max_length is not None:
