@@ -290,6 +290,17 @@ def test_each_public_sample_is_audited_through_the_cli(
     assert (preference["group_a"] == "stereotype").all() and (
         preference["group_b"] == "anti-stereotype"
     ).all()
+    # several bias types: one overall row over all pairs next to the per-type rows
+    overall = findings[findings["metric"] == "stereotype_preference_overall"]
+    if examples["attribute"].nunique() > 1:
+        assert len(overall) == 1 and overall.iloc[0]["attribute"] == "all"
+        assert overall.iloc[0]["n"] == preference["n"].sum() == n_instances
+        pooled = (preference["effect"] * preference["n"]).sum() / preference["n"].sum()
+        assert overall.iloc[0]["effect"] == pytest.approx(pooled)
+        assert overall.iloc[0]["ci_low"] <= overall.iloc[0]["effect"] <= overall.iloc[0]["ci_high"]
+        assert overall.iloc[0]["q_value"] == overall.iloc[0]["p_value"]  # its own family of one
+    else:
+        assert overall.empty
     # the ordinary paired rows stay, in the same BH family
     paired = findings[findings["metric"] == "mean_delta"]
     assert {"pll", "focus_loglik"} <= set(paired["output"])
