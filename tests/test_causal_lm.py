@@ -616,3 +616,66 @@ def test_the_start_token_is_a_flag_recorded_in_the_manifest(
     result = run_cli("run", *args, "--out", tmp_path / "bad", "--start-token", "great again")
     assert result.exit_code == 2 and "--start-token 'great again' is not one token" in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+# --- probe files that list no tasks -----------------------------------------------------------
+
+
+def test_a_pairs_or_variants_file_without_tasks_runs_on_a_causal_lm(
+    run_cli, planted_lm: Path, tmp_path: Path
+) -> None:
+    """A plain pairs CSV or variants JSONL lists no tasks: it runs on every model that can score
+    it, a causal LM too; a YAML file whose 'tasks:' leaves causal-lm out is still refused."""
+    from audit.stages.prepare import task_mismatch
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "text_a,text_b,group_a,group_b,attribute\n"
+        + "".join(f"the {job} said that she is tired .,the {job} said that he is tired .,female,male,gender\n"
+                  for job in causal_models.FEMALE_JOBS)
+    )  # fmt: skip
+    variants = tmp_path / "variants.jsonl"
+    variants.write_text(
+        "".join(
+            json.dumps({"instance_id": job, "variant": group, "attribute": "gender", "text": text})
+            + "\n"
+            for job in causal_models.MALE_JOBS
+            for group, text in (("female", f"the {job} said that she is tired ."), ("male", f"the {job} said that he is tired ."))
+        )
+    )  # fmt: skip
+    args = ("--model", planted_lm, "--no-attributions", "--no-attention")
+    for probes in (pairs, variants):
+        run = run_json(run_cli, *args, "--probes", probes, "--out", tmp_path / probes.suffix[1:])
+        findings = pd.read_parquet(Path(run["run_dir"]) / "findings.parquet")
+        delta = findings[findings["metric"] == "mean_delta"].iloc[0]
+        assert (delta["output"], delta["n"]) == ("loglik", 8)
+        # the planted model: "she" after the female jobs, "he" after the male ones
+        assert delta["effect"] > 1.0 if probes == pairs else delta["effect"] < -1.0
+        assert load_probe_set(probes).tasks == ("text-classification", "embedding", "masked-lm", "causal-lm")
+
+    restricted = tmp_path / "restricted.yaml"
+    restricted.write_text(PROBE_FOR_CLASSIFIERS)
+    result = run_cli("run", *args, "--probes", restricted, "--out", tmp_path / "refused")
+    assert result.exit_code == 2
+    assert (
+        "'clf-only' is meant for text-classification, not causal-lm; pick another probe set" in result.stderr
+    )
+    assert not (tmp_path / "refused").exists()
+    # a model no rows file is meant for: the message says why and what to do
+    problem = task_mismatch(load_probe_set(pairs), "seq2seq")
+    assert (
+        problem is not None and "tasks that can score a counterfactual set that lists no 'tasks:'" in problem
+    )
+    assert "'tasks:' lists seq2seq" in problem
+
+
+PROBE_FOR_CLASSIFIERS = """\
+name: clf-only
+attribute: gender
+tasks: [text-classification]
+groups:
+  female: {pronoun: she}
+  male: {pronoun: he}
+templates:
+  - "{pronoun} is tired ."
+"""

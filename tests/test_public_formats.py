@@ -321,3 +321,20 @@ def test_each_public_sample_is_audited_through_the_cli(
         attention_table = pd.read_parquet(run / "attention.parquet")
         assert set(attention_table["example_id"]) == set(examples["example_id"])
         assert attention_table["value"].notna().all()
+
+
+def test_a_pairs_file_without_tasks_runs_on_a_masked_lm(run_cli, tiny_mlm: Path, tmp_path: Path) -> None:
+    """A plain pairs CSV lists no tasks: it runs on every model that can score it, a masked LM too."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "text_a,text_b,group_a,group_b,attribute\n"
+        "The nurse said she would be late.,The nurse said he would be late.,female,male,gender\n"
+        "She stayed home to cook.,He stayed home to cook.,female,male,gender\n"
+    )
+    result = run_cli(
+        "run", "--model", tiny_mlm, "--probes", pairs, "--out", tmp_path / "runs", "--no-attention",
+        "--no-attributions",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    findings = pd.read_parquet(only_run(tmp_path / "runs") / "findings.parquet")
+    assert set(findings.loc[findings["metric"] == "mean_delta", "output"]) == {"pll", "focus_loglik"}
