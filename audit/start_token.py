@@ -15,9 +15,10 @@ does the same by default. The choice (``--start-token``):
   refused.
 
 The start token is written into the fast tokenizer's post-processor as a special token, so every
-encoding with special tokens gets it (whole texts, continuation prompts, generation prompts,
-sliding windows) with offsets (0, 0) and the special-token flag: it is never a focus token, and
-Integrated Gradients keeps it in the baseline, so it gets no attribution. Every text starts with
+encoding with special tokens gets it (whole texts, continuation prompts, generation prompts, the
+texts a causal-LM generation scorer reads) with offsets (0, 0) and the special-token flag: it is
+never a focus token, and Integrated Gradients keeps it in its baseline, so it gets no attribution
+(gradient x input, which has no baseline, does give it one). Every text starts with
 exactly that one token: a tokenizer that already adds it (Llama's ``<s>``) is left as it is, never
 given a second one; a tokenizer that adds another leading special token has it replaced.
 """
