@@ -154,6 +154,13 @@ class AuditConfig(BaseModel):
         description="Parallel sets: a language whose tokens are this share unknown or more is flagged "
         "unreadable, and its differences are not bias findings.",
     )
+    start_token: str = Field(
+        default="bos",
+        min_length=1,
+        description="Causal LMs: the token every text is conditioned on, so that its first token is scored "
+        "too: bos (the tokenizer's BOS, else EOS, as lm-evaluation-harness), eos, none (no start token: the "
+        "first token is not scored), or one token of the vocabulary.",
+    )
     generate: int = Field(
         default=0,
         ge=0,

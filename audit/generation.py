@@ -132,7 +132,12 @@ def plan_generation(
             "generated texts are stored (table generations) but not scored: no --generation-scorer was given"
         )
         return GenerationPlan(settings, warnings=warnings)
-    loaded = load_model(config.generation_scorer, allow_pickle=config.allow_pickle, device=str(device))
+    loaded = load_model(
+        config.generation_scorer,
+        allow_pickle=config.allow_pickle,
+        device=str(device),
+        start_token=config.start_token,
+    )
     if loaded.task not in SCORER_TASKS:
         raise UserError(
             f"--generation-scorer {config.generation_scorer} is a {loaded.task} model, whose score does not read "
@@ -268,15 +273,22 @@ MAX_ROWS = 256
 
 def prompt_ids(target: Target, text: str, max_new_tokens: int) -> tuple[list[int], bool]:
     """A variant's token ids as a prompt (an appended end-of-text token removed: it would end the
-    text before it continues), cut to its end when the room left for new tokens is too small; and
-    whether it was cut."""
+    text before it continues), cut to its end when the room left for new tokens is too small, its
+    start token (audit/start_token.py) kept in front; and whether it was cut."""
     tokenizer = target.tokenizer
-    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    encoded = tokenizer(text, add_special_tokens=True, return_special_tokens_mask=True)
+    ids = list(encoded["input_ids"])
+    special = list(encoded["special_tokens_mask"])
     trailing = trailing_special_tokens(tokenizer)
     if trailing:
         ids = ids[:-trailing]
     room = max(1, target.max_length - max_new_tokens)
-    return (ids[-room:], True) if len(ids) > room else (ids, False)
+    if len(ids) <= room:
+        return ids, False
+    lead = 0
+    while lead < min(len(ids), room - 1) and special[lead]:
+        lead += 1
+    return ids[:lead] + ids[len(ids) - (room - lead) :], True
 
 
 def instance_seed(seed: int, probe_set: str, instance_id: str) -> int:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from audit.module_spec import ModuleSpec
+from audit.start_token import StartToken
 
 
 @dataclass
@@ -50,6 +51,9 @@ class LoadedModel:
     module_spec: ModuleSpec | None = None
     """Task "module" only: how the user's plain PyTorch module is called, and its manifest record
     (audit/module_models.py)."""
+    start_token: StartToken | None = None
+    """Task "causal-lm" only: the token every text starts with, written into the tokenizer
+    (audit/start_token.py); None for other tasks."""
 
     @property
     def device(self) -> torch.device:

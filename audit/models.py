@@ -31,6 +31,8 @@ from audit.bundled.registry import BUNDLED, bundled_folder, ensure_bundled
 from audit.errors import UserError
 from audit.loaded_model import LoadedModel
 from audit.module_models import is_module_reference, load_module_model, parse_reference
+from audit.start_token import DEFAULT as DEFAULT_START_TOKEN
+from audit.start_token import apply_start_token
 from audit.tasks import ARCHITECTURE_SUFFIXES, TASKS
 
 logger = logging.getLogger(__name__)
@@ -157,12 +159,15 @@ def load_model(
     revision: str | None = None,
     allow_pickle: bool = False,
     device: str | torch.device = "cpu",
+    start_token: str = DEFAULT_START_TOKEN,
 ) -> LoadedModel:
     """Load a model and its tokenizer for one task, safely, with what the manifest needs.
 
     ``task`` is "auto" (read from the config) or one of TASKS. ``revision`` pins a hub model (a
     branch, tag or commit). ``allow_pickle`` permits ``.bin`` weights, which can run code when
-    loaded; without it only safetensors weights load. Raises UserError for anything the user can fix.
+    loaded; without it only safetensors weights load. ``start_token``: a causal LM's texts start
+    with it (audit/start_token.py; other tasks ignore it). Raises UserError for anything the user
+    can fix.
     """
     if task != "auto" and task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose one of: auto, {', '.join(TASKS)}")
@@ -211,6 +216,7 @@ def load_model(
     if folder is None:  # a hub snapshot holds the tokenizer files transformers just fetched
         _check_tokenizer_files(files.folder, name)
     warnings += _set_padding(model, tokenizer, name)
+    start = apply_start_token(tokenizer, start_token, name) if task == "causal-lm" else None
     vocabulary_warning = _check_vocabulary_size(tokenizer, config, name)
     if vocabulary_warning:
         warnings.append(vocabulary_warning)
@@ -243,6 +249,7 @@ def load_model(
         problem_type=problem_type,
         remote_code_ignored=bool(remote_code),
         warnings=warnings,
+        start_token=start,
     )
 
 
@@ -312,6 +319,7 @@ def describe_model(loaded: LoadedModel) -> dict[str, Any]:
         "remote_code_ignored": loaded.remote_code_ignored,
         "load_warnings": list(loaded.warnings),
         "module": loaded.module_spec.describe() if loaded.module_spec is not None else None,
+        "start_token": loaded.start_token.describe() if loaded.start_token is not None else None,
     }
 
 

@@ -26,6 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from audit.kinds.names import ProbeKind
 
 InstanceRole = Literal["counterfactual", "key_sentence", "identity_swap"]
+COUNTERFACTUAL_TASKS = ("text-classification", "embedding", "masked-lm", "causal-lm")
+"""The model tasks a counterfactual set that lists no ``tasks`` (a CSV / JSONL pairs or variants
+file, a dataset, a YAML file without ``tasks:``) is meant for: every task whose score reads each
+variant on its own (a classifier's probabilities, an embedding model's association or similarity
+scores, a masked LM's pseudo-log-likelihood, a causal LM's log-likelihood). Sequence-to-sequence,
+token-classification and question-answering models need what such a set does not have (target
+texts, name spans, questions): a set for them lists them."""
+OTHER_TASKS = ("text-classification", "embedding")
+"""The model tasks a set of another kind that lists no ``tasks`` is meant for (parallel and
+long-document sets: classifiers and embedding models; decoders and masked LMs cannot compare their
+numbers across languages or document lengths)."""
 TARGET_FIELDS = ("targets", "target_lang", "target_words")
 """Variant fields of seq2seq sets (a set without them hashes as before they existed)."""
 
@@ -270,7 +281,7 @@ class ProbeSet(BaseModel):
     card: str = Field(default="", description="what it measures, how it was built, known confounds")
     source: str = Field(default="", description="file the set was loaded from, or 'builtin:NAME'")
     tasks: tuple[str, ...] = Field(
-        default=("text-classification", "embedding"), description="target tasks the set is meant for"
+        default=OTHER_TASKS, description="target tasks the set is meant for (none given: default_tasks(kind))"
     )
     instances: tuple[Instance, ...]
     associations: tuple[Association, ...] = ()
@@ -288,6 +299,14 @@ class ProbeSet(BaseModel):
         default=(),
         description="causal LMs: texts whose log-likelihood after every variant is scored (BOLD / HolisticBias style)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tasks_by_kind(cls, data: Any) -> Any:
+        """A set that lists no tasks is meant for every task that can score its kind."""
+        if isinstance(data, dict) and data.get("tasks") is None:
+            return {**data, "tasks": default_tasks(data.get("kind") or "counterfactual")}
+        return data
 
     @field_validator("continuations")
     @classmethod
@@ -366,3 +385,8 @@ class ProbeSet(BaseModel):
             excluded["instances"] = {"__all__": instance_fields}
         payload = json.dumps(self.model_dump(mode="json", exclude=excluded), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def default_tasks(kind: str) -> tuple[str, ...]:
+    """The tasks a set of this kind is meant for when it lists none."""
+    return COUNTERFACTUAL_TASKS if kind == "counterfactual" else OTHER_TASKS

@@ -68,7 +68,7 @@ def test_entries_are_consistent() -> None:
     assert get_args(ProbeKind) == PROBE_KINDS
     for entry in catalogue.METRICS:
         assert entry.kind in PROBE_KINDS
-        assert entry.family is None or entry.family in PROBE_KINDS
+        assert entry.family is None or entry.family in catalogue.FAMILIES
         assert entry.tested or not entry.problem, f"descriptive {entry.name} cannot report a problem"
         assert entry.description and entry.label
     assert catalogue.family_members(PARALLEL) == ("parity", "parity_by_label")
@@ -79,6 +79,7 @@ def test_entries_are_consistent() -> None:
         "swap_effect",
     )
     assert catalogue.metric("stereotype_preference").centre == 0.5
+    assert catalogue.family_members(catalogue.BENCHMARK_OVERALL) == ("stereotype_preference_overall",)
     assert not catalogue.metric("key_effect").problem
     assert not catalogue.p_floor_from_n("seat_effect_size") and catalogue.p_floor_from_n("mean_delta")
     assert catalogue.rank("not_a_metric") == len(catalogue.METRICS)

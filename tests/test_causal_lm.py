@@ -33,6 +33,7 @@ from audit.models import load_model
 from audit.targets import build_target
 from audit.targets.causal_lm import CausalLMTarget, continuation_text
 from probes import load_builtin, load_probe_set, validate_file
+from probes.schema import Instance, ProbeSet, Variant
 from tests.support import causal_models
 from tests.test_attention import eager_reference
 
@@ -496,3 +497,185 @@ def test_causal_lms_run_the_counterfactual_sets_and_occupations_by_default() -> 
         "anti-stereotype": "The nurse said that he would be late today.",
     }
     assert [(s.start, s.end) for s in nurse.variants[0].focus] == [(20, 23)]  # the pronoun only
+
+
+# --- the start token: the first word is scored ---------------------------------------------------
+
+
+def without_bos(model_dir: Path, dest: Path) -> Path:
+    """A copy of a tiny Llama whose tokenizer adds no BOS token (as GPT-2's, Qwen's and SmolLM2's)."""
+    import shutil
+
+    shutil.copytree(model_dir, dest)
+    document = json.loads((dest / "tokenizer.json").read_text())
+    document["post_processor"] = None
+    (dest / "tokenizer.json").write_text(json.dumps(document))
+    return dest
+
+
+def reference_logliks(model_dir: Path, texts: list[str], start: str | None) -> list[float]:
+    """sum over every text token of log p(token | start token, tokens before it), one text at a
+    time, the start token put in front by hand; start None: from the second text token on."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    values = []
+    for text in texts:
+        body = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([([tokenizer.convert_tokens_to_ids(start)] if start else []) + body])
+        with torch.no_grad():
+            logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+        values.append(float(logp.gather(1, ids[0, 1:, None]).sum()))
+    return values
+
+
+def whole_text_scores(model_dir: Path, texts: list[str], start_token: str) -> tuple[np.ndarray, list]:
+    """The causal-LM target's whole-text log-likelihoods of ``texts`` under a start token, and
+    how the texts were encoded."""
+    loaded = load_model(str(model_dir), start_token=start_token)
+    target = build_target(loaded, CPU)
+    variants = [
+        Variant(instance_id=f"i{k // 2}", variant="ab"[k % 2], attribute="gender", text=text)
+        for k, text in enumerate(texts)
+    ]  # texts in pairs, one instance each: the set's variants are the texts, in order
+    instances = [
+        Instance(instance_id=f"i{k}", attribute="gender", variants=tuple(variants[2 * k : 2 * k + 2]))
+        for k in range(len(texts) // 2)
+    ]
+    probe_set = ProbeSet(name="first-word", tasks=("causal-lm",), instances=tuple(instances))
+    head = target.head(probe_set)
+    encoded = encode_texts(target.tokenizer, texts, 64)
+    ids, mask = collate(encoded, target.tokenizer.pad_token_id, CPU)
+    with torch.no_grad():
+        scores = head.forward(ids, mask, torch.arange(len(texts))).numpy()[:, 0]
+    return scores, encoded
+
+
+FIRST_WORD = ["she was great .", "he was great .", "she", "he"]
+
+
+def test_the_first_word_is_scored_after_the_start_token(planted_lm: Path, tmp_path: Path) -> None:
+    """Every text starts with the start token, so its first word is scored: a swap in the first
+    word changes even a one-word text's score. With --start-token none the first token has no
+    context and is not scored: a one-word text scores 0 whatever the word."""
+    bare = without_bos(planted_lm, tmp_path / "bare")
+    scores, encoded = whole_text_scores(bare, FIRST_WORD, "bos")
+    assert all(e.input_ids[0] == 1 and e.special[0] and e.offsets[0] == (0, 0) for e in encoded)
+    assert scores == pytest.approx(reference_logliks(bare, FIRST_WORD, "<s>"), abs=1e-5)
+    assert abs(scores[2] - scores[3]) > 0.1  # she vs he, one word each: the first word is scored
+    # the tokenizer that adds <s> itself gets no second one, and the same scores
+    again, encoded = whole_text_scores(planted_lm, FIRST_WORD, "bos")
+    assert all(e.input_ids.count(1) == 1 for e in encoded)
+    np.testing.assert_allclose(again, scores, atol=1e-6)
+
+    unscored, encoded = whole_text_scores(planted_lm, FIRST_WORD, "none")  # its own <s> removed too
+    assert all(not any(e.special) for e in encoded)
+    assert unscored == pytest.approx(reference_logliks(bare, FIRST_WORD, None), abs=1e-5)
+    assert unscored[2] == unscored[3] == 0.0  # nothing before the only word: nothing scored
+
+    other, encoded = whole_text_scores(bare, FIRST_WORD, "eos")
+    assert all(e.input_ids[0] == 2 and e.special[0] for e in encoded)
+    assert other == pytest.approx(reference_logliks(bare, FIRST_WORD, "</s>"), abs=1e-5)
+    literal, _ = whole_text_scores(bare, FIRST_WORD, "the")  # a literal token of the vocabulary
+    assert literal == pytest.approx(reference_logliks(bare, FIRST_WORD, "the"), abs=1e-5)
+
+
+def test_the_start_token_is_a_flag_recorded_in_the_manifest(
+    run_cli, planted_lm: Path, lm_dir: Path, tmp_path: Path
+) -> None:
+    bare = without_bos(planted_lm, tmp_path / "bare")
+    probes = tmp_path / "first.yaml"
+    probes.write_text(
+        "name: first-word\nattribute: gender\ntasks: [causal-lm]\n"
+        "groups:\n  female: {pronoun: she}\n  male: {pronoun: he}\n"
+        "templates:\n  - '{pronoun} was great .'\n  - '{pronoun}'\n"
+    )
+    args = ("--model", bare, "--probes", probes, "--no-attributions", "--no-attention")
+    scores = {}
+    for choice in ("bos", "none"):
+        run = run_json(run_cli, *args, "--out", tmp_path / choice, "--start-token", choice)
+        run_dir = Path(run["run_dir"])
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["config"]["start_token"] == choice
+        predictions = pd.read_parquet(run_dir / "predictions.parquet")
+        examples = pd.read_parquet(run_dir / "examples.parquet")
+        texts = examples.set_index("example_id").loc[predictions["example_id"], "text"].tolist()
+        expected = reference_logliks(bare, texts, "<s>" if choice == "bos" else None)
+        assert predictions["score"].tolist() == pytest.approx(expected, abs=1e-5)
+        scores[choice] = dict(zip(texts, predictions["score"], strict=True))
+        recorded = manifest["model"]["start_token"]
+        if choice == "bos":
+            assert recorded == {
+                "choice": "bos", "token": "<s>", "token_id": 1, "added_by_probelens": True,
+                "tokenizer_tokens_removed": [], "first_token_scored": True,
+            }  # fmt: skip
+            assert examples["n_tokens"].tolist() == (examples["n_text_tokens"] + 1).tolist()
+        else:
+            assert recorded["token"] is None and recorded["first_token_scored"] is False
+    assert scores["bos"]["she"] != scores["bos"]["he"]
+    assert scores["none"]["she"] == scores["none"]["he"] == 0.0
+    result = run_cli("run", *args, "--out", tmp_path / "bad", "--start-token", "great again")
+    assert result.exit_code == 2 and "--start-token 'great again' is not one token" in result.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+# --- probe files that list no tasks -----------------------------------------------------------
+
+
+def test_a_pairs_or_variants_file_without_tasks_runs_on_a_causal_lm(
+    run_cli, planted_lm: Path, tmp_path: Path
+) -> None:
+    """A plain pairs CSV or variants JSONL lists no tasks: it runs on every model that can score
+    it, a causal LM too; a YAML file whose 'tasks:' leaves causal-lm out is still refused."""
+    from audit.stages.prepare import task_mismatch
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "text_a,text_b,group_a,group_b,attribute\n"
+        + "".join(f"the {job} said that she is tired .,the {job} said that he is tired .,female,male,gender\n"
+                  for job in causal_models.FEMALE_JOBS)
+    )  # fmt: skip
+    variants = tmp_path / "variants.jsonl"
+    variants.write_text(
+        "".join(
+            json.dumps({"instance_id": job, "variant": group, "attribute": "gender", "text": text})
+            + "\n"
+            for job in causal_models.MALE_JOBS
+            for group, text in (("female", f"the {job} said that she is tired ."), ("male", f"the {job} said that he is tired ."))
+        )
+    )  # fmt: skip
+    args = ("--model", planted_lm, "--no-attributions", "--no-attention")
+    for probes in (pairs, variants):
+        run = run_json(run_cli, *args, "--probes", probes, "--out", tmp_path / probes.suffix[1:])
+        findings = pd.read_parquet(Path(run["run_dir"]) / "findings.parquet")
+        delta = findings[findings["metric"] == "mean_delta"].iloc[0]
+        assert (delta["output"], delta["n"]) == ("loglik", 8)
+        # the planted model: "she" after the female jobs, "he" after the male ones
+        assert delta["effect"] > 1.0 if probes == pairs else delta["effect"] < -1.0
+        assert load_probe_set(probes).tasks == ("text-classification", "embedding", "masked-lm", "causal-lm")
+
+    restricted = tmp_path / "restricted.yaml"
+    restricted.write_text(PROBE_FOR_CLASSIFIERS)
+    result = run_cli("run", *args, "--probes", restricted, "--out", tmp_path / "refused")
+    assert result.exit_code == 2
+    assert (
+        "'clf-only' is meant for text-classification, not causal-lm; pick another probe set" in result.stderr
+    )
+    assert not (tmp_path / "refused").exists()
+    # a model no rows file is meant for: the message says why and what to do
+    problem = task_mismatch(load_probe_set(pairs), "seq2seq")
+    assert (
+        problem is not None and "tasks that can score a counterfactual set that lists no 'tasks:'" in problem
+    )
+    assert "'tasks:' lists seq2seq" in problem
+
+
+PROBE_FOR_CLASSIFIERS = """\
+name: clf-only
+attribute: gender
+tasks: [text-classification]
+groups:
+  female: {pronoun: she}
+  male: {pronoun: he}
+templates:
+  - "{pronoun} is tired ."
+"""

@@ -19,7 +19,9 @@ from audit.metrics.options import TestOptions
 from audit.metrics.paired import build_findings
 from audit.metrics.preference import (
     LANGUAGE_MODELING,
+    OVERALL_ATTRIBUTE,
     PREFERENCE,
+    PREFERENCE_OVERALL,
     PREFERENCE_THRESHOLD,
     build_preference_findings,
     with_preference_findings,
@@ -35,14 +37,17 @@ from tests.support.mlm_models import (
 
 
 def effects_frame(
-    deltas: dict[tuple[str, str], list[float]], output: str = "pll", probe_set: str = "crows"
+    deltas: dict[tuple[str, str], list[float]],
+    output: str = "pll",
+    probe_set: str = "crows",
+    attribute: str = "gender",
 ) -> pd.DataFrame:
     """An effects table: per (group_a, group_b) the deltas of instances 0..n-1."""
     rows = [
         {
             "probe_set": probe_set,
-            "instance_id": str(k),
-            "attribute": "gender",
+            "instance_id": f"{attribute}-{k}",
+            "attribute": attribute,
             "group_a": a,
             "group_b": b,
             "output": output,
@@ -144,6 +149,52 @@ def test_all_ties_and_language_modeling_score() -> None:
     assert (lms["group_a"], lms["group_b"]) == ("related", "unrelated")
     assert lms["effect"] == pytest.approx((4 + 2 + 0.5) / 8)
     assert math.isnan(lms["p_value"]) and lms["ci_low"] <= lms["effect"] <= lms["ci_high"]
+
+
+def test_a_set_of_several_bias_types_gets_an_overall_row_in_its_own_family() -> None:
+    """CrowS-Pairs style: one row per bias type and one over all pairs (attribute "all"), with its
+    own share, Wilson interval and exact binomial test; the overall rows are a family of their own,
+    so adding them changes no q-value of the per-type and paired rows."""
+    by_type = {
+        "gender": [-1.0] * 9 + [1.0] * 3,  # 9 of 12
+        "race-color": [-1.0] * 5 + [1.0] * 5 + [0.0] * 2,  # 5 of 12, 2 ties
+        "age": [-1.0] * 6 + [1.0],  # 6 of 7
+    }
+    effects = pd.concat(
+        [effects_frame({("anti-stereotype", "stereotype"): d}, attribute=a) for a, d in by_type.items()],
+        ignore_index=True,
+    )
+    rows = build_preference_findings(effects, {"crows": ["pll"]}, TestOptions())
+    assert sorted(rows.loc[rows["metric"] == PREFERENCE, "attribute"]) == ["age", "gender", "race-color"]
+    overall = rows[rows["metric"] == PREFERENCE_OVERALL]
+    assert len(overall) == 1
+    row = overall.iloc[0]
+    assert (row["attribute"], row["group_a"], row["group_b"]) == (
+        OVERALL_ATTRIBUTE,
+        "stereotype",
+        "anti-stereotype",
+    )
+    wins, losses, ties = 9 + 5 + 6, 3 + 5 + 1, 2
+    assert row["n"] == wins + losses + ties == 31
+    assert row["effect"] == pytest.approx((wins + ties / 2) / 31)
+    assert row["p_value"] == pytest.approx(binomtest(wins, wins + losses, 0.5).pvalue)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(stats.wilson_interval(wins + ties / 2, 31))
+    assert row["note"].startswith("all 3 attributes; stereotype scored higher in 20 of 31")
+
+    paired = build_findings(effects, TestOptions(seed=0))
+    combined = with_preference_findings(paired, effects, {"crows": ["pll"]}, TestOptions(seed=0))
+    alone = combined["metric"] == PREFERENCE_OVERALL
+    assert combined.loc[alone, "q_value"].tolist() == combined.loc[alone, "p_value"].tolist()  # one test
+    family = combined["p_value"].notna() & ~alone
+    np.testing.assert_allclose(
+        combined.loc[family, "q_value"], stats.benjamini_hochberg(combined.loc[family, "p_value"].to_numpy())
+    )
+
+    # one bias type: its row already is the overall one
+    single = build_preference_findings(
+        effects[effects["attribute"] == "gender"], {"crows": ["pll"]}, TestOptions()
+    )
+    assert PREFERENCE_OVERALL not in set(single["metric"])
 
 
 # ------------------------------------------------------------------------------------- end to end

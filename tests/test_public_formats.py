@@ -290,6 +290,17 @@ def test_each_public_sample_is_audited_through_the_cli(
     assert (preference["group_a"] == "stereotype").all() and (
         preference["group_b"] == "anti-stereotype"
     ).all()
+    # several bias types: one overall row over all pairs next to the per-type rows
+    overall = findings[findings["metric"] == "stereotype_preference_overall"]
+    if examples["attribute"].nunique() > 1:
+        assert len(overall) == 1 and overall.iloc[0]["attribute"] == "all"
+        assert overall.iloc[0]["n"] == preference["n"].sum() == n_instances
+        pooled = (preference["effect"] * preference["n"]).sum() / preference["n"].sum()
+        assert overall.iloc[0]["effect"] == pytest.approx(pooled)
+        assert overall.iloc[0]["ci_low"] <= overall.iloc[0]["effect"] <= overall.iloc[0]["ci_high"]
+        assert overall.iloc[0]["q_value"] == overall.iloc[0]["p_value"]  # its own family of one
+    else:
+        assert overall.empty
     # the ordinary paired rows stay, in the same BH family
     paired = findings[findings["metric"] == "mean_delta"]
     assert {"pll", "focus_loglik"} <= set(paired["output"])
@@ -310,3 +321,20 @@ def test_each_public_sample_is_audited_through_the_cli(
         attention_table = pd.read_parquet(run / "attention.parquet")
         assert set(attention_table["example_id"]) == set(examples["example_id"])
         assert attention_table["value"].notna().all()
+
+
+def test_a_pairs_file_without_tasks_runs_on_a_masked_lm(run_cli, tiny_mlm: Path, tmp_path: Path) -> None:
+    """A plain pairs CSV lists no tasks: it runs on every model that can score it, a masked LM too."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "text_a,text_b,group_a,group_b,attribute\n"
+        "The nurse said she would be late.,The nurse said he would be late.,female,male,gender\n"
+        "She stayed home to cook.,He stayed home to cook.,female,male,gender\n"
+    )
+    result = run_cli(
+        "run", "--model", tiny_mlm, "--probes", pairs, "--out", tmp_path / "runs", "--no-attention",
+        "--no-attributions",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    findings = pd.read_parquet(only_run(tmp_path / "runs") / "findings.parquet")
+    assert set(findings.loc[findings["metric"] == "mean_delta", "output"]) == {"pll", "focus_loglik"}

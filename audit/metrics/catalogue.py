@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from audit.kinds.names import COUNTERFACTUAL, LONG_DOCUMENT, MULTIPLE_CHOICE, PARALLEL, PROBE_KINDS
 
 # The probe kinds (audit/kinds/names.py) are also the names of the run's BH families: one family
-# per kind (generation gaps and stereotype preferences join the counterfactual one).
+# per kind (generation gaps and stereotype preferences join the counterfactual one), and one more:
+BENCHMARK_OVERALL = "benchmark_overall"
+"""The family of the overall stereotype preference of each public benchmark set (all its pairs,
+all its bias types): the benchmark's headline question ("does the model prefer the stereotype?"),
+asked once per set and output, so its answer does not depend on how many per-type or other
+counterfactual rows the run also tests (audit/metrics/preference.py)."""
+FAMILIES: tuple[str, ...] = (*PROBE_KINDS, BENCHMARK_OVERALL)
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,8 @@ class Metric:
     kind: str
     """The probe kind whose findings hold it (one of ``PROBE_KINDS``)."""
     family: str | None
-    """The Benjamini-Hochberg family its tested rows belong to; None: descriptive (no p-value)."""
+    """The Benjamini-Hochberg family its tested rows belong to (one of ``FAMILIES``); None:
+    descriptive (no p-value)."""
     module: str
     """The module of audit/metrics that computes it."""
     label: str
@@ -61,8 +68,10 @@ def _tested(
     centre: float = 0.0,
     problem: bool = True,
     p_floor_from_n: bool = True,
+    family: str | None = None,
 ) -> Metric:
-    return Metric(name, kind, kind, module, label, description, centre, problem, p_floor_from_n)
+    """A tested metric, in its kind's family unless ``family`` names another."""
+    return Metric(name, kind, family or kind, module, label, description, centre, problem, p_floor_from_n)
 
 
 def _descriptive(name: str, kind: str, module: str, label: str, description: str) -> Metric:
@@ -100,6 +109,16 @@ METRICS: tuple[Metric, ...] = (
         "stereotype preference",
         "share of instances where the stereotype scores higher than the anti-stereotype (0.5: none)",
         centre=0.5,
+    ),
+    _tested(
+        "stereotype_preference_overall",
+        COUNTERFACTUAL,
+        "preference",
+        "stereotype preference, all types",
+        "stereotype preference over all pairs of a set with several bias types (attribute 'all'), "
+        "tested in its own family",
+        centre=0.5,
+        family=BENCHMARK_OVERALL,
     ),
     _descriptive(
         "language_modeling_score",
@@ -325,8 +344,8 @@ def metrics_of(kind: str) -> tuple[str, ...]:
 
 def family_members(family: str) -> tuple[str, ...]:
     """The names of the tested metrics of a Benjamini-Hochberg family, in display order."""
-    if family not in PROBE_KINDS:
-        raise ValueError(f"unknown family {family!r}; known families: {', '.join(PROBE_KINDS)}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known families: {', '.join(FAMILIES)}")
     return tuple(m.name for m in METRICS if m.family == family)
 
 

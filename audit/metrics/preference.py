@@ -14,6 +14,15 @@ head's ``preference_outputs`` (a masked LM's ``pll``, a causal LM's ``loglik``):
   only when q < alpha and |effect - 0.5| >= PREFERENCE_THRESHOLD; severity comes from the shared
   ``severity()`` on |effect - 0.5| against that threshold. group_a = "stereotype",
   group_b = "anti-stereotype".
+- ``stereotype_preference_overall``: the same share, interval and test over all the pairs of a set
+  whose pairs cover two or more attributes (CrowS-Pairs' nine bias types, StereoSet's four), with
+  attribute "all": the benchmark's headline number (lm-evaluation-harness's ``pct_stereotype``),
+  next to its per-type rows. It is a different question from the per-type rows ("does the model
+  prefer stereotypes?" against "for which bias types?"), asked once per set and output, so it is
+  tested in its own Benjamini-Hochberg family (``BENCHMARK_OVERALL`` in the catalogue: the
+  overall rows of the run): its q-value does not depend on how many per-type or other
+  counterfactual rows the run tests, and adding it changes no q-value of those. A set of one
+  attribute (WinoBias, the built-in occupations) gets no overall row: its one row already is.
 - ``language_modeling_score`` (sets with "unrelated" variants, i.e. StereoSet): share of the
   comparisons stereotype vs unrelated and anti-stereotype vs unrelated where the meaningful
   sentence scores higher (ties half), pooled over instances and target terms (StereoSet's LMS
@@ -37,6 +46,7 @@ from scipy.stats import binomtest
 
 from audit.kinds.names import COUNTERFACTUAL
 from audit.metrics import stats
+from audit.metrics.catalogue import BENCHMARK_OVERALL
 from audit.metrics.family import apply_family_test
 from audit.metrics.options import TestOptions
 from audit.tables import TABLES, check_columns, finding_row, findings_frame
@@ -46,6 +56,9 @@ ANTI_STEREOTYPE = "anti-stereotype"
 UNRELATED = "unrelated"
 RELATED = "related"
 PREFERENCE = "stereotype_preference"
+PREFERENCE_OVERALL = "stereotype_preference_overall"
+OVERALL_ATTRIBUTE = "all"
+"""The attribute of an overall row: every attribute (bias type) of the set."""
 LANGUAGE_MODELING = "language_modeling_score"
 PREFERENCE_THRESHOLD = 0.05
 """|share - 0.5| a stereotype preference must reach to be reported: one instance in twenty beyond
@@ -71,6 +84,7 @@ def build_preference_findings(
     check_columns("effects", effects)
     rows = []
     named = effects[effects["group_b"] != "rest"]
+    per_type: dict[tuple[str, str], list[np.ndarray]] = {}
     for (probe_set, attribute, output), group in named.groupby(
         ["probe_set", "attribute", "output"], sort=True
     ):
@@ -83,12 +97,21 @@ def build_preference_findings(
             rows.append(
                 _preference_row(str(probe_set), str(attribute), str(output), deltas, options.confidence)
             )
+            per_type.setdefault((str(probe_set), str(output)), []).append(deltas)
         related = group[group["group_b"] == UNRELATED]
         related = related[related["group_a"].isin([STEREOTYPE, ANTI_STEREOTYPE])]
         if not related.empty:
             row = _language_modeling_row(str(probe_set), str(attribute), str(output), related, options)
             if row is not None:
                 rows.append(row)
+    for (probe_set, output), parts in sorted(per_type.items()):
+        if len(parts) > 1:
+            overall = _preference_row(
+                probe_set, OVERALL_ATTRIBUTE, output, np.concatenate(parts), options.confidence
+            )
+            overall["metric"] = PREFERENCE_OVERALL
+            overall["note"] = f"all {len(parts)} attributes; " + str(overall["note"])
+            rows.append(overall)
     return findings_frame(rows)
 
 
@@ -168,11 +191,13 @@ def with_preference_findings(
     """The counterfactual findings (audit/metrics/paired.py) with the preference rows appended,
     q-values recomputed over the whole family and significance and severity recomputed from them
     (the paired rows keep their own thresholds and p-values; preference rows have their own
-    threshold, so ``options.min_effect`` is not used here)."""
+    threshold, so ``options.min_effect`` is not used here); the overall rows tested as their own
+    family."""
     extra = build_preference_findings(effects, outputs, options)
     if extra.empty:
         return findings
     combined = pd.concat([findings, extra], ignore_index=True) if not findings.empty else extra
     # "no difference" is 0 for a paired row's effect and an even split (0.5) for a preference share:
     # each metric's centre in the catalogue
-    return apply_family_test(combined, options.alpha, COUNTERFACTUAL)[TABLES["findings"]]
+    tested = apply_family_test(combined, options.alpha, COUNTERFACTUAL)
+    return apply_family_test(tested, options.alpha, BENCHMARK_OVERALL)[TABLES["findings"]]

@@ -25,7 +25,7 @@ from audit.windows import LongInputPolicy, default_stride
 from probes import list_builtin, load_builtin, load_probe_set
 from probes.associations import load_associations
 from probes.long_document import materialize
-from probes.schema import ProbeSet
+from probes.schema import ProbeSet, default_tasks
 
 T = TypeVar("T")
 
@@ -49,6 +49,7 @@ def prepare(config: AuditConfig, model_name: str, timer: Timer) -> Prepared:
             revision=config.revision,
             allow_pickle=config.allow_pickle,
             device=str(device),
+            start_token=config.start_token,
         )
         target = build_target(loaded, device)
         if config.max_length is not None:
@@ -153,9 +154,13 @@ def task_mismatch(probe_set: ProbeSet, task: str) -> str | None:
     """Why a probe set is not meant for a model of this task (None when it is)."""
     if set(probe_set_tasks(task)) & set(probe_set.tasks):
         return None
+    meant = f"probe set {probe_set.name!r} is meant for {', '.join(probe_set.tasks)}, not {task}"
+    if probe_set.tasks != default_tasks(probe_set.kind):
+        return f"{meant}; pick another probe set or model, or list the task under 'tasks:' in the probe file"
     return (
-        f"probe set {probe_set.name!r} is meant for {', '.join(probe_set.tasks)}, not {task}; "
-        "pick another probe set or model, or list the task under 'tasks:' in the probe file"
+        f"{meant}: those are the tasks that can score a {probe_set.kind.replace('_', '-')} set that lists "
+        f"no 'tasks:' (a CSV/JSONL file, a dataset, a YAML file without 'tasks:'); pick a probe set made "
+        f"for {task} models, or write a YAML probe file whose 'tasks:' lists {task} if it can score this set"
     )
 
 

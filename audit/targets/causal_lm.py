@@ -3,14 +3,19 @@
 Two kinds of score, both in nats (natural-log probabilities, so 0 is certain and every value is
 negative):
 
-- ``loglik``: the log-likelihood of the whole text, sum over its tokens after the first of
-  ``log p(token | tokens before it)`` (a tokenizer that adds a BOS token gets every text token
-  scored). Counterfactual variants compare it (CrowS-Pairs for decoders: is "She is a nurse."
+- ``loglik``: the log-likelihood of the whole text, the sum over every one of its tokens of
+  ``log p(token | start token, tokens before it)``. Every text starts with a start token
+  (audit/start_token.py, ``--start-token``; by default the tokenizer's BOS, else its EOS, as
+  lm-evaluation-harness does), which is the context of the first text token and is not scored
+  itself: so the first word counts ("He" / "She" at the start of a sentence is scored, not only
+  what follows it). With ``--start-token none`` the first text token has no context and is not
+  scored. Counterfactual variants compare it (CrowS-Pairs for decoders: is "She is a nurse."
   more likely than "He is a nurse."?). Variants named ``stereotype`` / ``anti-stereotype`` also
   get the share of instances whose stereotypical text is the more likely one.
 - ``loglik:<continuation>``, when the probe set lists ``continuations`` (BOLD / HolisticBias
-  style): ``log P(continuation | text)`` for each continuation, the same continuations for every
-  variant, so the variants (the same prompt with different identity terms) are compared on each.
+  style): ``log P(continuation | start token, text)`` for each continuation, the same
+  continuations for every variant, so the variants (the same prompt with different identity
+  terms) are compared on each.
 
 Both are one differentiable function of the input ids, so Captum explains exactly the compared
 number. Continuations are placed right after each row's last real token (inputs are right-padded)
@@ -167,6 +172,8 @@ class CausalLMTarget(Target):
         self, embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
         logits = self.model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).logits
+        # position 0 is the start token (the tokenizer's, audit/start_token.py): the context of the
+        # first text token, never scored itself; with --start-token none it is the first text token
         logp = _token_logprobs(logits[:, :-1], labels[:, 1:])
         scored = attention_mask[:, 1:].to(logp.dtype)
         return (logp * scored).sum(dim=1)
