@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dashboard.data import parse_focus
+
 POSITIVE_RGB = (214, 39, 40)  # red: the token raises the explained score
 NEGATIVE_RGB = (31, 119, 180)  # blue: the token lowers it
 MAX_ALPHA = 0.85
@@ -165,3 +167,20 @@ def _number(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) else number
+
+
+def tokens_from_pair_rows(rows: pd.DataFrame) -> list[TokenAttribution]:
+    """One method's rows of a pair (the pair_attributions table) as tokens over variant a's text:
+    one per character span of each unit (the swapped words may have several), in unit order."""
+    tokens: list[TokenAttribution] = []
+    for row in rows.sort_values("unit_index").itertuples(index=False):
+        value = _number(row.attribution)
+        if value is None:
+            continue
+        spans = [(start, end) for start, end in parse_focus(row.spans) if end > start]
+        focus = row.is_focus is True or _number(row.is_focus) == 1.0
+        if not spans:  # a special token: listed after the text
+            tokens.append(TokenAttribution(str(row.text), -1, -1, value, focus))
+        for start, end in spans:
+            tokens.append(TokenAttribution(str(row.text), start, end, value, focus))
+    return tokens
