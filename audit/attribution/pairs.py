@@ -40,6 +40,10 @@ from audit.batching import pad_right, run_with_backoff, token_budget_batches
 
 PAIR_IG_TOLERANCE = 0.05
 """A pair whose attributions miss f(a) - f(b) by more than this share of it is not converged."""
+REFINE_TO = 0.01
+"""Pairs that miss f(a) - f(b) by more than this share are integrated again with twice the steps,
+up to ``MAX_STEP_FACTOR`` times the steps asked for."""
+MAX_STEP_FACTOR = 8
 ABSOLUTE_FLOOR = 1e-6
 """Below this absolute gap a pair counts as converged whatever its share (float32 rounding of a
 delta near zero would otherwise make every unbiased pair 'unconverged')."""
@@ -120,10 +124,13 @@ def pair_integrated_gradients(
     internal_batch_size: int = 64,
     batch_tokens: int = 4096,
     tolerance: float = PAIR_IG_TOLERANCE,
+    refine_to: float = REFINE_TO,
     on_done: Callable[[int], None] | None = None,
 ) -> list[PairAttribution]:
     """Attribute f(a) - f(b) of every aligned pair to a's tokens (see the module docstring), in the
-    pairs' order; pairs of similar length run together, a batch out of memory is split in half."""
+    pairs' order; pairs of similar length run together, a batch out of memory is split in half.
+    A pair whose sum misses the delta by more than ``refine_to`` of it runs again with twice the
+    steps, up to ``MAX_STEP_FACTOR * n_steps``; ``converged`` says whether it ends within ``tolerance``."""
     for position, pair in enumerate(pairs):
         if not aligned(pair.a, pair.b):
             raise ValueError(f"pair {position} does not align token for token; use occlusion for it")
@@ -141,7 +148,7 @@ def pair_integrated_gradients(
             crossed = explained(forward, ids_b, mask, variant_a, targets)
             score_b = explained(forward, ids_b, mask, variant_b, targets)
         per_token, _, steps = integrate_path(
-            forward, embedding_layer, ids_a, ids_b, (mask, variant_a), targets.tolist(), n_steps,
+            forward, embedding_layer, ids_a, ids_b, (mask, variant_a), targets.tolist(), steps_now[0],
             internal_batch_size,
         )  # fmt: skip
         per_token = per_token.cpu().double() * mask.cpu()
@@ -169,14 +176,26 @@ def pair_integrated_gradients(
         return out
 
     results: list[PairAttribution | None] = [None] * len(pairs)
-    lengths = [len(p.a.input_ids) for p in pairs]
-    for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=internal_batch_size):
-        for done, attributed in run_with_backoff(batch, run):
-            for index, result in zip(done, attributed, strict=True):
-                results[index] = result
-            if on_done is not None:
-                on_done(len(done))
+    todo, steps_now = list(range(len(pairs))), [n_steps]
+    while todo and steps_now[0] <= MAX_STEP_FACTOR * n_steps:
+        lengths = [len(pairs[i].a.input_ids) for i in todo]
+        for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=internal_batch_size):
+            for done, attributed in run_with_backoff([todo[k] for k in batch], run):
+                for index, result in zip(done, attributed, strict=True):
+                    results[index] = result
+                if on_done is not None and steps_now[0] == n_steps:
+                    on_done(len(done))
+        todo = [i for i in todo if not within(results[i], refine_to)]
+        steps_now[0] *= 2
     return [r for r in results if r is not None]
+
+
+def within(result: PairAttribution | None, share: float) -> bool:
+    """Whether a pair's attributions add up to its delta within ``share`` of it (or ABSOLUTE_FLOOR)."""
+    if result is None:
+        return False
+    gap = abs(float(result.attributions.sum()) - (result.score_a - result.score_b))
+    return result.completeness_error <= share or gap <= ABSOLUTE_FLOOR
 
 
 def explained(
