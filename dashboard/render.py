@@ -78,6 +78,7 @@ def text_html(
     focus: Sequence[tuple[int, int]] = (),
     scale: float | None = None,
     lang: str | None = None,
+    css_class: str = "probelens-text",
 ) -> str:
     """The text as HTML: each character escaped, coloured by the token covering it, focus underlined.
 
@@ -85,7 +86,8 @@ def text_html(
     BCP-47 code) becomes the element's ``lang`` attribute, so the browser picks fonts for the script.
     A language written right to left gets ``dir="rtl"`` (so an Arabic text that starts with a Latin
     word such as "iPhone" still runs right to left); any other text takes its direction from its
-    first strong character (``dir="auto"`` with ``unicode-bidi:plaintext``).
+    first strong character (``dir="auto"`` with ``unicode-bidi:plaintext``). ``css_class`` names
+    the element's class ("probelens-text" for a variant; the pair explanations use their own).
     """
     scale = attribution_scale([tokens]) if scale is None else scale
     owner: list[int | None] = [None] * len(text)
@@ -121,7 +123,7 @@ def text_html(
     lang_attribute = f' lang="{html.escape(lang, quote=True)}"' if lang else ""
     direction, bidi = ("rtl", "isolate") if writes_right_to_left(lang) else ("auto", "plaintext")
     return (
-        f'<div class="probelens-text" dir="{direction}"{lang_attribute} style="line-height:2;font-size:1.05em;'
+        f'<div class="{html.escape(css_class, quote=True)}" dir="{direction}"{lang_attribute} style="line-height:2;font-size:1.05em;'
         f'white-space:pre-wrap;unicode-bidi:{bidi}">{"".join(pieces)}</div>{extra}'
     )
 

@@ -28,6 +28,7 @@ from dashboard.trust import (
 )
 
 VARIANTS_PER_ROW = 4
+PAIR_TEXT_CLASS = "probelens-pair-text"
 
 st.title("Instances")
 run = session.require_run()
@@ -145,7 +146,8 @@ for name, label in ((OCCLUSION, "Occlusion (each word replaced by a neutral toke
             )
         continue
     st.markdown(f"**{label}**")
-    st.html(text_html(str(text_a.iloc[0]) if len(text_a) else "", tokens_from_pair_rows(rows)))
+    shown = str(text_a.iloc[0]) if len(text_a) else ""
+    st.html(text_html(shown, tokens_from_pair_rows(rows), css_class=PAIR_TEXT_CLASS))
     if name == PAIR_IG and (status := pair_completeness(chosen)) is not None:
         total = float(rows["attribution"].sum())
         line = f"pair IG sums to {total:+.4f} of delta {delta:+.4f}: {status.describe()}"
