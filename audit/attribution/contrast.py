@@ -18,7 +18,13 @@ import pandas as pd
 
 from audit.attribution.driver import baseline_token_of
 from audit.attribution.occlusion import OcclusionPair, WordUnit, neutral_token, occlusion_values, word_units
-from audit.attribution.pairs import AlignedPair, PairAttribution, aligned, pair_integrated_gradients
+from audit.attribution.pairs import (
+    AlignedPair,
+    PairAttribution,
+    aligned,
+    pair_integrated_gradients,
+    step_plan,
+)
 from audit.batching import Encoded
 from audit.config import AuditConfig
 from audit.probe_inputs import ProbeInputs, SetScores
@@ -151,13 +157,15 @@ def integrated_rows(
     ready = [pair for pair in chosen if aligned(pair.a, pair.b)]
     if not ready:
         return []
+    first, most = step_plan(config.ig_steps)
     results = pair_integrated_gradients(
         item.head.forward,
         target.embedding_layer(),
         [AlignedPair(p.a, p.b, p.index_a, p.index_b, p.output_index) for p in ready],
         pad_id=baseline_token_of(target.tokenizer),
         device=target.device,
-        n_steps=config.ig_steps,
+        n_steps=first,
+        max_steps=most,
         batch_tokens=config.batch_tokens,
         on_done=on_done,
     )
