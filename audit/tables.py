@@ -14,12 +14,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: long-document columns (doc_length, position, swap_group, n_windows, note), sink_mass,
 segment_attributions. 3: tokenization columns of examples (n_text_tokens, n_words, n_chars,
 n_unknown, n_byte_fallback), the findings' subset column and the parallel (multilingual) metrics. Readers treat a missing
 column of an older run as null. 4: the generations table (causal LMs with --generate); a run
-without the file reads it as an empty table."""
+without the file reads it as an empty table. 5: the pair_attributions table (what explains a pair's
+difference: pair integrated gradients and word occlusion); a run without the file reads it as an empty
+table."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -128,6 +130,27 @@ TABLES: dict[str, list[str]] = {
         "focus_attribution_a",
         "focus_attribution_b",
         "delta",  # a - b
+    ],
+    # counterfactual explanations (audit/attribution/contrast.py): one row per attributed pair of
+    # variants x method x unit: what explains the pair's difference f(a) - f(b) itself
+    "pair_attributions": [
+        "probe_set",
+        "instance_id",
+        "group_a",
+        "group_b",
+        "method",  # "pair_integrated_gradients" (a token per unit), "occlusion" (a word per unit)
+        "output",  # the scalar explained (the compared output the finding's delta is on)
+        "unit_index",  # the token's index in a's input (pair IG); the word's place in reading order (occlusion)
+        "text",  # a's token or word; where a and b differ, "a's → b's"
+        "char_start",  # the unit's extent in variant a's text; null for special tokens and words a lacks
+        "char_end",
+        "spans",  # JSON list of the unit's [start, end] character spans in a's text (the swapped words: several)
+        "is_focus",  # the unit is (part of) the swapped words
+        "attribution",  # share of f(a) - f(b) the unit accounts for (score units); a pair's IG rows sum to it
+        "pair_delta",  # the effects table's delta of the pair (score_a - score_b)
+        "n_steps",  # pair IG: integration steps; null for occlusion
+        "completeness_error",  # pair IG: |sum of the pair's attributions - delta| / |delta|; null for occlusion
+        "converged",  # pair IG: completeness_error within 5% (or an absolute gap below 1e-6); null for occlusion
     ],
     # long-document sets: one row per attributed example x method x segment (a sentence, or a run of
     # sentences); token rows go to "attributions" only when asked for

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dashboard.data import parse_focus
+
 POSITIVE_RGB = (214, 39, 40)  # red: the token raises the explained score
 NEGATIVE_RGB = (31, 119, 180)  # blue: the token lowers it
 MAX_ALPHA = 0.85
@@ -76,6 +78,7 @@ def text_html(
     focus: Sequence[tuple[int, int]] = (),
     scale: float | None = None,
     lang: str | None = None,
+    css_class: str = "probelens-text",
 ) -> str:
     """The text as HTML: each character escaped, coloured by the token covering it, focus underlined.
 
@@ -83,7 +86,8 @@ def text_html(
     BCP-47 code) becomes the element's ``lang`` attribute, so the browser picks fonts for the script.
     A language written right to left gets ``dir="rtl"`` (so an Arabic text that starts with a Latin
     word such as "iPhone" still runs right to left); any other text takes its direction from its
-    first strong character (``dir="auto"`` with ``unicode-bidi:plaintext``).
+    first strong character (``dir="auto"`` with ``unicode-bidi:plaintext``). ``css_class`` names
+    the element's class ("probelens-text" for a variant; the pair explanations use their own).
     """
     scale = attribution_scale([tokens]) if scale is None else scale
     owner: list[int | None] = [None] * len(text)
@@ -119,7 +123,7 @@ def text_html(
     lang_attribute = f' lang="{html.escape(lang, quote=True)}"' if lang else ""
     direction, bidi = ("rtl", "isolate") if writes_right_to_left(lang) else ("auto", "plaintext")
     return (
-        f'<div class="probelens-text" dir="{direction}"{lang_attribute} style="line-height:2;font-size:1.05em;'
+        f'<div class="{html.escape(css_class, quote=True)}" dir="{direction}"{lang_attribute} style="line-height:2;font-size:1.05em;'
         f'white-space:pre-wrap;unicode-bidi:{bidi}">{"".join(pieces)}</div>{extra}'
     )
 
@@ -165,3 +169,20 @@ def _number(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) else number
+
+
+def tokens_from_pair_rows(rows: pd.DataFrame) -> list[TokenAttribution]:
+    """One method's rows of a pair (the pair_attributions table) as tokens over variant a's text:
+    one per character span of each unit (the swapped words may have several), in unit order."""
+    tokens: list[TokenAttribution] = []
+    for row in rows.sort_values("unit_index").itertuples(index=False):
+        value = _number(row.attribution)
+        if value is None:
+            continue
+        spans = [(start, end) for start, end in parse_focus(row.spans) if end > start]
+        focus = row.is_focus is True or _number(row.is_focus) == 1.0
+        if not spans:  # a special token: listed after the text
+            tokens.append(TokenAttribution(str(row.text), -1, -1, value, focus))
+        for start, end in spans:
+            tokens.append(TokenAttribution(str(row.text), start, end, value, focus))
+    return tokens

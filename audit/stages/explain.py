@@ -4,10 +4,19 @@ variants; then each kind's own explanations (content-word shares, long documents
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
+from audit.attribution.contrast import (
+    PAIR_IG,
+    empty_pair_attributions,
+    explained_pairs,
+    pair_attribution_rows,
+)
+from audit.attribution.pairs import PAIR_IG_TOLERANCE
 from audit.attribution.variants import token_attributions
 from audit.config import AuditConfig
 from audit.kinds.base import Explaining
@@ -64,9 +73,12 @@ def explain(
         if len(segment_frames) == 1
         else pd.concat(segment_frames, ignore_index=True)
     )
+    with progress(console) as bars, timer.stage("pair_attributions"):
+        pair_rows = attribute_pairs(encoding, scored, compared.effects, target, config, bars)
     notes = unconverged_attributions(attributions, encoding.examples)
+    notes += unconverged_pairs(pair_rows)
     warn(console, notes)
-    return Explained(attributions, pairs, segments, findings, notes)
+    return Explained(attributions, pairs, segments, findings, notes, pair_rows)
 
 
 def attribute_top_instances(
@@ -101,6 +113,55 @@ def attribute_top_instances(
         else pd.DataFrame(columns=TABLES["attribution_pairs"])
     )
     return pd.concat(token_frames, ignore_index=True), pairs
+
+
+def attribute_pairs(
+    encoding: Encoding,
+    scored: Scored,
+    effects: pd.DataFrame,
+    target: Target,
+    config: AuditConfig,
+    bars: Progress,
+) -> pd.DataFrame:
+    """What explains the difference of every attributed pair of variants (the top instances' pairs,
+    of the kinds whose attributions are weighed on pairs): pair integrated gradients and occlusion."""
+    frames = []
+    for kind in KINDS.values():
+        if not (kind.attributes_top_instances and kind.pairs_focus_attributions):
+            continue
+        for item in (item for item in encoding.sets if item.probe_set.kind == kind.name):
+            chosen = top_instances(effects, item.name, config.attribute_top)
+            pairs = explained_pairs(item, scored.sets[item.name], effects, chosen) if chosen else None
+            if pairs is None or pairs.empty:
+                continue
+            task = bars.add_task(f"explain pairs of {item.name}", total=2 * len(pairs))
+            frames.append(
+                pair_attribution_rows(
+                    item, scored.sets[item.name], pairs, target, config, partial(bars.advance, task)
+                )
+            )
+    frames = [frame for frame in frames if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else empty_pair_attributions()
+
+
+def unconverged_pairs(rows: pd.DataFrame) -> list[str]:
+    """Per probe set, a warning when pair integrated gradients missed some pairs' delta by more
+    than the tolerance (their token shares are then indicative only; occlusion still holds)."""
+    ig = rows[rows["method"] == PAIR_IG]
+    if ig.empty:
+        return []
+    per_pair = ig.drop_duplicates(["probe_set", "instance_id", "group_a", "group_b"])
+    notes = []
+    for probe_set, pairs in per_pair.groupby("probe_set", sort=True):
+        off = pairs[~pairs["converged"].fillna(False).astype(bool)]
+        if len(off):
+            notes.append(
+                f"pair integrated gradients missed the pair's delta by more than {PAIR_IG_TOLERANCE:.0%} for "
+                f"{len(off)} of {len(pairs)} attributed pairs of {probe_set} (median error "
+                f"{pairs['completeness_error'].astype(float).median():.0%}): read their token shares as "
+                "indicative only and trust the occlusion rows; raise --ig-steps"
+            )
+    return notes
 
 
 def top_variants(

@@ -123,6 +123,10 @@ class Explained:
     findings: pd.DataFrame
     """The compare stage's findings with the rows explanations add (content-word shares)."""
     warnings: list[str] = field(default_factory=list)
+    pair_attributions: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=TABLES["pair_attributions"])
+    )
+    """What explains each attributed pair's difference (audit/attribution/contrast.py)."""
 
 
 @dataclass

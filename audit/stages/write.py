@@ -30,6 +30,7 @@ def write(
             "findings": findings,
             "attributions": attributions,
             "attribution_pairs": explained.attribution_pairs,
+            "pair_attributions": explained.pair_attributions,
             "attention": attention.attention,
             "segment_attributions": segments,
             "generations": generated.table,
@@ -50,6 +51,13 @@ def write(
                 (flags(findings["significant"]) & (findings["metric"] == "key_effect")).sum()
             ),
             "n_attributed_examples": int(attributions["example_id"].nunique()) if len(attributions) else 0,
+            "n_explained_pairs": int(
+                len(
+                    explained.pair_attributions.drop_duplicates(
+                        ["probe_set", "instance_id", "group_a", "group_b"]
+                    )
+                )
+            ),
             "n_segment_attributed_examples": int(segments["example_id"].nunique()) if len(segments) else 0,
             "n_truncated_examples": int(examples["truncated"].sum()),
             "instances_left_out": compared.left_out,

@@ -9,9 +9,26 @@ import streamlit as st
 from dashboard import session
 from dashboard.data import parse_focus, read_table
 from dashboard.frames import example_scores, present_values, rank_instances
-from dashboard.render import attribution_scale, legend_html, text_html, tokens_from_frame
+from dashboard.render import (
+    attribution_scale,
+    legend_html,
+    text_html,
+    tokens_from_frame,
+    tokens_from_pair_rows,
+)
+from dashboard.trust import (
+    AGREEMENT,
+    OCCLUSION,
+    PAIR_IG,
+    disagreements,
+    example_completeness,
+    pair_completeness,
+    pairs_of,
+    unconverged_line,
+)
 
 VARIANTS_PER_ROW = 4
+PAIR_TEXT_CLASS = "probelens-pair-text"
 
 st.title("Instances")
 run = session.require_run()
@@ -63,6 +80,9 @@ if method is not None:
     explained = present_values(own_attributions[own_attributions["method"] == method], "output")
     st.caption(f"Explained output: {', '.join(explained) or '?'}")
     st.html(legend_html())
+    if method == "integrated_gradients" and (line := unconverged_line(own_attributions)):
+        st.warning(line)
+completeness = example_completeness(own_attributions)
 
 records = variants.to_dict("records")
 for row_start in range(0, len(records), VARIANTS_PER_ROW):
@@ -74,6 +94,8 @@ for row_start in range(0, len(records), VARIANTS_PER_ROW):
             st.html(
                 text_html(str(record["text"]), chosen_tokens[example_id], parse_focus(record["focus"]), scale)
             )
+            if method == "integrated_gradients" and example_id in completeness:
+                st.caption(f"integrated gradients: {completeness[example_id].describe()}")
             scores, label = example_scores(predictions, example_id)
             st.caption(f"predicted: {label if label is not None else 'n/a'}")
             if record.get("truncated") is True:
@@ -91,3 +113,51 @@ own_pairs = pairs[(pairs["probe_set"] == probe_set) & (pairs["instance_id"] == i
 if not own_pairs.empty:
     st.subheader("Attribution on the focus tokens, per pair")
     st.dataframe(own_pairs, hide_index=True, key="instance_attribution_pairs")
+
+st.subheader("What explains the difference")
+pair_rows = read_table(run.path, "pair_attributions")
+pair_rows = pair_rows[(pair_rows["probe_set"] == probe_set) & (pair_rows["instance_id"] == instance_id)]
+if pair_rows.empty:
+    st.info(
+        "No pair explanations for this instance: a run explains the pairs of the instances it attributes "
+        "(config attribute_top), and only pairs whose texts differ and are read as one input each."
+    )
+    st.stop()
+explained_pairs = pairs_of(pair_rows)
+picked = st.selectbox(
+    "Pair (group a vs group b)", explained_pairs, format_func=lambda p: f"{p[0]} vs {p[1]}", key="i_pair"
+)
+pair = picked if picked is not None else explained_pairs[0]
+chosen = pair_rows[(pair_rows["group_a"] == pair[0]) & (pair_rows["group_b"] == pair[1])]
+text_a = variants.loc[variants["variant"] == pair[0], "text"]
+delta = float(chosen["pair_delta"].iloc[0])
+st.caption(
+    f"delta = score({pair[0]}) - score({pair[1]}) = {delta:+.4f} on {chosen['output'].iloc[0]}; each part is "
+    f"coloured on the text of {pair[0]}."
+)
+for name, label in ((OCCLUSION, "Occlusion (each word replaced by a neutral token in both variants)"),
+                    (PAIR_IG, f"Pair integrated gradients (from {pair[1]}'s tokens to {pair[0]}'s)")):  # fmt: skip
+    rows = chosen[chosen["method"] == name]
+    if rows.empty:
+        if name == PAIR_IG:
+            st.caption(
+                "No pair integrated gradients: the two variants do not align token for token (or the run "
+                "ran no integrated gradients); occlusion explains them."
+            )
+        continue
+    st.markdown(f"**{label}**")
+    shown = str(text_a.iloc[0]) if len(text_a) else ""
+    st.html(text_html(shown, tokens_from_pair_rows(rows), css_class=PAIR_TEXT_CLASS))
+    if name == PAIR_IG and (status := pair_completeness(chosen)) is not None:
+        total = float(rows["attribution"].sum())
+        line = f"pair IG sums to {total:+.4f} of delta {delta:+.4f}: {status.describe()}"
+        st.caption(line) if status.converged else st.warning(line)
+variant_rows = {
+    group: own_attributions[own_attributions["example_id"] == f"{probe_set}/{instance_id}/{group}"]
+    for group in pair
+}
+found = disagreements(chosen, variant_rows)
+for what, trust in found:
+    st.warning(f"Methods disagree: {what} {trust}")
+if not found:
+    st.caption(AGREEMENT)

@@ -46,6 +46,7 @@ from dashboard.languages import (
     unreadable_languages,
 )
 from dashboard.render import attribution_scale, legend_html, tokens_from_frame
+from dashboard.trust import unconverged_line
 
 SECTIONS = (
     "Parity with the reference language",
@@ -354,6 +355,8 @@ else:
     explained = present_values(own_attributions[own_attributions["method"] == method], "output")
     st.caption(f"Explained output: {', '.join(explained) or '?'} · one colour scale across the languages")
     st.html(legend_html(focus=False))
+    if method == "integrated_gradients" and (unconverged := unconverged_line(own_attributions)):
+        st.warning(unconverged)
 rtl = [lang for lang in rows_by_language["lang"] if str(lang).split("-")[0] in RTL_LANGUAGES]
 st.html(
     side_by_side_html(
