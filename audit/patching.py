@@ -35,25 +35,8 @@ from torch import nn
 from audit.batching import pad_right, token_budget_batches
 from audit.metrics.options import TestOptions
 from audit.metrics.stats import RandomMatrices, bca_mean_intervals
-from audit.tables import TABLES, typed_empty
+from audit.tables import PATCHING_POSITIONS, TABLES, typed_empty
 from audit.targets import Target
-
-POSITION_CLASSES = (
-    "start",
-    "before:3+",
-    "before:2",
-    "before:1",
-    "focus",
-    "between",
-    "after:1",
-    "after:2",
-    "after:3+",
-    "end",
-)
-"""Token positions relative to the swapped words, in reading order: the leading special tokens
-([CLS], BOS), the tokens before the first swapped token by distance, the swapped (focus) tokens,
-unswapped tokens between two swapped ones, the tokens after the last swapped token by distance,
-and the trailing special tokens ([SEP], EOS)."""
 
 SUPPORTED_TASKS = ("text-classification", "causal-lm", "seq2seq", "embedding", "token-classification")
 """Tasks whose score head runs each input row through the model once (or in consecutive slices of
@@ -433,7 +416,7 @@ def _patch_one(
 
 
 def relative_positions(special: Sequence[bool], focus: Sequence[bool]) -> list[str]:
-    """Each token's class in ``POSITION_CLASSES``: special tokens before the text are "start",
+    """Each token's class in ``PATCHING_POSITIONS``: special tokens before the text are "start",
     after it "end"; the others by their distance to the first (before) or last (after) focus token.
     Without focus tokens every token is classed by its place alone ("start", "end" or "between")."""
     n = len(special)
@@ -515,7 +498,7 @@ def patching_effects(
             }
         )
     frame = pd.DataFrame(rows, columns=TABLES["patching_effects"])
-    order = {name: i for i, name in enumerate(POSITION_CLASSES)}
+    order = {name: i for i, name in enumerate(PATCHING_POSITIONS)}
     frame = frame.sort_values(
         ["probe_set", "layer", "relative_position"],
         key=lambda s: s.map(order) if s.name == "relative_position" else s,

@@ -198,6 +198,24 @@ TABLES: dict[str, list[str]] = {
     ],
 }
 
+PATCHING_POSITIONS = (
+    "start",
+    "before:3+",
+    "before:2",
+    "before:1",
+    "focus",
+    "between",
+    "after:1",
+    "after:2",
+    "after:3+",
+    "end",
+)
+"""The patching tables' ``relative_position``: a token's place relative to the swapped tokens, in
+reading order. The leading special tokens ([CLS], BOS); the tokens before the first swapped token
+by distance; the swapped tokens; unswapped tokens between two swapped ones; the tokens after the
+last swapped token by distance; the trailing special tokens ([SEP], EOS). Instances of different
+lengths, with the swap in different places, line up on these (audit/patching.py)."""
+
 
 FINDING_DTYPES: dict[str, str] = {
     **dict.fromkeys(
