@@ -79,6 +79,9 @@ class PatchSites:
     inserted: int = 0
     """Positions the model inserts after a text's leading special tokens before its blocks (a
     seq2seq task prefix); a block's position of token t is t + inserted from there on."""
+    appended: bool = False
+    """The blocks may see positions after the text (a causal LM's continuations): longer outputs
+    are allowed. Otherwise a site whose output does not have the expected positions stops the run."""
 
     @property
     def n_layers(self) -> int:
@@ -117,9 +120,10 @@ def transformer_blocks(root: nn.Module, n_layers: int | None) -> list[nn.Module]
     return list(shallowest[0][1])
 
 
-def patch_sites(target: Target, prefix_tokens: int = 0) -> PatchSites:
+def patch_sites(target: Target, prefix_tokens: int = 0, appended: bool = False) -> PatchSites:
     """Where a target's activations are patched; ValueError with the reason when they cannot be.
-    ``prefix_tokens``: positions a seq2seq task prefix adds after the leading special tokens."""
+    ``prefix_tokens``: positions a seq2seq task prefix adds after the leading special tokens;
+    ``appended``: the score runs the blocks on positions after the text (continuations)."""
     if target.task not in SUPPORTED_TASKS:
         raise ValueError(
             f"activation patching supports the tasks {', '.join(SUPPORTED_TASKS)}, not {target.task!r}"
@@ -133,7 +137,7 @@ def patch_sites(target: Target, prefix_tokens: int = 0) -> PatchSites:
     config = getattr(target.model, "config", None)
     n_layers = getattr(config, "num_hidden_layers", None)
     blocks = transformer_blocks(target.transformer(), n_layers if isinstance(n_layers, int) else None)
-    return PatchSites([target.embedding_layer(), *blocks], prefix_tokens)
+    return PatchSites([target.embedding_layer(), *blocks], prefix_tokens, appended)
 
 
 # --------------------------------------------------------------------------- the patched runs
@@ -174,6 +178,9 @@ class _Plan:
     kept value of slot ``slots[l][i]``."""
 
     n_rows: int
+    width: int
+    """The padded input width: the positions every site's output must have (after what the
+    model inserts or appends, ``PatchSites``)."""
     sources: torch.Tensor
     rows: list[torch.Tensor]
     slots: list[torch.Tensor]
@@ -235,6 +242,14 @@ class _Hooks:
                 f"rows {start}..{start + n} of a batch of {plan.n_rows}"
             )
         self.seen[layer] += n
+        expected = plan.width + (self.sites.inserted if layer > 0 else 0)
+        width = hidden.shape[1] if hidden.dim() >= 2 else -1
+        if width != expected and not (self.sites.appended and width > expected):
+            raise RuntimeError(
+                f"activation patching could not follow the score's forward pass: layer {layer} "
+                f"({type(self.sites.modules[layer]).__name__}) returned {width} positions for inputs of "
+                f"{plan.width} tokens (expected {expected})"
+            )
         kept = self.kept[layer]
         if kept is None or kept.shape[1:] != hidden.shape[1:]:
             kept = self.kept[layer] = hidden.new_zeros((len(plan.sources), *hidden.shape[1:]))
@@ -246,13 +261,8 @@ class _Hooks:
         if not inside.any():
             return hidden
         positions = plan.positions[layer][inside].to(hidden.device)
-        if int(positions.max()) >= hidden.shape[1]:
-            raise RuntimeError(
-                f"activation patching: layer {layer}'s output has {hidden.shape[1]} positions, "
-                f"fewer than the tokens patched ({int(positions.max()) + 1})"
-            )
-        patched = hidden.clone()
         slots = plan.slots[layer][inside].to(hidden.device)
+        patched = hidden.clone()
         patched[(rows[inside] - start).to(hidden.device), positions] = kept[slots, positions]
         return patched
 
@@ -341,7 +351,7 @@ def _compare_runs(
     (layers, tokens) cells where b's activation differs from a's, and the two scores."""
     n = 2 * len(pairs)
     empty = [torch.zeros(0, dtype=torch.long)] * sites.n_layers
-    plan = _Plan(n, torch.arange(n), empty, empty, empty)
+    plan = _Plan(n, max(len(p.ids_a) for p in pairs), torch.arange(n), empty, empty, empty)
     ids = [row for pair in pairs for row in (pair.ids_a, pair.ids_b)]
     variants = [pair.variant_a for pair in pairs for _ in range(2)]
     outputs = [pair.output_index for pair in pairs for _ in range(2)]
@@ -382,6 +392,7 @@ def _patch_one(
         rows = torch.arange(2, 2 + len(chunk))
         plan = _Plan(
             2 + len(chunk),
+            len(pair.ids_a),
             torch.tensor([1]),  # b's row: the one source
             [rows[layers == layer] for layer in range(sites.n_layers)],
             [torch.zeros(int((layers == layer).sum()), dtype=torch.long) for layer in range(sites.n_layers)],

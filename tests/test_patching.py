@@ -329,3 +329,68 @@ def test_t5_blocks_are_patched_behind_the_task_prefix(models: dict[str, Path], t
             handle.remove()
             assert row.score_patched == pytest.approx(float(score), abs=1e-4), (row.layer, row.token)
     assert len(rows) >= 10
+
+
+def tiny_bert() -> nn.Module:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def test_hooks_follow_a_score_that_runs_its_rows_in_slices_and_more_than_once() -> None:
+    """A causal LM's head runs a batch in slices of rows (its logit budget) and once per continuation:
+    the patched scores must not depend on how the score splits or repeats its passes."""
+    from audit.patching import PatchPair, PatchSites, patch_pairs
+
+    model = tiny_bert()
+    sites = PatchSites([model.bert.embeddings.word_embeddings, *model.bert.encoder.layer])
+
+    def whole(ids: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return (
+            model(input_ids=ids, attention_mask=mask).logits * 100
+        )  # a random model: make its difference count
+
+    def sliced_twice(ids: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        runs = [
+            torch.cat([whole(ids[i : i + 3], mask[i : i + 3], index) for i in range(0, len(ids), 3)])
+            for _ in range(2)
+        ]
+        return (runs[0] + runs[1]) / 2
+
+    pairs = [
+        PatchPair([2, 5, 6, 7, 3], [2, 5, 9, 7, 3], 0, 1, lead=1),
+        PatchPair([2, 8, 5, 6, 7, 4, 3], [2, 11, 5, 6, 7, 4, 3], 1, 1, lead=1),
+    ]
+    expected = patch_pairs(whole, sites, pairs, pad_id=0, device=torch.device("cpu"))
+    found = patch_pairs(sliced_twice, sites, pairs, pad_id=0, device=torch.device("cpu"), batch_tokens=40)
+    for one, other in zip(expected, found, strict=True):
+        assert np.allclose(one.patched, other.patched, atol=1e-6)
+        assert one.ran.sum() > one.ran.shape[1]  # blocks were patched, not only layer 0
+    assert np.allclose(expected[0].restored[0], [0, 0, 1, 0, 0], atol=TOL)
+
+
+def test_a_score_that_adds_positions_the_hooks_do_not_know_stops_with_an_error() -> None:
+    """A head that put a start token in front of the text inside its forward would shift every
+    position: patching refuses to guess rather than patch the wrong token."""
+    from audit.patching import PatchPair, PatchSites, patch_pairs
+
+    model = tiny_bert()
+    sites = PatchSites([model.bert.embeddings.word_embeddings, *model.bert.encoder.layer])
+
+    def with_start_token(ids: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ids = torch.cat([torch.full_like(ids[:, :1], 2), ids], dim=1)
+        mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        return torch.softmax(model(input_ids=ids, attention_mask=mask).logits, dim=-1)
+
+    with pytest.raises(RuntimeError, match="returned 6 positions for inputs of 5 tokens"):
+        patch_pairs(
+            with_start_token,
+            sites,
+            [PatchPair([2, 5, 6, 7, 3], [2, 5, 9, 7, 3], 0, 1)],
+            pad_id=0,
+            device=torch.device("cpu"),
+        )

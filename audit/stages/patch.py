@@ -90,7 +90,9 @@ def patch(
         notes: dict[str, str | None] = {}
         for item in sets:
             try:
-                sites = patch_sites(target, prefix_tokens(target, item))
+                sites = patch_sites(
+                    target, prefix_tokens(target, item), appended=bool(item.probe_set.continuations)
+                )
             except ValueError as error:
                 empty.warnings.append(f"activation patching skipped: {error}")
                 warn(console, empty.warnings)
