@@ -127,6 +127,12 @@ class AuditConfig(BaseModel):
     )
     ig_steps: int = Field(default=32, ge=2, description="Integrated Gradients steps.")
     attention: bool = Field(default=True, description="Compute attention statistics.")
+    patching: bool = Field(
+        default=False,
+        description="Activation patching of the attributed pairs (--attribute-top) whose variants have the same "
+        "number of tokens: per layer and token, the share of the pair's difference restored by patching b's "
+        "activation into a's run (tables patching, patching_effects).",
+    )
     long_inputs: Literal["truncate", "window"] = Field(
         default="truncate",
         description="Inputs longer than the model's maximum: truncate (flagged 'truncated') or window "

@@ -1,7 +1,7 @@
 """run_audit: the pipeline, one named stage after another over one RunState.
 
     prepare -> encode -> plan_outputs -> [the run folder] -> score -> generate -> compare
-    -> explain -> attention -> write
+    -> explain -> patch -> attention -> write
 
 prepare, encode and plan_outputs (what --generate / a seq2seq translation will produce) run
 before the run folder exists: every problem with the user's input stops the run there. Each stage
@@ -28,6 +28,7 @@ from audit.stages.compare import compare
 from audit.stages.encode import encode
 from audit.stages.explain import explain
 from audit.stages.generate import generate, plan_outputs
+from audit.stages.patch import patch
 from audit.stages.prepare import prepare
 from audit.stages.progress import Timer, progress, warn
 from audit.stages.score import score
@@ -93,8 +94,9 @@ def run_stages(
         warnings.append(prepared.attention_unavailable)
     warn(console, warnings)
     explained = state.explained = explain(encoding, scored, compared, target, config, console, timer)
+    patched = state.patched = patch(encoding, scored, compared, target, config, console, timer)
     state.attention = attend(encoding, prepared, config, console, timer)
-    write(state, store, manifest, [*warnings, *explained.warnings], timer)
+    write(state, store, manifest, [*warnings, *explained.warnings, *patched.warnings], timer)
 
 
 def default_run_name(model_name: str) -> str:

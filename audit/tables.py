@@ -20,8 +20,8 @@ segment_attributions. 3: tokenization columns of examples (n_text_tokens, n_word
 n_unknown, n_byte_fallback), the findings' subset column and the parallel (multilingual) metrics. Readers treat a missing
 column of an older run as null. 4: the generations table (causal LMs with --generate); a run
 without the file reads it as an empty table. 5: the pair_attributions table (what explains a pair's
-difference: pair integrated gradients and word occlusion); a run without the file reads it as an empty
-table."""
+difference: pair integrated gradients and word occlusion), the patching and patching_effects tables
+(--patching); a run without them reads them as empty tables."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -173,6 +173,41 @@ TABLES: dict[str, list[str]] = {
         "stat",  # "entropy", "focus_mass", "special_mass", "sink_mass", "mean_distance"
         "value",
     ],
+    # --patching (audit/patching.py): one row per patched pair x layer x token position; a pair is two
+    # variants of an attributed instance with the same number of tokens
+    "patching": [
+        "probe_set",
+        "instance_id",
+        "group_a",
+        "group_b",
+        "output",  # the compared (and explained) output
+        "layer",  # 0: the token embeddings' output; l >= 1: the l-th transformer block's output
+        "token_index",
+        "token",  # a's token
+        "token_b",  # b's token at the same position
+        "is_focus",  # a swapped token: its id differs between a and b
+        "relative_position",  # start, before:3+, before:2, before:1, focus, between, after:1, after:2, after:3+, end
+        "score_a",  # f(a)
+        "score_b",  # b's input in a's run (a's variant index: a causal LM scores a's tokens)
+        "score_patched",  # a's run with b's activation at this layer and token
+        "restored_fraction",  # (score_patched - score_a) / (score_b - score_a); null: nothing to restore
+        "delta",  # the pair's delta as the effects table has it (score_a - score_b of the finding)
+    ],
+    # --patching: one row per probe set x layer x relative position, over its patched instances
+    "patching_effects": [
+        "probe_set",
+        "attribute",
+        "metric",  # "restored_fraction"
+        "output",  # the output(s) patched, comma-separated
+        "layer",
+        "relative_position",
+        "effect",  # mean over instances of the instance's mean restored fraction (its pairs, its tokens there)
+        "ci_low",  # BCa bootstrap interval over instances
+        "ci_high",
+        "n",  # instances
+        "n_pairs",
+        "note",  # what the fraction is of, for this model family
+    ],
     # causal LMs audited with --generate: one row per variant x generated sample (audit/generation.py);
     # with --generation-scorer one more float column per scorer output, named like its per-variant
     # output in predictions (e.g. "gen:prob:positive": this sample's score; predictions hold the mean)
@@ -184,6 +219,24 @@ TABLES: dict[str, list[str]] = {
         "stopped",  # the model ended the text before --max-new-tokens
     ],
 }
+
+PATCHING_POSITIONS = (
+    "start",
+    "before:3+",
+    "before:2",
+    "before:1",
+    "focus",
+    "between",
+    "after:1",
+    "after:2",
+    "after:3+",
+    "end",
+)
+"""The patching tables' ``relative_position``: a token's place relative to the swapped tokens, in
+reading order. The leading special tokens ([CLS], BOS); the tokens before the first swapped token
+by distance; the swapped tokens; unswapped tokens between two swapped ones; the tokens after the
+last swapped token by distance; the trailing special tokens ([SEP], EOS). Instances of different
+lengths, with the swap in different places, line up on these (audit/patching.py)."""
 
 
 FINDING_DTYPES: dict[str, str] = {

@@ -1,6 +1,7 @@
 """The probelens dashboard: ``streamlit run dashboard/app.py -- --runs DIR`` (or $PROBELENS_RUNS_DIR).
 
-Six pages read one run folder's tables: Runs, Findings, Instances, Attention, Long documents and Languages.
+Seven pages read one run folder's tables: Runs, Findings, Instances, Attention, Patching, Long documents
+and Languages.
 The chosen run is kept in session state and in the URL (``?run=<run_id>``).
 """
 
@@ -26,6 +27,7 @@ navigation = st.navigation(
         st.Page("app_pages/findings.py", title="Findings", url_path="findings"),
         st.Page("app_pages/instances.py", title="Instances", url_path="instances"),
         st.Page("app_pages/attention.py", title="Attention", url_path="attention"),
+        st.Page("app_pages/patching.py", title="Patching", url_path="patching"),
         st.Page("app_pages/long_context.py", title="Long documents", url_path="long-documents"),
         st.Page("app_pages/languages.py", title="Languages", url_path="languages"),
     ]

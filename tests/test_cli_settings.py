@@ -22,6 +22,7 @@ FLAGS = {  # every flag `audit run` had before its options were derived from Aud
     "--attention", "--no-attention", "--long-inputs", "--window-stride", "--window-aggregate",
     "--max-doc-tokens", "--long-attribute-top", "--long-token-attributions", "--no-long-token-attributions",
     "--unknown-rate-limit", "--generate", "--sample", "--greedy", "--max-new-tokens", "--generation-scorer",
+    "--patching", "--no-patching",
     "--fail-on", "--json", "--start-token",
 }  # fmt: skip
 

@@ -130,6 +130,16 @@ class Explained:
 
 
 @dataclass
+class Patched:
+    """patch (--patching): activation patching of the attributed pairs (audit/stages/patch.py)."""
+
+    patching: pd.DataFrame
+    effects: pd.DataFrame
+    """The patching_effects table: per probe set, layer and relative position, over instances."""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class AttentionStats:
     """attention: per example, layer and head, the attention statistics (audit/stages/attention.py)."""
 
@@ -149,6 +159,7 @@ class RunState:
     generated: Generated | None = None
     compared: Compared | None = None
     explained: Explained | None = None
+    patched: Patched | None = None
     attention: AttentionStats | None = None
 
 

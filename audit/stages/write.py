@@ -21,6 +21,7 @@ def write(
     compared = ready(state.compared, "compare")
     explained = ready(state.explained, "explain")
     attention = ready(state.attention, "attention")
+    patched = ready(state.patched, "patch")
     findings, attributions, segments = explained.findings, explained.attributions, explained.segments
     with timer.stage("write"):
         tables = {
@@ -34,6 +35,8 @@ def write(
             "attention": attention.attention,
             "segment_attributions": segments,
             "generations": generated.table,
+            "patching": patched.patching,
+            "patching_effects": patched.effects,
         }
         for name, frame in tables.items():
             store.write_table(name, frame)
@@ -60,6 +63,9 @@ def write(
             ),
             "n_segment_attributed_examples": int(segments["example_id"].nunique()) if len(segments) else 0,
             "n_truncated_examples": int(examples["truncated"].sum()),
+            "n_patched_pairs": len(
+                patched.patching[["probe_set", "instance_id", "group_a", "group_b"]].drop_duplicates()
+            ),
             "instances_left_out": compared.left_out,
             "n_underpowered_tests": compared.n_underpowered,
             "unreadable_languages": compared.unreadable_languages,
