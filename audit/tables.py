@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: long-document columns (doc_length, position, swap_group, n_windows, note), sink_mass,
 segment_attributions. 3: tokenization columns of examples (n_text_tokens, n_words, n_chars,
 n_unknown, n_byte_fallback), the findings' subset column and the parallel (multilingual) metrics. Readers treat a missing
 column of an older run as null. 4: the generations table (causal LMs with --generate); a run
-without the file reads it as an empty table."""
+without the file reads it as an empty table. 5: the findings' ci_method column (how each interval was made)."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -92,6 +92,10 @@ TABLES: dict[str, list[str]] = {
         "effect",  # the metric's value (score units for mean_delta)
         "ci_low",
         "ci_high",
+        # how the interval was made: "sign-flip inversion" (the set of shifts the row's sign-flip test does not
+        # reject: excludes 0 exactly when p <= 1 - confidence), "BCa bootstrap", "percentile bootstrap",
+        # "Wilson"; null when the row has no interval (audit/metrics/stats.py)
+        "ci_method",
         "p_value",
         "q_value",  # Benjamini-Hochberg across all tests of the run
         "effect_size",  # standardized: Cohen's d_z for paired deltas, SEAT d for associations
@@ -194,6 +198,7 @@ def finding_row(
     ci_low: float,
     ci_high: float,
     n: int,
+    ci_method: str | None = None,
     p_value: float = math.nan,
     effect_size: float = math.nan,
     threshold: float = math.nan,
@@ -202,7 +207,8 @@ def finding_row(
 ) -> dict[str, object]:
     """One findings row, not yet in a Benjamini-Hochberg family: no q-value, not significant, severity
     "none" (audit/metrics/family.py ``apply_family_test`` fills them); no document length or
-    position. Rows without a p-value are descriptive."""
+    position. Rows without a p-value are descriptive. ``ci_method``: how the interval was made (the
+    names in audit/metrics/stats.py); None only for a row without an interval."""
     return {
         "probe_set": probe_set,
         "attribute": attribute,
@@ -213,6 +219,7 @@ def finding_row(
         "effect": effect,
         "ci_low": ci_low,
         "ci_high": ci_high,
+        "ci_method": ci_method,
         "p_value": p_value,
         "q_value": math.nan,
         "effect_size": effect_size,

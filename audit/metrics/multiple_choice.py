@@ -215,6 +215,7 @@ def _row(
     effect: float,
     ci: tuple[float, float],
     n: int,
+    ci_method: str | None,
     p_value: float = math.nan,
     effect_size: float = math.nan,
     threshold: float = math.nan,
@@ -234,6 +235,7 @@ def _row(
         ci_low=ci[0],
         ci_high=ci[1],
         n=n,
+        ci_method=ci_method,
         p_value=p_value,
         effect_size=effect_size,
         threshold=threshold,
@@ -255,6 +257,7 @@ def _accuracy_row(
         effect=rate.rate,
         ci=(rate.ci_low, rate.ci_high),
         n=rate.n,
+        ci_method=stats.WILSON,
         note=f"{rate.n_flipped} of {rate.n} answered {what}",
         group_a=None,
         group_b=None,
@@ -284,6 +287,7 @@ def _ambiguous_rows(
             effect=effect,
             ci=stats.percentile_interval(replicates, confidence),
             n=n,
+            ci_method=stats.PERCENTILE_BOOTSTRAP,
             p_value=p_value,
             effect_size=h,
             threshold=options.min_effect,
@@ -291,10 +295,11 @@ def _ambiguous_rows(
         )
     ]
     deltas = (rows["p_pro"] - rows["p_anti"]).to_numpy(dtype=float)
-    low, high = stats.bca_mean_intervals(deltas[:, None], counts, confidence)[0]
-    p_flip = stats.sign_flip_pvalues(
-        deltas[:, None], n_permutations=options.n_permutations, rng=_rng(seed, _SIGN_FLIP, n)
-    )[0]
+    flips = stats.sign_flips(n, n_permutations=options.n_permutations, rng=_rng(seed, _SIGN_FLIP, n))
+    intervals, p_values, methods = stats.paired_mean_intervals(
+        deltas[:, None], flips, lambda: counts, confidence
+    )
+    (low, high), p_flip = intervals[0], p_values[0]
     out.append(
         _row(
             probe_set,
@@ -304,6 +309,7 @@ def _ambiguous_rows(
             effect=float(deltas.mean()),
             ci=(float(low), float(high)),
             n=n,
+            ci_method=methods[0],
             p_value=float(p_flip),
             effect_size=stats.cohens_dz(deltas),
             threshold=options.min_effect,
@@ -343,6 +349,7 @@ def _disambiguated_rows(
                 effect=float(accuracy_pro - accuracy_anti),
                 ci=stats.percentile_interval(replicates, confidence),
                 n=n,
+                ci_method=stats.PERCENTILE_BOOTSTRAP,
                 p_value=p_value,
                 effect_size=cohens_h(float(accuracy_pro), float(accuracy_anti)),
                 threshold=options.min_effect,
@@ -362,6 +369,7 @@ def _disambiguated_rows(
                 effect=math.nan,
                 ci=(math.nan, math.nan),
                 n=n,
+                ci_method=None,
                 note=(
                     f"no gap: {n_pro_case} pro-stereotype and {n_anti_case} anti-stereotype instances; the set "
                     "needs correct answers of both kinds"
@@ -380,6 +388,7 @@ def _disambiguated_rows(
             effect=float(bias_score(np.array(pro.sum()), np.array(anti.sum()))),
             ci=stats.percentile_interval(bias_score(counts @ pro, counts @ anti), confidence),
             n=n,
+            ci_method=stats.PERCENTILE_BOOTSTRAP,
             note=f"{n_pro_case} of {n} correct answers are pro-stereotype (0 for a perfect model needs half)",
         )
     )

@@ -15,8 +15,10 @@ Conventions:
   contrast by effect/(k-1), so testing them would count one effect several times and flag
   groups that have none.
 - Findings, per probe_set x attribute x (group_a, group_b):
-  * ``mean_delta`` per output: mean delta over instances, BCa bootstrap CI, two-sided sign-flip
-    p-value, Cohen's d_z as effect_size, threshold = ``min_effect`` (score units).
+  * ``mean_delta`` per output: mean delta over instances, two-sided sign-flip p-value, an interval
+    that agrees with it (``stats.paired_mean_intervals``: the inverted sign-flip test up to n = 29,
+    BCa above unless BCa and the test disagree; ``ci_method`` says which), Cohen's d_z as
+    effect_size, threshold = ``min_effect`` (score units).
   * ``seat_effect_size`` per ``assoc:*`` output (named pairs only, not "rest": "rest" is a mean
     of items, not an item of a target set): SEAT d of group_a's vs group_b's association scores,
     two-sided partition permutation p-value (the SEAT test of Caliskan et al. / May et al.: the
@@ -170,6 +172,7 @@ class _Test:
     effect: float
     ci_low: float
     ci_high: float
+    ci_method: str
     p_value: float
     effect_size: float
     n: int
@@ -200,6 +203,7 @@ def _mean_delta_tests(
             effect=result.effect,
             ci_low=result.ci_low,
             ci_high=result.ci_high,
+            ci_method=result.ci_method,
             # see the module docstring: "rest" rows are not tested
             p_value=math.nan if key[3] == REST else result.p_value,
             effect_size=result.effect_size,
@@ -252,6 +256,7 @@ def _seat_tests(
                     effect=d,
                     ci_low=low,
                     ci_high=high,
+                    ci_method=stats.PERCENTILE_BOOTSTRAP,
                     p_value=float(p),
                     effect_size=d,
                     n=n,
@@ -279,6 +284,7 @@ def _flip_tests(effects: pd.DataFrame, confidence: float) -> list[_Test]:
                 effect=rate.rate,
                 ci_low=rate.ci_low,
                 ci_high=rate.ci_high,
+                ci_method=stats.WILSON,
                 p_value=math.nan,
                 effect_size=math.nan,
                 n=rate.n,
@@ -337,6 +343,7 @@ def _tests_frame(tests: list[_Test]) -> pd.DataFrame:
             "effect": [t.effect for t in tests],
             "ci_low": [t.ci_low for t in tests],
             "ci_high": [t.ci_high for t in tests],
+            "ci_method": pd.Series([t.ci_method for t in tests], dtype=object),
             "p_value": [t.p_value for t in tests],
             "effect_size": [t.effect_size for t in tests],
             "n": np.array([t.n for t in tests], dtype=np.int64),

@@ -13,6 +13,18 @@ What each function returns at the edges (documented once here, tested in tests/t
   Monte Carlo with the ``(b + 1) / (m + 1)`` correction otherwise. Zero deltas stay in: flipping
   a zero changes nothing, so they only dilute the mean, exactly as they should. All-zero deltas
   give ``p = 1``.
+- ``sign_flip_intervals``: the inverted sign-flip test, over the very patterns of its p-value: the
+  shifts mu whose test of ``deltas - mu`` has p > 1 - confidence. It excludes 0 exactly when that
+  p-value is at most 1 - confidence (``interval_alpha``): ties and all, by construction (the
+  p-value at 0 and the interval's ends are counts and order statistics of the same per-pattern
+  bounds). With n <= 5 at 95% no shift can be rejected: ``(-inf, inf)``.
+- ``paired_mean_intervals`` (every paired mean row: mean_delta, parity, key/swap effects, middle
+  dip, generation accuracy gap, preference_ambig): the inversion up to ``INVERSION_MAX_N`` = 29
+  values, BCa above, and the inversion again on any column whose BCa interval disagrees with its
+  test. The agreement is with the raw p-value at level 1 - confidence; ``significant`` reads the
+  Benjamini-Hochberg q-value at ``alpha``, a different (multiplicity-adjusted) question, so an
+  interval may exclude 0 while its row is not significant, never while its p-value is above
+  1 - confidence. Rows say which interval they carry (findings ``ci_method``).
 - ``benjamini_hochberg``: q-values identical to ``scipy.stats.false_discovery_control(p,
   method="bh")``; NaN entries are left out of the family and come back as NaN.
 - ``cohens_dz``: ``mean / sd`` (ddof=1). Constant deltas: 0 when the mean is 0, ``+-inf``
@@ -28,7 +40,9 @@ What each function returns at the edges (documented once here, tested in tests/t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import combinations
 
 import numpy as np
@@ -178,6 +192,153 @@ def _all_sign_patterns(n: int) -> np.ndarray:
     return (1 - 2 * bits).astype(float)
 
 
+@dataclass(frozen=True)
+class SignFlips:
+    """The sign patterns of one sign-flip test over ``n`` values, shared by its p-values and the
+    intervals that invert it (so that the two cannot disagree).
+
+    ``keep``: (M, n) int8, 1 where a pattern keeps a value's sign, 0 where it flips it. Exact:
+    all ``2**n`` patterns (the identity among them). Monte Carlo: ``M`` random patterns, and the
+    identity is counted once more (the ``(b + 1) / (m + 1)`` correction).
+    """
+
+    keep: np.ndarray
+    exact: bool
+
+    @property
+    def n(self) -> int:
+        return int(self.keep.shape[1])
+
+    @property
+    def total(self) -> int:
+        """The denominator of the p-value: ``2**n`` (exact) or ``m + 1`` (Monte Carlo)."""
+        return int(self.keep.shape[0]) + (0 if self.exact else 1)
+
+
+def sign_flips(
+    n: int, *, n_permutations: int, rng: RngLike, exact_max_n: int = EXACT_SIGN_FLIP_MAX_N
+) -> SignFlips:
+    """All ``2**n`` sign patterns when ``n <= exact_max_n`` (``rng`` unused), else
+    ``n_permutations`` random ones (drawn in the same chunks as ever, so seeds keep their p-values)."""
+    _check_count(n, "n")
+    _check_count(n_permutations, "n_permutations")
+    if n <= exact_max_n:
+        return SignFlips(((_all_sign_patterns(n) + 1) / 2).astype(np.int8), exact=True)
+    generator = _generator(rng)
+    chunk = max(1, _CHUNK_ELEMENTS // n)
+    blocks = []
+    done = 0
+    while done < n_permutations:
+        rows = min(chunk, n_permutations - done)
+        blocks.append(1 - generator.integers(0, 2, size=(rows, n), dtype=np.int8))
+        done += rows
+    return SignFlips(np.concatenate(blocks).astype(np.int8), exact=False)
+
+
+def _half_mean_bounds(
+    keep: np.ndarray, columns: np.ndarray, tolerance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pattern x column: the interval of shifts mu at which the pattern counts, widened by the
+    tie tolerance (lo - tol, hi + tol).
+
+    A pattern keeps the signs of the values in P and flips those in N. For the shifted values
+    e = d - mu, |sum(s * e)| >= |sum(e)| exactly when sum_P(e) * sum_N(e) <= 0, that is when mu lies
+    between mean_P(d) and mean_N(d). Patterns with P or N empty always count (+-inf bounds). Every
+    such interval holds mean(d), so the share of patterns that count falls as mu leaves the mean:
+    the set of mu the test does not reject is an interval.
+    """
+    n = keep.shape[1]
+    kept = keep.sum(axis=1).astype(float)[:, None]
+    low = np.empty((keep.shape[0], columns.shape[1]))
+    high = np.empty_like(low)
+    rows = max(1, _CHUNK_ELEMENTS // max(n, columns.shape[1]))
+    for start in range(0, keep.shape[0], rows):
+        block = keep[start : start + rows].astype(float)
+        size = kept[start : start + rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_kept = (block @ columns) / size
+            mean_flipped = ((1.0 - block) @ columns) / (n - size)
+        always = (size == 0) | (size == n)
+        low[start : start + rows] = np.where(always, -np.inf, np.minimum(mean_kept, mean_flipped) - tolerance)
+        high[start : start + rows] = np.where(always, np.inf, np.maximum(mean_kept, mean_flipped) + tolerance)
+    return low, high
+
+
+def _tie_tolerance(columns: np.ndarray) -> np.ndarray:
+    return np.asarray(_TIE_RTOL * np.abs(columns).mean(axis=0), dtype=float)
+
+
+def _column_blocks(n_patterns: int, n_columns: int) -> range:
+    return range(0, n_columns, max(1, _CHUNK_ELEMENTS // max(1, n_patterns)))
+
+
+def _counts_at_zero(flips: SignFlips, columns: np.ndarray) -> np.ndarray:
+    """Per column: the patterns that count at mu = 0 (the identity of a Monte Carlo test included).
+
+    A pattern counts when 0 lies in its (widened) interval; as every interval holds the mean, that is
+    the smaller of "low <= 0" and "high >= 0" counted over the patterns, the same counts whose order
+    statistics are the inverted interval's ends (``sign_flip_intervals``), so the two agree exactly.
+    """
+    tolerance = _tie_tolerance(columns)
+    counts = np.zeros(columns.shape[1])
+    block = _column_blocks(flips.keep.shape[0], columns.shape[1]).step
+    for start in range(0, columns.shape[1], block):
+        part = slice(start, start + block)
+        low, high = _half_mean_bounds(flips.keep, columns[:, part], tolerance[part])
+        counts[part] = np.minimum((low <= 0).sum(axis=0), (high >= 0).sum(axis=0))
+    return counts + (0 if flips.exact else 1)
+
+
+def flips_pvalues(flips: SignFlips, columns: np.ndarray) -> np.ndarray:
+    """Two-sided sign-flip p-values of "mean 0" for each column of ``columns`` (n, G) over ``flips``."""
+    if columns.shape[0] != flips.n:
+        raise ValueError(f"sign patterns are for n={flips.n} values, columns have n={columns.shape[0]}")
+    return np.asarray(_counts_at_zero(flips, columns) / flips.total, dtype=float)
+
+
+def rejection_count(total: int, alpha: float) -> int:
+    """The fewest counting patterns K whose p-value K / total exceeds ``alpha`` (float arithmetic, as
+    the p-values are computed): p <= alpha exactly when fewer than K patterns count."""
+    k = max(0, math.floor(alpha * total) - 1)
+    while k / total <= alpha:
+        k += 1
+    return k
+
+
+def interval_alpha(confidence: float) -> float:
+    """The test level an interval of this confidence agrees with: 1 - confidence (0.95 -> 0.05)."""
+    _check_confidence(confidence)
+    return round(1.0 - confidence, 12)
+
+
+def sign_flip_intervals(flips: SignFlips, columns: np.ndarray, confidence: float) -> np.ndarray:
+    """The shifts mu whose sign-flip test of ``column - mu`` has p > 1 - confidence, per column (G, 2).
+
+    Inverting the test over the same patterns as its p-value: the interval excludes 0 exactly when
+    ``flips_pvalues`` is at most ``interval_alpha(confidence)``. Its ends are order statistics of
+    the patterns' half means (``_half_mean_bounds``); ``(-inf, inf)`` when no shift can be rejected
+    (n <= 5 at 95%: the smallest p-value, 2 / 2**n, is above 0.05). Coverage is exact when the
+    differences are symmetric about their mean; see tests/test_interval_agreement.py for skew.
+    """
+    if columns.shape[0] != flips.n:
+        raise ValueError(f"sign patterns are for n={flips.n} values, columns have n={columns.shape[0]}")
+    extra = 0 if flips.exact else 1
+    rank = rejection_count(flips.total, interval_alpha(confidence)) - extra
+    n_columns = columns.shape[1]
+    intervals = np.empty((n_columns, 2))
+    if rank <= 0:
+        intervals[:, 0], intervals[:, 1] = -np.inf, np.inf
+        return intervals
+    tolerance = _tie_tolerance(columns)
+    block = _column_blocks(flips.keep.shape[0], n_columns).step
+    for start in range(0, n_columns, block):
+        part = slice(start, start + block)
+        low, high = _half_mean_bounds(flips.keep, columns[:, part], tolerance[part])
+        intervals[part, 0] = np.partition(low, rank - 1, axis=0)[rank - 1]
+        intervals[part, 1] = -np.partition(-high, rank - 1, axis=0)[rank - 1]
+    return intervals
+
+
 def sign_flip_pvalues(
     columns: np.ndarray, *, n_permutations: int, rng: RngLike, exact_max_n: int = EXACT_SIGN_FLIP_MAX_N
 ) -> np.ndarray:
@@ -186,28 +347,8 @@ def sign_flip_pvalues(
     All columns share one set of sign patterns: exact enumeration of all 2**n when
     ``n <= exact_max_n``, else ``n_permutations`` random patterns and ``(b + 1) / (m + 1)``.
     """
-    _check_count(n_permutations, "n_permutations")
-    n, n_columns = columns.shape
-    observed = np.abs(columns.sum(axis=0))
-    tolerance = _TIE_RTOL * np.abs(columns).sum(axis=0)
-    threshold = observed - tolerance
-    at_least = np.zeros(n_columns)
-    if n <= exact_max_n:
-        # all 2**n patterns, a block of them at a time, so memory stays bounded for many columns
-        patterns = _all_sign_patterns(n)
-        block = max(1, _CHUNK_ELEMENTS // max(n, n_columns))
-        for start in range(0, len(patterns), block):
-            at_least += (np.abs(patterns[start : start + block] @ columns) >= threshold).sum(axis=0)
-        return np.asarray(at_least / len(patterns), dtype=float)
-    generator = _generator(rng)
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    done = 0
-    while done < n_permutations:
-        rows = min(chunk, n_permutations - done)
-        signs = 1.0 - 2.0 * generator.integers(0, 2, size=(rows, n), dtype=np.int8)
-        at_least += (np.abs(signs @ columns) >= threshold).sum(axis=0)
-        done += rows
-    return np.asarray((at_least + 1.0) / (n_permutations + 1.0), dtype=float)
+    flips = sign_flips(columns.shape[0], n_permutations=n_permutations, rng=rng, exact_max_n=exact_max_n)
+    return flips_pvalues(flips, columns)
 
 
 def sign_flip_pvalue(deltas: np.ndarray | list[float], *, n_permutations: int = 10000, rng: RngLike) -> float:
@@ -219,6 +360,48 @@ def sign_flip_pvalue(deltas: np.ndarray | list[float], *, n_permutations: int = 
     """
     array = _finite_vector(deltas, "deltas")
     return float(sign_flip_pvalues(array[:, None], n_permutations=n_permutations, rng=rng)[0])
+
+
+INVERSION_MAX_N = 29
+"""Paired means over at most this many values get the sign-flip inversion interval; larger ones BCa
+(replaced by the inversion where BCa and the test disagree). See ``paired_mean_intervals``."""
+
+SIGN_FLIP_INVERSION, BCA_BOOTSTRAP = "sign-flip inversion", "BCa bootstrap"
+"""``ci_method`` of paired mean rows (the findings table)."""
+PERCENTILE_BOOTSTRAP, WILSON = "percentile bootstrap", "Wilson"
+"""``ci_method`` of the other intervals: percentile bootstrap replicates, Wilson score intervals of rates."""
+
+
+def excludes_zero(intervals: np.ndarray) -> np.ndarray:
+    """Per (low, high) row: the closed interval leaves 0 out."""
+    return np.asarray((intervals[:, 0] > 0) | (intervals[:, 1] < 0), dtype=bool)
+
+
+def paired_mean_intervals(
+    columns: np.ndarray,
+    flips: SignFlips,
+    bootstrap: Callable[[], np.ndarray],
+    confidence: float,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Intervals, sign-flip p-values and interval methods of the means of ``columns`` (n, G), such that
+    every interval excludes 0 exactly when its p-value is at most ``1 - confidence``.
+
+    n <= ``INVERSION_MAX_N``: the inverted sign-flip test (BCa is too narrow there: at n = 10 it
+    covers about 90% for a nominal 95%). Larger n: BCa over ``bootstrap()`` (the bootstrap counts,
+    drawn only when needed), except on the columns where it and the test disagree, which get the
+    inversion. Constant columns get ``(value, value)`` from BCa and a zero-width interval (widened by
+    the tie tolerance) from the inversion when it can reject; n <= 5 at 95% gives ``(-inf, inf)``.
+    """
+    p_values = flips_pvalues(flips, columns)
+    n_columns = columns.shape[1]
+    if flips.n <= INVERSION_MAX_N:
+        return sign_flip_intervals(flips, columns, confidence), p_values, [SIGN_FLIP_INVERSION] * n_columns
+    intervals = bca_mean_intervals(columns, bootstrap(), confidence)
+    disagree = excludes_zero(intervals) != (p_values <= interval_alpha(confidence))
+    if disagree.any():
+        intervals[disagree] = sign_flip_intervals(flips, columns[:, disagree], confidence)
+    methods = [SIGN_FLIP_INVERSION if flag else BCA_BOOTSTRAP for flag in disagree]
+    return intervals, p_values, methods
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,26 +609,29 @@ class MeanTest:
     p_value: float
     effect_size: float
     n: int
+    ci_method: str
+    """How the interval was made: ``SIGN_FLIP_INVERSION`` or ``BCA_BOOTSTRAP`` (``paired_mean_intervals``)."""
 
 
 def mean_tests(
     columns: list[np.ndarray], random: RandomMatrices, *, confidence: float, n_permutations: int
 ) -> list[MeanTest]:
-    """Per column (in order): its mean, BCa interval, two-sided sign-flip p-value and Cohen's d_z.
-    Columns with the same n share one bootstrap and one sign-flip matrix."""
+    """Per column (in order): its mean, an interval that agrees with its test (``paired_mean_intervals``),
+    the two-sided sign-flip p-value and Cohen's d_z. Columns with the same n share one bootstrap and
+    one sign-flip matrix."""
     by_size: dict[int, list[int]] = {}
     for index, values in enumerate(columns):
         by_size.setdefault(values.size, []).append(index)
     results: dict[int, MeanTest] = {}
     for n, indices in by_size.items():
         matrix = np.column_stack([columns[i] for i in indices])
-        intervals = bca_mean_intervals(matrix, random.counts(n), confidence)
-        p_values = sign_flip_pvalues(
-            matrix, n_permutations=n_permutations, rng=random.rng(SIGN_FLIP_PURPOSE, n)
+        flips = sign_flips(n, n_permutations=n_permutations, rng=random.rng(SIGN_FLIP_PURPOSE, n))
+        intervals, p_values, methods = paired_mean_intervals(
+            matrix, flips, partial(random.counts, n), confidence
         )
-        for index, (low, high), p in zip(indices, intervals, p_values, strict=True):
+        for index, (low, high), p, method in zip(indices, intervals, p_values, methods, strict=True):
             values = columns[index]
             results[index] = MeanTest(
-                float(values.mean()), float(low), float(high), float(p), cohens_dz(values), n
+                float(values.mean()), float(low), float(high), float(p), cohens_dz(values), n, method
             )
     return [results[index] for index in range(len(columns))]
