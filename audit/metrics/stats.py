@@ -248,19 +248,25 @@ def _half_mean_bounds(
     the set of mu the test does not reject is an interval.
     """
     n = keep.shape[1]
-    kept = keep.sum(axis=1).astype(float)[:, None]
+    total = columns.sum(axis=0)
     low = np.empty((keep.shape[0], columns.shape[1]))
     high = np.empty_like(low)
     rows = max(1, _CHUNK_ELEMENTS // max(n, columns.shape[1]))
     for start in range(0, keep.shape[0], rows):
         block = keep[start : start + rows].astype(float)
-        size = kept[start : start + rows]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean_kept = (block @ columns) / size
-            mean_flipped = ((1.0 - block) @ columns) / (n - size)
+        size = block.sum(axis=1)
         always = (size == 0) | (size == n)
-        low[start : start + rows] = np.where(always, -np.inf, np.minimum(mean_kept, mean_flipped) - tolerance)
-        high[start : start + rows] = np.where(always, np.inf, np.maximum(mean_kept, mean_flipped) + tolerance)
+        kept_sum = block @ columns
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_kept = kept_sum / size[:, None]
+            mean_flipped = (total - kept_sum) / (n - size)[:, None]
+        part_low, part_high = low[start : start + rows], high[start : start + rows]
+        np.minimum(mean_kept, mean_flipped, out=part_low)
+        np.maximum(mean_kept, mean_flipped, out=part_high)
+        part_low -= tolerance
+        part_high += tolerance
+        part_low[always] = -np.inf
+        part_high[always] = np.inf
     return low, high
 
 
@@ -268,32 +274,44 @@ def _tie_tolerance(columns: np.ndarray) -> np.ndarray:
     return np.asarray(_TIE_RTOL * np.abs(columns).mean(axis=0), dtype=float)
 
 
-def _column_blocks(n_patterns: int, n_columns: int) -> range:
-    return range(0, n_columns, max(1, _CHUNK_ELEMENTS // max(1, n_patterns)))
+def _sign_flip_pass(flips: SignFlips, columns: np.ndarray, rank: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the patterns that count at mu = 0 (the identity of a Monte Carlo test included)
+    and, for ``rank`` (the K of ``rejection_count`` less that identity), the inverted interval (G, 2).
 
-
-def _counts_at_zero(flips: SignFlips, columns: np.ndarray) -> np.ndarray:
-    """Per column: the patterns that count at mu = 0 (the identity of a Monte Carlo test included).
-
-    A pattern counts when 0 lies in its (widened) interval; as every interval holds the mean, that is
-    the smaller of "low <= 0" and "high >= 0" counted over the patterns, the same counts whose order
-    statistics are the inverted interval's ends (``sign_flip_intervals``), so the two agree exactly.
+    A pattern counts at 0 when 0 lies in its widened interval; as every interval holds the mean,
+    that is the smaller of the counts of "low <= 0" and "high >= 0", and the interval's ends are the
+    rank-th smallest low and rank-th largest high: the same numbers, so 0 is outside the interval
+    exactly when fewer than K patterns count, i.e. when p <= alpha. Exact tests enumerate each
+    pattern with its mirror image (same half means): only the half that keeps the last value's sign
+    is computed, and counted twice.
     """
+    if columns.shape[0] != flips.n:
+        raise ValueError(f"sign patterns are for n={flips.n} values, columns have n={columns.shape[0]}")
+    keep, weight = flips.keep, 1
+    if flips.exact and flips.n > 1:
+        keep, weight = keep[keep[:, -1] == 1], 2
+    n_columns = columns.shape[1]
+    counts = np.zeros(n_columns)
+    intervals = np.empty((n_columns, 2))
     tolerance = _tie_tolerance(columns)
-    counts = np.zeros(columns.shape[1])
-    block = _column_blocks(flips.keep.shape[0], columns.shape[1]).step
-    for start in range(0, columns.shape[1], block):
+    block = max(1, _CHUNK_ELEMENTS // max(1, keep.shape[0]))
+    for start in range(0, n_columns, block):
         part = slice(start, start + block)
-        low, high = _half_mean_bounds(flips.keep, columns[:, part], tolerance[part])
-        counts[part] = np.minimum((low <= 0).sum(axis=0), (high >= 0).sum(axis=0))
-    return counts + (0 if flips.exact else 1)
+        low, high = _half_mean_bounds(keep, columns[:, part], tolerance[part])
+        counts[part] = weight * np.minimum((low <= 0).sum(axis=0), (high >= 0).sum(axis=0))
+        if rank is not None and rank > 0:
+            order = -(-rank // weight) - 1  # the rank-th of the values counted weight times each
+            intervals[part, 0] = np.partition(low, order, axis=0)[order]
+            intervals[part, 1] = -np.partition(-high, order, axis=0)[order]
+    if rank is not None and rank <= 0:
+        intervals[:, 0], intervals[:, 1] = -np.inf, np.inf
+    return counts + (0 if flips.exact else 1), intervals
 
 
 def flips_pvalues(flips: SignFlips, columns: np.ndarray) -> np.ndarray:
     """Two-sided sign-flip p-values of "mean 0" for each column of ``columns`` (n, G) over ``flips``."""
-    if columns.shape[0] != flips.n:
-        raise ValueError(f"sign patterns are for n={flips.n} values, columns have n={columns.shape[0]}")
-    return np.asarray(_counts_at_zero(flips, columns) / flips.total, dtype=float)
+    counts, _ = _sign_flip_pass(flips, columns, None)
+    return np.asarray(counts / flips.total, dtype=float)
 
 
 def rejection_count(total: int, alpha: float) -> int:
@@ -311,32 +329,26 @@ def interval_alpha(confidence: float) -> float:
     return round(1.0 - confidence, 12)
 
 
-def sign_flip_intervals(flips: SignFlips, columns: np.ndarray, confidence: float) -> np.ndarray:
-    """The shifts mu whose sign-flip test of ``column - mu`` has p > 1 - confidence, per column (G, 2).
+def sign_flip_tests(
+    flips: SignFlips, columns: np.ndarray, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``columns`` (n, G): the inverted sign-flip interval (G, 2) and the p-value (G,),
+    from one pass over the patterns; the interval excludes 0 exactly when p <= 1 - confidence.
 
-    Inverting the test over the same patterns as its p-value: the interval excludes 0 exactly when
-    ``flips_pvalues`` is at most ``interval_alpha(confidence)``. Its ends are order statistics of
-    the patterns' half means (``_half_mean_bounds``); ``(-inf, inf)`` when no shift can be rejected
-    (n <= 5 at 95%: the smallest p-value, 2 / 2**n, is above 0.05). Coverage is exact when the
-    differences are symmetric about their mean; see tests/test_interval_agreement.py for skew.
+    The interval: the shifts mu whose sign-flip test of ``column - mu`` has p > 1 - confidence, over
+    the same patterns as the p-value. Its ends are order statistics of the patterns' half means
+    (``_half_mean_bounds``); ``(-inf, inf)`` when no shift can be rejected (n <= 5 at 95%: the
+    smallest p-value, 2 / 2**n, is above 0.05). Coverage is exact when the differences are symmetric
+    about their mean; tests/test_interval_agreement.py measures it under skew.
     """
-    if columns.shape[0] != flips.n:
-        raise ValueError(f"sign patterns are for n={flips.n} values, columns have n={columns.shape[0]}")
-    extra = 0 if flips.exact else 1
-    rank = rejection_count(flips.total, interval_alpha(confidence)) - extra
-    n_columns = columns.shape[1]
-    intervals = np.empty((n_columns, 2))
-    if rank <= 0:
-        intervals[:, 0], intervals[:, 1] = -np.inf, np.inf
-        return intervals
-    tolerance = _tie_tolerance(columns)
-    block = _column_blocks(flips.keep.shape[0], n_columns).step
-    for start in range(0, n_columns, block):
-        part = slice(start, start + block)
-        low, high = _half_mean_bounds(flips.keep, columns[:, part], tolerance[part])
-        intervals[part, 0] = np.partition(low, rank - 1, axis=0)[rank - 1]
-        intervals[part, 1] = -np.partition(-high, rank - 1, axis=0)[rank - 1]
-    return intervals
+    rank = rejection_count(flips.total, interval_alpha(confidence)) - (0 if flips.exact else 1)
+    counts, intervals = _sign_flip_pass(flips, columns, rank)
+    return intervals, np.asarray(counts / flips.total, dtype=float)
+
+
+def sign_flip_intervals(flips: SignFlips, columns: np.ndarray, confidence: float) -> np.ndarray:
+    """The inverted sign-flip intervals of ``sign_flip_tests`` alone (G, 2)."""
+    return sign_flip_tests(flips, columns, confidence)[0]
 
 
 def sign_flip_pvalues(
@@ -392,10 +404,11 @@ def paired_mean_intervals(
     inversion. Constant columns get ``(value, value)`` from BCa and a zero-width interval (widened by
     the tie tolerance) from the inversion when it can reject; n <= 5 at 95% gives ``(-inf, inf)``.
     """
-    p_values = flips_pvalues(flips, columns)
     n_columns = columns.shape[1]
     if flips.n <= INVERSION_MAX_N:
-        return sign_flip_intervals(flips, columns, confidence), p_values, [SIGN_FLIP_INVERSION] * n_columns
+        inverted, p_values = sign_flip_tests(flips, columns, confidence)
+        return inverted, p_values, [SIGN_FLIP_INVERSION] * n_columns
+    p_values = flips_pvalues(flips, columns)
     intervals = bca_mean_intervals(columns, bootstrap(), confidence)
     disagree = excludes_zero(intervals) != (p_values <= interval_alpha(confidence))
     if disagree.any():
