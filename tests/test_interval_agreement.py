@@ -345,3 +345,80 @@ def test_findings_builder_agrees_on_many_skewed_rows_either_side_of_n_30() -> No
     replaced = (large["ci_method"] == stats.SIGN_FLIP_INVERSION).sum()
     assert 0 < replaced < len(large) / 2, replaced
     assert ((rows["p_value"] <= alpha) & (rows["p_value"] > alpha / 4)).sum() > 20  # near the edge indeed
+
+
+# ---------------------------------------------------------------------------------------------
+# SEAT: the permutation test of the two target sets, inverted over shifts
+
+
+def seat_effects(pairs: list[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """Association scores of groups "g<j>" (a) and "h<j>" (b) per instance, output assoc:pleasant."""
+    scores = {}
+    for j, (a, b) in enumerate(pairs):
+        for i, (score_a, score_b) in enumerate(zip(a, b, strict=True)):
+            scores[(f"c{j}-i{i}", f"g{j:02d}", "assoc:pleasant")] = float(score_a)
+            scores[(f"c{j}-i{i}", f"h{j:02d}", "assoc:pleasant")] = float(score_b)
+    return build_effects(*make_tables(scores))
+
+
+seat_strategy = st.tuples(
+    st.integers(1, 40), st.integers(0, 10**6), st.floats(0.0, 1.5), st.sampled_from([None, 0.25])
+).map(
+    lambda t: (
+        np.random.default_rng(t[1]).normal(t[2] / math.sqrt(t[0]), 1.0, t[0]).round(1 if t[3] else 12),
+        np.random.default_rng(t[1] + 1).normal(0.0, 1.0, t[0]).round(1 if t[3] else 12),
+    )
+)
+"""X and Y scores of n = 1..40 items near the edge of significance; rounded to 0.1 half the time (ties)."""
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pairs=st.lists(seat_strategy, min_size=1, max_size=3), seed=st.integers(0, 20))
+def test_seat_rows_agree_with_their_permutation_test(
+    pairs: list[tuple[np.ndarray, np.ndarray]], seed: int
+) -> None:
+    options = TestOptions(seed=seed, n_resamples=200, n_permutations=400)
+    findings = build_findings(seat_effects(pairs), options)
+    rows = findings[findings["metric"] == "seat_effect_size"]
+    assert len(rows) == len(pairs)
+    for row in rows.itertuples():
+        assert excludes_zero(row.ci_low, row.ci_high) == (row.p_value <= 0.05), row
+        assert row.ci_low <= row.effect <= row.ci_high, row
+        if row.n <= stats.INVERSION_MAX_N:
+            assert row.ci_method == stats.PERMUTATION_INVERSION
+
+
+def test_seat_many_rows_agree_and_replace_the_bootstrap_where_it_disagrees() -> None:
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(4, 45, size=120)
+    pairs = [(rng.normal(2.0 / math.sqrt(n), 1.0, n), rng.normal(0.0, 1.0, n)) for n in sizes]
+    findings = build_findings(seat_effects(pairs), TestOptions(n_resamples=500, n_permutations=1000))
+    rows = findings[findings["metric"] == "seat_effect_size"]
+    agree = [excludes_zero(r.ci_low, r.ci_high) == (r.p_value <= 0.05) for r in rows.itertuples()]
+    assert len(rows) == len(pairs) and all(agree)
+    large = rows[rows["n"] > stats.INVERSION_MAX_N]
+    assert set(large["ci_method"]) <= {stats.PERCENTILE_BOOTSTRAP, stats.PERMUTATION_INVERSION}
+    assert (large["ci_method"] == stats.PERCENTILE_BOOTSTRAP).any()
+
+
+def test_seat_shift_interval_ends_are_where_the_test_starts_to_reject() -> None:
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(0.8, 1.0, 9), rng.normal(0.0, 1.0, 9)
+    indicators, exact = stats.partition_indicators(18, 9, n_permutations=2000, rng=3)
+    intervals, _ = stats.association_shift_tests(np.concatenate([x, y])[:, None], indicators, exact, 0.95)
+    low, high = intervals[0]
+
+    def p_at(shift: float) -> float:
+        return float(
+            stats.association_shift_tests(np.concatenate([x - shift, y])[:, None], indicators, exact, 0.95)[
+                1
+            ][0]
+        )
+
+    step = 1e-6
+    assert p_at(low + step) > 0.05 and p_at(high - step) > 0.05
+    assert p_at(low - step) <= 0.05 and p_at(high + step) <= 0.05
+    # and at shift 0 the p-value is the SEAT test's own
+    assert p_at(0.0) == pytest.approx(
+        stats.association_pvalues(np.concatenate([x, y])[:, None], 9, n_permutations=2000, rng=3)[0]
+    )

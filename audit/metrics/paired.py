@@ -22,8 +22,11 @@ Conventions:
   * ``seat_effect_size`` per ``assoc:*`` output (named pairs only, not "rest": "rest" is a mean
     of items, not an item of a target set): SEAT d of group_a's vs group_b's association scores,
     two-sided partition permutation p-value (the SEAT test of Caliskan et al. / May et al.: the
-    two target sets are exchangeable, pairing is ignored), and to match it a percentile bootstrap
-    CI that resamples the two sets independently; threshold 0.2 (Cohen's "small"). The paired
+    two target sets are exchangeable, pairing is ignored), and an interval that agrees with it: up to
+    n = 29 the test inverted over shifts of X's scores (the same partitions; the shift interval
+    divided by the pooled sd d uses, ``ci_method`` "permutation inversion"), above a percentile
+    bootstrap resampling the two sets independently, inverted where the two disagree; threshold
+    0.2 (Cohen's "small"). The paired
     question is answered, with more power, by the mean_delta row of the same output.
   * ``flip_rate`` once per pair (flips are per predicted label, the same for every output; the
     row's ``output`` is null): rate and Wilson CI, descriptive only: no p-value, no q-value,
@@ -239,24 +242,33 @@ def _seat_tests(
     for item in columns:
         by_size.setdefault(item[2].size, []).append(item)
     tests = []
+    alpha = stats.interval_alpha(options.confidence)
     for n, items in by_size.items():
         matrix = np.column_stack([np.concatenate([a, b]) for _, _, a, b in items])
-        p_values = stats.association_pvalues(
-            matrix, n, n_permutations=options.n_permutations, rng=random.rng(_PARTITIONS, n)
+        indicators, exact = stats.partition_indicators(
+            2 * n, n, n_permutations=options.n_permutations, rng=random.rng(_PARTITIONS, n)
         )
-        for (key, output, a, b), p in zip(items, p_values, strict=True):
-            replicates = _bootstrap_seat(a, b, random.counts(n), random.counts(n, _BOOTSTRAP_SECOND_SET))
-            low, high = stats.percentile_interval(replicates, options.confidence)
+        shifts, p_values = stats.association_shift_tests(matrix, indicators, exact, options.confidence)
+        for (key, output, a, b), shift, p in zip(items, shifts, p_values, strict=True):
             d = stats.association_effect_size(a, b)
+            # the shift interval in the units of d: over the pooled sd d divides by
+            pooled_sd = float(np.concatenate([a, b]).std(ddof=1))
+            low, high = (0.0, 0.0) if pooled_sd == 0 else (shift[0] / pooled_sd, shift[1] / pooled_sd)
+            method = stats.PERMUTATION_INVERSION
+            if n > stats.INVERSION_MAX_N:
+                replicates = _bootstrap_seat(a, b, random.counts(n), random.counts(n, _BOOTSTRAP_SECOND_SET))
+                boot_low, boot_high = stats.percentile_interval(replicates, options.confidence)
+                if ((boot_low > 0) or (boot_high < 0)) == (p <= alpha):
+                    low, high, method = boot_low, boot_high, stats.PERCENTILE_BOOTSTRAP
             tests.append(
                 _Test(
                     key=key,
                     metric="seat_effect_size",
                     output=output,
                     effect=d,
-                    ci_low=low,
-                    ci_high=high,
-                    ci_method=stats.PERCENTILE_BOOTSTRAP,
+                    ci_low=float(low),
+                    ci_high=float(high),
+                    ci_method=method,
                     p_value=float(p),
                     effect_size=d,
                     n=n,

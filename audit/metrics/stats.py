@@ -380,6 +380,8 @@ INVERSION_MAX_N = 29
 
 SIGN_FLIP_INVERSION, BCA_BOOTSTRAP = "sign-flip inversion", "BCa bootstrap"
 """``ci_method`` of paired mean rows (the findings table)."""
+PERMUTATION_INVERSION = "permutation inversion"
+"""``ci_method`` of SEAT rows whose interval inverts their permutation test (``association_shift_tests``)."""
 PERCENTILE_BOOTSTRAP, WILSON = "percentile bootstrap", "Wilson"
 """``ci_method`` of the other intervals: percentile bootstrap replicates, Wilson score intervals of rates."""
 
@@ -479,6 +481,36 @@ def _partition_statistics(indicators: np.ndarray, columns: np.ndarray, n_x: int)
     return np.abs(in_x / n_x - (columns.sum(axis=0) - in_x) / n_y)
 
 
+def partition_indicators(
+    total: int, n_x: int, *, n_permutations: int, rng: RngLike
+) -> tuple[np.ndarray, bool]:
+    """The partitions of a SEAT permutation test over ``total`` pooled items, X' of size ``n_x``:
+    (M, total) indicators (1 = in X') and whether they are all of them (exact: every partition,
+    the observed one among them) or ``n_permutations`` random ones (Monte Carlo: the observed one is
+    counted once more). All partitions when there are at most ``n_permutations``."""
+    _check_count(n_permutations, "n_permutations")
+    n_y = total - n_x
+    if n_x < 1 or n_y < 1:
+        raise ValueError(f"both target sets need at least one item, got {n_x} and {n_y}")
+    base = np.zeros(total)
+    base[:n_x] = 1.0
+    n_partitions = math.comb(total, n_x)
+    if n_partitions <= n_permutations:
+        indicators = np.zeros((n_partitions, total))
+        for row, chosen in enumerate(combinations(range(total), n_x)):
+            indicators[row, list(chosen)] = 1.0
+        return indicators, True
+    generator = _generator(rng)
+    chunk = max(1, _CHUNK_ELEMENTS // total)
+    blocks = []
+    done = 0
+    while done < n_permutations:
+        rows = min(chunk, n_permutations - done)
+        blocks.append(generator.permuted(np.broadcast_to(base, (rows, total)), axis=1))
+        done += rows
+    return np.concatenate(blocks), False
+
+
 def association_pvalues(columns: np.ndarray, n_x: int, *, n_permutations: int, rng: RngLike) -> np.ndarray:
     """Two-sided SEAT permutation p-values for each column of ``columns`` (n_x + n_y, G).
 
@@ -487,33 +519,65 @@ def association_pvalues(columns: np.ndarray, n_x: int, *, n_permutations: int, r
     ``n_permutations`` of them; otherwise ``n_permutations`` random partitions are drawn and the
     p-value is ``(b + 1) / (m + 1)``. Shared partitions across columns.
     """
-    _check_count(n_permutations, "n_permutations")
-    total, n_columns = columns.shape
-    n_y = total - n_x
-    if n_x < 1 or n_y < 1:
-        raise ValueError(f"both target sets need at least one item, got {n_x} and {n_y}")
+    total = columns.shape[0]
+    indicators, exact = partition_indicators(total, n_x, n_permutations=n_permutations, rng=rng)
     base = np.zeros(total)
     base[:n_x] = 1.0
     observed = _partition_statistics(base[None, :], columns, n_x)[0]
-    scale = np.abs(columns).max(axis=0)
-    threshold = observed - _TIE_RTOL * scale
-    n_partitions = math.comb(total, n_x)
-    if n_partitions <= n_permutations:
-        indicators = np.zeros((n_partitions, total))
-        for row, chosen in enumerate(combinations(range(total), n_x)):
-            indicators[row, list(chosen)] = 1.0
-        statistics = _partition_statistics(indicators, columns, n_x)
-        return np.asarray((statistics >= threshold).mean(axis=0), dtype=float)
-    generator = _generator(rng)
-    at_least = np.zeros(n_columns)
-    chunk = max(1, _CHUNK_ELEMENTS // total)
-    done = 0
-    while done < n_permutations:
-        rows = min(chunk, n_permutations - done)
-        indicators = generator.permuted(np.broadcast_to(base, (rows, total)), axis=1)
-        at_least += (_partition_statistics(indicators, columns, n_x) >= threshold).sum(axis=0)
-        done += rows
-    return np.asarray((at_least + 1.0) / (n_permutations + 1.0), dtype=float)
+    threshold = observed - _TIE_RTOL * np.abs(columns).max(axis=0)
+    at_least = np.zeros(columns.shape[1])
+    rows = max(1, _CHUNK_ELEMENTS // max(total, columns.shape[1]))
+    for start in range(0, len(indicators), rows):
+        statistics = _partition_statistics(indicators[start : start + rows], columns, n_x)
+        at_least += (statistics >= threshold).sum(axis=0)
+    if exact:
+        return np.asarray(at_least / len(indicators), dtype=float)
+    return np.asarray((at_least + 1.0) / (len(indicators) + 1.0), dtype=float)
+
+
+def association_shift_tests(
+    columns: np.ndarray, indicators: np.ndarray, exact: bool, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The SEAT permutation test inverted over shifts: per column of ``columns`` (2n, G; X's n scores
+    then Y's n), the shifts D such that the test of X - D against Y has p > 1 - confidence (G, 2),
+    and the test's p-value at D = 0 (G,), from the same ``partition_indicators`` (equal set sizes).
+
+    For a partition with k of X's items in X', mean(X') - mean(Y') of the shifted scores is
+    A - D * (2k - n) / n; it reaches the observed |A0 - D| on an interval of D around A0 (a concave
+    quadratic), so the accepted shifts form an interval whose ends are order statistics, and 0 lies
+    outside it exactly when p <= 1 - confidence (as in ``sign_flip_tests``).
+    """
+    total = columns.shape[0]
+    n = total // 2
+    if total != 2 * n:
+        raise ValueError(f"the shift interval needs target sets of equal size, got {total} items")
+    pooled = columns.sum(axis=0)
+    in_x = indicators @ columns  # (M, G)
+    spread = in_x / n - (pooled - in_x) / n  # A per partition
+    observed = columns[:n].mean(axis=0) - columns[n:].mean(axis=0)
+    slope = ((2 * indicators[:, :n].sum(axis=1) - n) / n)[:, None]  # B per partition
+    a = slope**2 - 1.0
+    b = -2.0 * (spread * slope - observed)
+    c = spread**2 - observed**2
+    always = (np.abs(np.abs(slope) - 1.0) < 1e-12)[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.sqrt(np.maximum(b**2 - 4 * a * c, 0.0))
+        first, second = (-b + root) / (2 * a), (-b - root) / (2 * a)
+    tolerance = _tie_tolerance(columns)
+    low = np.minimum(first, second) - tolerance
+    high = np.maximum(first, second) + tolerance
+    low[always], high[always] = -np.inf, np.inf
+    extra = 0 if exact else 1
+    counts = np.minimum((low <= 0).sum(axis=0), (high >= 0).sum(axis=0)) + extra
+    denominator = len(indicators) + extra
+    rank = rejection_count(denominator, interval_alpha(confidence)) - extra
+    intervals = np.empty((columns.shape[1], 2))
+    if rank <= 0:
+        intervals[:, 0], intervals[:, 1] = -np.inf, np.inf
+    else:
+        intervals[:, 0] = np.partition(low, rank - 1, axis=0)[rank - 1]
+        intervals[:, 1] = -np.partition(-high, rank - 1, axis=0)[rank - 1]
+    return intervals, np.asarray(counts / denominator, dtype=float)
 
 
 def association_pvalue(
