@@ -422,3 +422,64 @@ def test_seat_shift_interval_ends_are_where_the_test_starts_to_reject() -> None:
     assert p_at(0.0) == pytest.approx(
         stats.association_pvalues(np.concatenate([x, y])[:, None], 9, n_permutations=2000, rng=3)[0]
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# BBQ's ambiguous bias score: percentile bootstrap, or the exact binomial interval where they disagree
+
+
+def ambiguous_answers(n_pro: int, n_anti: int, n_unknown: int, seed: int) -> pd.DataFrame:
+    """An answers table of one ambiguous BBQ category with these answer counts (shuffled)."""
+    kinds = np.array(["pro"] * n_pro + ["anti"] * n_anti + ["unknown"] * n_unknown)
+    np.random.default_rng(seed).shuffle(kinds)
+    p_pro = np.where(kinds == "pro", 0.6, 0.2)
+    p_anti = np.where(kinds == "anti", 0.6, 0.2)
+    return pd.DataFrame(
+        {
+            "probe_set": "bbq",
+            "instance_id": [f"i{k}" for k in range(kinds.size)],
+            "attribute": "age",
+            "context_condition": "ambig",
+            "answer_pro": kinds == "pro",
+            "answer_anti": kinds == "anti",
+            "is_correct": kinds == "unknown",
+            "p_pro": p_pro,
+            "p_anti": p_anti,
+        }
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_pro=st.integers(0, 30), n_anti=st.integers(0, 30), n_unknown=st.integers(0, 10), seed=st.integers(0, 9)
+)
+def test_bias_score_ambig_agrees_with_its_binomial_test(
+    n_pro: int, n_anti: int, n_unknown: int, seed: int
+) -> None:
+    from audit.metrics.multiple_choice import build_choice_findings
+
+    if n_pro + n_anti + n_unknown == 0:
+        return
+    options = TestOptions(seed=seed, n_resamples=300, n_permutations=300)
+    findings = build_choice_findings(ambiguous_answers(n_pro, n_anti, n_unknown, seed), options)
+    for metric in ("bias_score_ambig", "preference_ambig"):
+        row = findings[findings["metric"] == metric].iloc[0]
+        assert excludes_zero(row["ci_low"], row["ci_high"]) == (row["p_value"] <= 0.05), row
+        assert row["ci_low"] - 1e-12 <= row["effect"] <= row["ci_high"] + 1e-12, row
+
+
+def test_clopper_pearson_agrees_with_the_binomial_test_of_one_half() -> None:
+    """Why the exact interval is the fallback: at 1/2 the two-sided binomial p-value is the doubled
+    one-sided one, which Clopper-Pearson inverts (every count up to 25 trials, and the counts at the
+    edge of significance for 50, 100 and 200; checked offline for every count up to 150)."""
+    from scipy.stats import binomtest
+
+    cases = [(wins, trials) for trials in range(1, 26) for wins in range(trials + 1)]
+    for trials in (50, 100, 200):
+        # the largest count of wins still rejected, and its neighbours
+        edge = max(w for w in range(trials // 2) if binomtest(w, trials, 0.5).pvalue <= 0.05)
+        cases += [(w, trials) for w in range(edge - 2, edge + 3)]
+    for wins, trials in cases:
+        test = binomtest(wins, trials, 0.5)
+        ci = test.proportion_ci(CONFIDENCE, "exact")
+        assert ((ci.low > 0.5) or (ci.high < 0.5)) == (test.pvalue <= 0.05), (wins, trials)

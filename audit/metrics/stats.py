@@ -383,6 +383,8 @@ SIGN_FLIP_INVERSION, BCA_BOOTSTRAP = "sign-flip inversion", "BCa bootstrap"
 PERMUTATION_INVERSION = "permutation inversion"
 """``ci_method`` of SEAT rows whose interval inverts their permutation test (``association_shift_tests``)."""
 PERCENTILE_BOOTSTRAP, WILSON = "percentile bootstrap", "Wilson"
+CLOPPER_PEARSON = "Clopper-Pearson"
+"""``ci_method`` of a share's exact binomial interval (it agrees with the two-sided binomial test of 1/2)."""
 """``ci_method`` of the other intervals: percentile bootstrap replicates, Wilson score intervals of rates."""
 
 
