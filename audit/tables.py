@@ -21,7 +21,8 @@ n_unknown, n_byte_fallback), the findings' subset column and the parallel (multi
 column of an older run as null. 4: the generations table (causal LMs with --generate); a run
 without the file reads it as an empty table. 5: the pair_attributions table (what explains a pair's
 difference: pair integrated gradients and word occlusion), the patching and patching_effects tables
-(--patching); a run without them reads them as empty tables."""
+(--patching), the findings' ci_method column (how each interval was made); a run without them reads
+them as empty tables (a missing column as null)."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -94,6 +95,10 @@ TABLES: dict[str, list[str]] = {
         "effect",  # the metric's value (score units for mean_delta)
         "ci_low",
         "ci_high",
+        # how the interval was made: "sign-flip inversion" (the set of shifts the row's sign-flip test does not
+        # reject: excludes 0 exactly when p <= 1 - confidence), "BCa bootstrap", "percentile bootstrap",
+        # "Wilson"; null when the row has no interval (audit/metrics/stats.py)
+        "ci_method",
         "p_value",
         "q_value",  # Benjamini-Hochberg across all tests of the run
         "effect_size",  # standardized: Cohen's d_z for paired deltas, SEAT d for associations
@@ -270,6 +275,7 @@ def finding_row(
     ci_low: float,
     ci_high: float,
     n: int,
+    ci_method: str | None = None,
     p_value: float = math.nan,
     effect_size: float = math.nan,
     threshold: float = math.nan,
@@ -278,7 +284,8 @@ def finding_row(
 ) -> dict[str, object]:
     """One findings row, not yet in a Benjamini-Hochberg family: no q-value, not significant, severity
     "none" (audit/metrics/family.py ``apply_family_test`` fills them); no document length or
-    position. Rows without a p-value are descriptive."""
+    position. Rows without a p-value are descriptive. ``ci_method``: how the interval was made (the
+    names in audit/metrics/stats.py); None only for a row without an interval."""
     return {
         "probe_set": probe_set,
         "attribute": attribute,
@@ -289,6 +296,7 @@ def finding_row(
         "effect": effect,
         "ci_low": ci_low,
         "ci_high": ci_high,
+        "ci_method": ci_method,
         "p_value": p_value,
         "q_value": math.nan,
         "effect_size": effect_size,

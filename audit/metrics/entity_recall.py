@@ -49,6 +49,7 @@ def build_entity_recall_findings(
                 ci_low=rate.ci_low,
                 ci_high=rate.ci_high,
                 n=rate.n,
+                ci_method=stats.WILSON,
                 note=f"{rate.n_flipped} of {rate.n} names tagged as a person",
             )
         )

@@ -272,6 +272,7 @@ class _Row:
     effect: float = math.nan
     ci_low: float = math.nan
     ci_high: float = math.nan
+    ci_method: str | None = None
     p_value: float = math.nan
     effect_size: float = math.nan
     n: int = 0
@@ -367,7 +368,7 @@ def _test_columns(
     )
     for (row, _), result in zip(items, results, strict=True):
         row.effect = result.effect
-        row.ci_low, row.ci_high = result.ci_low, result.ci_high
+        row.ci_low, row.ci_high, row.ci_method = result.ci_low, result.ci_high, result.ci_method
         row.p_value = math.nan if row.descriptive else result.p_value
         row.effect_size = result.effect_size
         row.n = result.n
@@ -576,6 +577,7 @@ def _effective_context_rows(
         )
         if start_row.effect >= start_row.threshold:  # descriptive: needs a practical effect, not a test
             row.effect, row.ci_low, row.ci_high = effective_context(curve, doc_length, random, confidence)
+            row.ci_method = stats.PERCENTILE_BOOTSTRAP
             row.note = "tokens; furthest position where the key still moves the output by >= half its effect at the start"
             if not start_row.significant:
                 row.note += (
@@ -608,6 +610,7 @@ def _model_context_rows(context_rows: list[_Row]) -> list[_Row]:
         if reached:
             best = max(reached, key=lambda row: (row.effect, -(row.doc_length or 0)))
             model_row.effect, model_row.ci_low, model_row.ci_high = best.effect, best.ci_low, best.ci_high
+            model_row.ci_method = best.ci_method
             model_row.n = best.n
             model_row.note = f"tokens; the largest effective context over the document lengths (at {best.doc_length} tokens)"
         else:
@@ -719,6 +722,7 @@ def _findings_frame(rows: list[_Row]) -> pd.DataFrame:
             "effect": [row.effect for row in rows],
             "ci_low": [row.ci_low for row in rows],
             "ci_high": [row.ci_high for row in rows],
+            "ci_method": pd.Series([row.ci_method for row in rows], dtype=object),
             "p_value": [row.p_value for row in rows],
             "q_value": np.array([row.q_value for row in rows], dtype=float),
             "effect_size": [row.effect_size for row in rows],

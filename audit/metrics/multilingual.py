@@ -425,6 +425,7 @@ def _base(
         "group_b": reference,
         "metric": metric,
         "output": output,
+        "ci_method": None,
         "p_value": math.nan,
         "q_value": math.nan,
         "effect_size": math.nan,
@@ -458,7 +459,13 @@ def _described(
         rng=np.random.default_rng([options.seed, _BOOTSTRAP, values.size]),
     )
     row = _base(probe_set, language, metric, reference, output)
-    row.update(effect=float(values.mean()), ci_low=low, ci_high=high, n=int(values.size))
+    row.update(
+        effect=float(values.mean()),
+        ci_low=low,
+        ci_high=high,
+        n=int(values.size),
+        ci_method=stats.BCA_BOOTSTRAP,
+    )
     return row
 
 
@@ -487,7 +494,7 @@ def _share(
     """A share with its Wilson interval (descriptive)."""
     rate = stats.flip_rate_ci(hits, confidence=confidence)
     row = _base(probe_set, language, metric, reference, None)
-    row.update(effect=rate.rate, ci_low=rate.ci_low, ci_high=rate.ci_high, n=rate.n)
+    row.update(effect=rate.rate, ci_low=rate.ci_low, ci_high=rate.ci_high, n=rate.n, ci_method=stats.WILSON)
     return row
 
 
@@ -499,7 +506,7 @@ def _empty_row(probe_set: str, language: str, metric: str, n: int, note: str) ->
 
 def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     """Findings rows of parallel sets; the columns that may be null are kept as objects (None, not NaN)."""
-    return findings_frame(rows, object_columns=("output", "group_b", "note", "subset"))
+    return findings_frame(rows, object_columns=("output", "group_b", "ci_method", "note", "subset"))
 
 
 def _ordered(findings: pd.DataFrame) -> pd.DataFrame:

@@ -15,13 +15,18 @@ Conventions:
   contrast by effect/(k-1), so testing them would count one effect several times and flag
   groups that have none.
 - Findings, per probe_set x attribute x (group_a, group_b):
-  * ``mean_delta`` per output: mean delta over instances, BCa bootstrap CI, two-sided sign-flip
-    p-value, Cohen's d_z as effect_size, threshold = ``min_effect`` (score units).
+  * ``mean_delta`` per output: mean delta over instances, two-sided sign-flip p-value, an interval
+    that agrees with it (``stats.paired_mean_intervals``: the inverted sign-flip test up to n = 29,
+    BCa above unless BCa and the test disagree; ``ci_method`` says which), Cohen's d_z as
+    effect_size, threshold = ``min_effect`` (score units).
   * ``seat_effect_size`` per ``assoc:*`` output (named pairs only, not "rest": "rest" is a mean
     of items, not an item of a target set): SEAT d of group_a's vs group_b's association scores,
     two-sided partition permutation p-value (the SEAT test of Caliskan et al. / May et al.: the
-    two target sets are exchangeable, pairing is ignored), and to match it a percentile bootstrap
-    CI that resamples the two sets independently; threshold 0.2 (Cohen's "small"). The paired
+    two target sets are exchangeable, pairing is ignored), and an interval that agrees with it: up to
+    n = 29 the test inverted over shifts of X's scores (the same partitions; the shift interval
+    divided by the pooled sd d uses, ``ci_method`` "permutation inversion"), above a percentile
+    bootstrap resampling the two sets independently, inverted where the two disagree; threshold
+    0.2 (Cohen's "small"). The paired
     question is answered, with more power, by the mean_delta row of the same output.
   * ``flip_rate`` once per pair (flips are per predicted label, the same for every output; the
     row's ``output`` is null): rate and Wilson CI, descriptive only: no p-value, no q-value,
@@ -170,6 +175,7 @@ class _Test:
     effect: float
     ci_low: float
     ci_high: float
+    ci_method: str
     p_value: float
     effect_size: float
     n: int
@@ -200,6 +206,7 @@ def _mean_delta_tests(
             effect=result.effect,
             ci_low=result.ci_low,
             ci_high=result.ci_high,
+            ci_method=result.ci_method,
             # see the module docstring: "rest" rows are not tested
             p_value=math.nan if key[3] == REST else result.p_value,
             effect_size=result.effect_size,
@@ -235,23 +242,33 @@ def _seat_tests(
     for item in columns:
         by_size.setdefault(item[2].size, []).append(item)
     tests = []
+    alpha = stats.interval_alpha(options.confidence)
     for n, items in by_size.items():
         matrix = np.column_stack([np.concatenate([a, b]) for _, _, a, b in items])
-        p_values = stats.association_pvalues(
-            matrix, n, n_permutations=options.n_permutations, rng=random.rng(_PARTITIONS, n)
+        indicators, exact = stats.partition_indicators(
+            2 * n, n, n_permutations=options.n_permutations, rng=random.rng(_PARTITIONS, n)
         )
-        for (key, output, a, b), p in zip(items, p_values, strict=True):
-            replicates = _bootstrap_seat(a, b, random.counts(n), random.counts(n, _BOOTSTRAP_SECOND_SET))
-            low, high = stats.percentile_interval(replicates, options.confidence)
+        shifts, p_values = stats.association_shift_tests(matrix, indicators, exact, options.confidence)
+        for (key, output, a, b), shift, p in zip(items, shifts, p_values, strict=True):
             d = stats.association_effect_size(a, b)
+            # the shift interval in the units of d: over the pooled sd d divides by
+            pooled_sd = float(np.concatenate([a, b]).std(ddof=1))
+            low, high = (0.0, 0.0) if pooled_sd == 0 else (shift[0] / pooled_sd, shift[1] / pooled_sd)
+            method = stats.PERMUTATION_INVERSION
+            if n > stats.INVERSION_MAX_N:
+                replicates = _bootstrap_seat(a, b, random.counts(n), random.counts(n, _BOOTSTRAP_SECOND_SET))
+                boot_low, boot_high = stats.percentile_interval(replicates, options.confidence)
+                if ((boot_low > 0) or (boot_high < 0)) == (p <= alpha):
+                    low, high, method = boot_low, boot_high, stats.PERCENTILE_BOOTSTRAP
             tests.append(
                 _Test(
                     key=key,
                     metric="seat_effect_size",
                     output=output,
                     effect=d,
-                    ci_low=low,
-                    ci_high=high,
+                    ci_low=float(low),
+                    ci_high=float(high),
+                    ci_method=method,
                     p_value=float(p),
                     effect_size=d,
                     n=n,
@@ -279,6 +296,7 @@ def _flip_tests(effects: pd.DataFrame, confidence: float) -> list[_Test]:
                 effect=rate.rate,
                 ci_low=rate.ci_low,
                 ci_high=rate.ci_high,
+                ci_method=stats.WILSON,
                 p_value=math.nan,
                 effect_size=math.nan,
                 n=rate.n,
@@ -337,6 +355,7 @@ def _tests_frame(tests: list[_Test]) -> pd.DataFrame:
             "effect": [t.effect for t in tests],
             "ci_low": [t.ci_low for t in tests],
             "ci_high": [t.ci_high for t in tests],
+            "ci_method": pd.Series([t.ci_method for t in tests], dtype=object),
             "p_value": [t.p_value for t in tests],
             "effect_size": [t.effect_size for t in tests],
             "n": np.array([t.n for t in tests], dtype=np.int64),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -223,6 +224,7 @@ def build_translation_findings(
                     ci_low=rate.ci_low,
                     ci_high=rate.ci_high,
                     n=rate.n,
+                    ci_method=stats.WILSON,
                     note=f"{rate.n_flipped} of {rate.n} translations use the expected form {per_group['label'].iloc[0]!r} ({described})",
                 )
             )
@@ -244,6 +246,7 @@ def build_translation_findings(
                         ci_low=rate.ci_low,
                         ci_high=rate.ci_high,
                         n=rate.n,
+                        ci_method=stats.WILSON,
                         note=f"{rate.n_flipped} of {rate.n} translations of sources without a stated form use {form!r}",
                     )
                 )
@@ -267,13 +270,13 @@ def _gap_rows(
             n = int(deltas.size)
             if n == 0:
                 continue
-            column = deltas[:, None]
-            low, high = stats.bca_mean_intervals(column, random.counts(n, _PURPOSE), options.confidence)[0]
-            p = float(
-                stats.sign_flip_pvalues(
-                    column, n_permutations=options.n_permutations, rng=random.rng(_PURPOSE + 1, n)
-                )[0]
+            flips = stats.sign_flips(
+                n, n_permutations=options.n_permutations, rng=random.rng(_PURPOSE + 1, n)
             )
+            intervals, p_values, methods = stats.paired_mean_intervals(
+                deltas[:, None], flips, partial(random.counts, n, _PURPOSE), options.confidence
+            )
+            (low, high), p = intervals[0], float(p_values[0])
             rows.append(
                 finding_row(
                     probe_set=probe_set,
@@ -286,6 +289,7 @@ def _gap_rows(
                     ci_low=float(low),
                     ci_high=float(high),
                     n=n,
+                    ci_method=methods[0],
                     p_value=p,
                     effect_size=stats.cohens_dz(deltas) if n > 1 else math.nan,
                     threshold=ACCURACY_GAP_THRESHOLD,

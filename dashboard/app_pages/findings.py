@@ -88,5 +88,7 @@ if described:
     st.caption(described)
 st.caption(
     "Dots: effect (group_a minus group_b); bars: confidence interval; black rule: zero; dashed orange rules: "
-    "the practical threshold. Red marks significant findings."
+    "the practical threshold. Red marks significant findings. The table's ci_method says how each interval "
+    "was made; a paired interval excludes zero exactly when its p-value is at most 1 - confidence. A dot without "
+    "a bar has an unbounded interval: too few instances for the test to rule out any value."
 )
