@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: long-document columns (doc_length, position, swap_group, n_windows, note), sink_mass,
 segment_attributions. 3: tokenization columns of examples (n_text_tokens, n_words, n_chars,
 n_unknown, n_byte_fallback), the findings' subset column and the parallel (multilingual) metrics. Readers treat a missing
 column of an older run as null. 4: the generations table (causal LMs with --generate); a run
-without the file reads it as an empty table."""
+without the file reads it as an empty table. 5: the attributions' n_steps, completeness_error and
+converged columns (integrated gradients with a completeness tolerance)."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -116,6 +117,12 @@ TABLES: dict[str, list[str]] = {
         "attribution",
         "is_focus",
         "convergence_delta",  # per example (IG completeness gap); null for gradient methods
+        # per example, integrated gradients (null for methods without a baseline): the steps (path
+        # points) used, |convergence_delta| / max(|f(x) - f(baseline)|, 1e-4), and whether that is
+        # within --ig-tolerance (audit/attribution/integrated.py)
+        "n_steps",
+        "completeness_error",
+        "converged",
     ],
     # one row per attributed instance x pair x method: attribution mass on the focus tokens
     "attribution_pairs": [
