@@ -8,8 +8,9 @@ gradient . (e_x - e_b) per token. Both run through the tool's real score functio
 model's ``ScoreHead.forward``, as the scorer and the explain stage call it).
 
 Measure: max over tokens of |tool - reference| / ||reference||_2 (the attribution vector's norm),
-at most 1e-3 when the tool is asked for a completeness tolerance of 1e-3 (float32 scores of tens of
-nats limit completeness on differences of a fraction of a nat to about 1e-4); at the default settings
+at most 1e-3 when the tool is asked for a completeness tolerance of 1e-4 (which float32 scores of tens
+of nats do not always allow on differences of a fraction of a nat: T5 stops at 4.6e-4, flagged, at
+4096 steps; the test wants 1e-3 there); at the default settings
 (5%) the tool's attributions add up within 5% and stay within 5% of the reference in that measure.
 """
 
@@ -148,12 +149,11 @@ FAMILIES = ("bert", "llama", "t5", "lstm")
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("rule", ["trapezoid", "gausslegendre"])
 def test_tool_matches_the_reference(cases: dict[str, Case], family: str, rule: str) -> None:
-    worst, results = worst_disagreement(
-        cases[family], n_steps=32, max_steps=4096, tolerance=AGREEMENT, rule=rule
-    )
+    worst, results = worst_disagreement(cases[family], n_steps=32, max_steps=4096, tolerance=1e-4, rule=rule)
     assert worst <= AGREEMENT, f"{family} ({rule}): tool vs reference {worst:.2e} of the vector's norm"
     if rule == "trapezoid":  # Gauss-Legendre loses its order on T5's ReLU kinks: 1.2e-3 at 4096 nodes
-        assert all(r.converged for r in results), [(r.n_steps, r.completeness_error) for r in results]
+        errors = [r.completeness_error for r in results]
+        assert all(e is not None and e <= AGREEMENT for e in errors), errors
 
 
 @pytest.mark.parametrize("family", FAMILIES)
