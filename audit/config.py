@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from audit.errors import UserError
 from audit.metrics.options import TestOptions
@@ -125,7 +125,26 @@ class AuditConfig(BaseModel):
         default_factory=lambda: ["integrated_gradients", "gradient_x_input"],
         description="Attribution methods to run.",
     )
-    ig_steps: int = Field(default=32, ge=2, description="Integrated Gradients steps.")
+    ig_steps: int = Field(
+        default=32, ge=2, description="Integrated Gradients steps of the first round (per example)."
+    )
+    ig_max_steps: int = Field(
+        default=1024,
+        ge=2,
+        description="Integrated Gradients: at most this many steps per example while its attributions "
+        "miss --ig-tolerance; an example still off is flagged (converged = false).",
+    )
+    ig_tolerance: float = Field(
+        default=0.05,
+        gt=0,
+        description="Integrated Gradients completeness tolerance: |sum of attributions - (f(x) - "
+        "f(baseline))| at most this share of |f(x) - f(baseline)|.",
+    )
+    ig_rule: Literal["trapezoid", "gausslegendre"] = Field(
+        default="trapezoid",
+        description="Integrated Gradients quadrature: trapezoid (refined where the path needs it) or "
+        "gausslegendre (all nodes doubled).",
+    )
     attention: bool = Field(default=True, description="Compute attention statistics.")
     patching: bool = Field(
         default=False,
@@ -224,6 +243,14 @@ class AuditConfig(BaseModel):
                 raise ValueError("--attribute-top takes a whole number or 'all'")
             return int(value)
         return value
+
+    @model_validator(mode="after")
+    def _ig_steps(self) -> AuditConfig:
+        if self.ig_max_steps < self.ig_steps:
+            raise ValueError(
+                f"--ig-max-steps ({self.ig_max_steps}) must be at least --ig-steps ({self.ig_steps})"
+            )
+        return self
 
     @classmethod
     def from_yaml(cls, path: Path, **overrides: Any) -> AuditConfig:

@@ -21,8 +21,9 @@ n_unknown, n_byte_fallback), the findings' subset column and the parallel (multi
 column of an older run as null. 4: the generations table (causal LMs with --generate); a run
 without the file reads it as an empty table. 5: the pair_attributions table (what explains a pair's
 difference: pair integrated gradients and word occlusion), the patching and patching_effects tables
-(--patching), the findings' ci_method column (how each interval was made); a run without them reads
-them as empty tables (a missing column as null)."""
+(--patching), the findings' ci_method column (how each interval was made), the attributions' n_steps,
+completeness_error and converged columns (integrated gradients with a completeness tolerance); a run
+without them reads them as empty tables (a missing column as null)."""
 
 TABLES: dict[str, list[str]] = {
     # one row per variant (one model input)
@@ -123,6 +124,12 @@ TABLES: dict[str, list[str]] = {
         "attribution",
         "is_focus",
         "convergence_delta",  # per example (IG completeness gap); null for gradient methods
+        # per example, integrated gradients (null for methods without a baseline): the steps (path
+        # points) used, |convergence_delta| / max(|f(x) - f(baseline)|, 1e-4), and whether that is
+        # within --ig-tolerance (audit/attribution/integrated.py)
+        "n_steps",
+        "completeness_error",
+        "converged",
     ],
     # one row per attributed instance x pair x method: attribution mass on the focus tokens
     "attribution_pairs": [

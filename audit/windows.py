@@ -168,7 +168,8 @@ def combine_token_attributions(
     windows; special tokens add up by their place (the k-th leading or k-th trailing special
     token of a window). Max: the rows of the window whose score (column ``output_index[text]``)
     is the largest. A text's convergence delta is the mean of its windows' deltas (null for
-    gradient methods).
+    gradient methods); its steps and completeness error are its windows' largest, and it converged
+    when all its windows did.
     """
     if frame.empty:
         return frame
@@ -214,6 +215,16 @@ def combine_token_attributions(
         delta.get((t, m, o), np.nan)
         for t, m, o in zip(combined["text"], combined["method"], combined["output"], strict=True)
     ]
+    # integrated gradients' completeness: the text's is its worst window's (most steps, largest error)
+    keys3 = ["text", "method", "output"]
+    for column, reduce in (("n_steps", "max"), ("completeness_error", "max"), ("converged", "min")):
+        if column in columns:
+            per_text = per_window.groupby(keys3)[column].agg(reduce)
+            values = [
+                per_text.get((t, m, o), pd.NA)
+                for t, m, o in zip(combined["text"], combined["method"], combined["output"], strict=True)
+            ]
+            combined[column] = pd.Series(values, index=combined.index, dtype=frame[column].dtype)
     order = np.where(
         combined["place"].str.startswith("lead"),
         -1.0,

@@ -328,3 +328,125 @@ def test_attribution_rows_reject_an_unknown_output(tiny_bert) -> None:
             methods=["gradient_x_input"],
             tokenizer=tokenizer,
         )
+
+
+# --- completeness as a guarantee (audit/attribution/integrated.py) ------------------------------
+
+
+class Wiggly(nn.Module):
+    """f = sin(k * s) + s with s = the sum of the real tokens' embeddings' first coordinates, k
+    chosen per row by its variant index: k = 0 is linear (32 steps are exact), a large k needs many
+    more steps (the integrand dF/dalpha oscillates k times along the path)."""
+
+    def __init__(self, frequencies: list[float]) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.embedding = nn.Embedding(20, 4)
+        self.frequencies = torch.tensor(frequencies)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, variant_index: torch.Tensor
+    ) -> torch.Tensor:
+        s = (self.embedding(input_ids)[..., 0] * attention_mask).sum(dim=1)
+        return (torch.sin(self.frequencies[variant_index] * s) + s)[:, None]
+
+
+def wiggly_examples() -> list[TokenizedText]:
+    rows = [[CLS, 5, 7, 9, SEP], [CLS, 5, 7, 9, SEP], [CLS, 4, 3, SEP]]
+    return [TokenizedText(row, [(0, 0)] * len(row), [t in (CLS, SEP) for t in row]) for row in rows]
+
+
+@pytest.mark.parametrize("rule", ["trapezoid", "gausslegendre"])
+def test_steps_grow_only_where_completeness_needs_them(rule: str) -> None:
+    model = Wiggly([0.0, 120.0, 200.0]).eval()
+    results = attribute_examples(
+        model, model.embedding, wiggly_examples(), [0, 0, 0], "integrated_gradients",
+        baseline_token_id=PAD, n_steps=32, max_steps=4096, tolerance=0.01, rule=rule,
+        variant_indices=[0, 1, 2],
+    )  # fmt: skip
+    linear, wiggly, wigglier = results
+    assert linear.n_steps == 32 and linear.converged and linear.completeness_error is not None
+    assert linear.completeness_error < 1e-5
+    for result in (wiggly, wigglier):
+        assert result.converged and result.n_steps is not None and result.n_steps > 32
+        assert result.completeness_error is not None and result.completeness_error <= 0.01
+        assert result.convergence_delta is not None and result.baseline_score is not None
+        difference = result.score - result.baseline_score
+        assert abs(result.attributions.sum() - difference) <= 0.01 * abs(difference)
+        assert result.convergence_delta == pytest.approx(result.attributions.sum() - difference, abs=1e-9)
+
+
+def test_an_example_that_misses_the_tolerance_at_the_cap_is_flagged() -> None:
+    model = Wiggly([0.0, 300.0, 0.0]).eval()
+    results = attribute_examples(
+        model, model.embedding, wiggly_examples(), [0, 0, 0], "integrated_gradients",
+        baseline_token_id=PAD, n_steps=8, max_steps=16, tolerance=1e-3, variant_indices=[0, 1, 2],
+    )  # fmt: skip
+    assert [r.converged for r in results] == [True, False, True]
+    assert results[1].n_steps == 16 and (results[1].completeness_error or 0) > 1e-3
+    frame = attribution_frame_of(results)
+    flags = frame.groupby("example_id")["converged"].first()
+    assert flags.tolist() == [True, False, True] and str(frame["converged"].dtype) == "boolean"
+    assert str(frame["n_steps"].dtype) == "Int64" and str(frame["completeness_error"].dtype) == "Float64"
+    from audit.stages.explain import unconverged_attributions
+
+    examples = pd.DataFrame({"example_id": ["s/i/0", "s/i/1", "s/i/2"], "probe_set": ["s"] * 3})
+    notes = unconverged_attributions(frame, examples, 1e-3)
+    assert len(notes) == 1 and notes[0].startswith("integrated gradients did not converge for 1 of 3")
+    assert "at up to 16 steps" in notes[0]
+    above = 1.01 * float(results[1].completeness_error or 0)
+    assert unconverged_attributions(frame, examples, above) == []  # the tolerance given decides
+
+
+def attribution_frame_of(results: list) -> pd.DataFrame:
+    from audit.attribution import attribution_frame
+
+    class Words:
+        def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+            return [str(i) for i in ids]
+
+    examples = wiggly_examples()
+    return attribution_frame(
+        results, examples, example_ids=[f"s/i/{k}" for k in range(3)], outputs=["f"] * 3,
+        focus=[[]] * 3, tokenizer=Words(),
+    )  # fmt: skip
+
+
+def test_gradient_methods_have_no_completeness_columns(linear_model: BagOfEmbeddings) -> None:
+    examples, outputs = linear_examples()
+    results = attribute_examples(
+        linear_model, linear_model.embedding, examples, outputs, "gradient_x_input", baseline_token_id=PAD
+    )
+    assert all(r.n_steps is None and r.completeness_error is None and r.converged is None for r in results)
+
+
+def test_a_given_baseline_is_integrated_from(linear_model: BagOfEmbeddings) -> None:
+    """The public API for pair explanations: from variant b's ids to variant a's, the attributions
+    sum to f(a) - f(b), and on a linear model each token gets exactly W (e_a - e_b)."""
+    from audit.attribution.integrated import IntegrationSettings, integrated_gradients
+
+    a = torch.tensor([[CLS, 5, 7, 9, SEP], [CLS, 4, 6, 6, SEP]])
+    b = torch.tensor([[CLS, 5, 8, 9, SEP], [CLS, 3, 6, 6, SEP]])
+    mask = torch.ones_like(a)
+    column = torch.tensor([1, 2])
+    result = integrated_gradients(
+        linear_model, linear_model.embedding, a, b, mask, column, None, IntegrationSettings(n_steps=4)
+    )
+    with torch.no_grad():
+        expected_delta = (linear_model(a, mask) - linear_model(b, mask)).gather(1, column[:, None])[:, 0]
+    np.testing.assert_allclose(result.attributions.sum(axis=1), expected_delta.numpy(), rtol=1e-5)
+    assert result.converged.all() and (result.n_steps == 4).all()
+    embedding = linear_model.embedding.weight.detach().double().numpy()
+    weight = linear_model.linear.weight.detach().double().numpy()
+    for row in range(2):
+        per_token = (embedding[a[row].numpy()] - embedding[b[row].numpy()]) @ weight[int(column[row])]
+        np.testing.assert_allclose(result.attributions[row], per_token, atol=1e-5)
+    with pytest.raises(ValueError, match="must have the input ids' shape"):
+        integrated_gradients(linear_model, linear_model.embedding, a, b[:, :3], mask, column)
+
+
+def test_completeness_of_a_zero_difference_is_measured_against_the_floor() -> None:
+    from audit.attribution.integrated import COMPLETENESS_FLOOR, completeness_error
+
+    errors = completeness_error(np.array([1e-6, 1e-6, 0.5]), np.array([0.0, 1e-9, 10.0]))
+    np.testing.assert_allclose(errors, [1e-6 / COMPLETENESS_FLOOR, 1e-6 / COMPLETENESS_FLOOR, 0.05])

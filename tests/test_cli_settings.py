@@ -19,6 +19,7 @@ FLAGS = {  # every flag `audit run` had before its options were derived from Aud
     "--task", "--config", "--out", "--name", "--overwrite", "--no-overwrite", "--device", "--revision",
     "--allow-pickle", "--no-allow-pickle", "--max-length", "--batch-tokens", "--max-instances", "--seed",
     "--alpha", "--min-effect", "--attribute-top", "--ig-steps", "--attributions", "--no-attributions",
+    "--ig-max-steps", "--ig-tolerance", "--ig-rule",  # issue 13: integrated gradients complete within a tolerance
     "--attention", "--no-attention", "--long-inputs", "--window-stride", "--window-aggregate",
     "--max-doc-tokens", "--long-attribute-top", "--long-token-attributions", "--no-long-token-attributions",
     "--unknown-rate-limit", "--generate", "--sample", "--greedy", "--max-new-tokens", "--generation-scorer",

@@ -27,7 +27,7 @@ def test_smollm2_prefers_stereotypical_pronouns_after_occupations(run_cli, tmp_p
     assert metrics["n_parameters"] == 134_515_008 and "Paris" in metrics["sanity_check"]
     result = run_cli(
         "run", "--model", "smollm2", "--probes", "gender", "--probes", "occupations", "--max-instances", "8",
-        "--attribute-top", "1", "--ig-steps", "8", "--out", tmp_path, "--json",
+        "--attribute-top", "1", "--ig-steps", "8", "--ig-max-steps", "8", "--out", tmp_path, "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)["runs"][0]

@@ -28,7 +28,13 @@ class AttributionSettings:
     """Knobs shared by the methods; each method uses the ones that apply to it."""
 
     n_steps: int = 32
-    """Integration steps (integrated gradients)."""
+    """Integration steps of the first round (integrated gradients)."""
+    max_steps: int = 1024
+    """Integrated gradients: at most this many steps per example (audit.attribution.integrated)."""
+    tolerance: float = 0.05
+    """Integrated gradients: the completeness error accepted (share of |f(x) - f(baseline)|)."""
+    rule: str = "trapezoid"
+    """Integrated gradients' quadrature: "trapezoid" (adaptive) or "gausslegendre" (doubling)."""
     internal_batch_size: int = 64
     """Rows (examples x steps) per forward/backward pass; bounds memory."""
     baseline_token_id: int = 0
@@ -53,6 +59,12 @@ class BatchAttribution:
     """(batch,): f(baseline), for methods with a baseline."""
     convergence_delta: torch.Tensor | None
     """(batch,): sum of attributions - (f(x) - f(baseline)); None for gradient-only methods."""
+    n_steps: torch.Tensor | None = None
+    """(batch,): integration steps used; None for methods without a path."""
+    completeness_error: torch.Tensor | None = None
+    """(batch,): |convergence_delta| / max(|f(x) - f(baseline)|, floor); None without a baseline."""
+    converged: torch.Tensor | None = None
+    """(batch,): completeness_error within the tolerance; None without a baseline."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,9 @@ class TokenAttribution:
     score: float
     baseline_score: float | None
     convergence_delta: float | None
+    n_steps: int | None = None
+    completeness_error: float | None = None
+    converged: bool | None = None
 
 
 class Attributor(ABC):

@@ -39,6 +39,9 @@ def attribute_examples(
     *,
     baseline_token_id: int,
     n_steps: int = 32,
+    max_steps: int = 1024,
+    tolerance: float = 0.05,
+    rule: str = "trapezoid",
     internal_batch_size: int = 64,
     batch_tokens: int = 4096,
     device: torch.device | None = None,
@@ -49,8 +52,9 @@ def attribute_examples(
 
     Examples of similar length are attributed together: batches hold at most ``batch_tokens``
     padded tokens and ``internal_batch_size`` examples; integrated gradients runs at most
-    ``internal_batch_size`` rows (examples x steps) per pass. A batch that runs out of memory is
-    split in half. ``on_done(n)`` is called after each batch with its number of examples.
+    ``internal_batch_size`` rows (path points) per pass, from ``n_steps`` steps per example up to
+    ``max_steps`` until its completeness error is within ``tolerance`` (audit.attribution.integrated).
+    A batch that runs out of memory is split in half. ``on_done(n)`` is called after each batch with its number of examples.
     ``variant_indices[i]``, when given, is passed to ``forward`` as example i's variant index.
     """
     if len(output_index) != len(examples):
@@ -58,7 +62,12 @@ def attribute_examples(
     for position, example in enumerate(examples):
         check_example(example, position)
     settings = AttributionSettings(
-        n_steps=n_steps, internal_batch_size=internal_batch_size, baseline_token_id=baseline_token_id
+        n_steps=n_steps,
+        max_steps=max_steps,
+        tolerance=tolerance,
+        rule=rule,
+        internal_batch_size=internal_batch_size,
+        baseline_token_id=baseline_token_id,
     )
     attributor = get_method(method)(forward, embedding_layer, settings)
     device = device if device is not None else _device_of(embedding_layer)
@@ -91,6 +100,11 @@ def attribute_examples(
                     convergence_delta=None
                     if result.convergence_delta is None
                     else float(result.convergence_delta[row]),
+                    n_steps=None if result.n_steps is None else int(result.n_steps[row]),
+                    completeness_error=None
+                    if result.completeness_error is None
+                    else float(result.completeness_error[row]),
+                    converged=None if result.converged is None else bool(result.converged[row]),
                 )
             )
         return out
@@ -151,6 +165,11 @@ def attribution_frame(
             columns["convergence_delta"].append(
                 pd.NA if result.convergence_delta is None else result.convergence_delta
             )
+            columns["n_steps"].append(pd.NA if result.n_steps is None else result.n_steps)
+            columns["completeness_error"].append(
+                pd.NA if result.completeness_error is None else result.completeness_error
+            )
+            columns["converged"].append(pd.NA if result.converged is None else result.converged)
     return pd.DataFrame(
         {
             "example_id": pd.Series(columns["example_id"], dtype="string"),
@@ -163,6 +182,9 @@ def attribution_frame(
             "attribution": pd.Series(columns["attribution"], dtype="float64"),
             "is_focus": pd.Series(columns["is_focus"], dtype="bool"),
             "convergence_delta": pd.Series(columns["convergence_delta"], dtype="Float64"),
+            "n_steps": pd.Series(columns["n_steps"], dtype="Int64"),
+            "completeness_error": pd.Series(columns["completeness_error"], dtype="Float64"),
+            "converged": pd.Series(columns["converged"], dtype="boolean"),
         }
     )
 
@@ -192,6 +214,9 @@ def attribution_rows(
     tokenizer: Any,
     device: torch.device | None = None,
     n_steps: int = 32,
+    max_steps: int = 1024,
+    tolerance: float = 0.05,
+    rule: str = "trapezoid",
     internal_batch_size: int = 64,
     batch_tokens: int = 4096,
     on_done: Callable[[int], None] | None = None,
@@ -226,6 +251,9 @@ def attribution_rows(
             method,
             baseline_token_id=baseline_token_of(tokenizer),
             n_steps=n_steps,
+            max_steps=max_steps,
+            tolerance=tolerance,
+            rule=rule,
             internal_batch_size=internal_batch_size,
             batch_tokens=batch_tokens,
             device=device,

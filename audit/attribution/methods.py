@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+from captum.attr import LayerGradientXActivation
 
 from audit.attribution.base import Attributor, BatchAttribution, forward_args, register_method
+from audit.attribution.integrated import IntegrationSettings, integrated_gradients
 
 
 def integrated_gradients_baseline(
@@ -18,9 +19,11 @@ def integrated_gradients_baseline(
 
 @register_method("integrated_gradients")
 class IntegratedGradients(Attributor):
-    """Layer integrated gradients from the pad-token baseline to the input, on the embedding layer.
+    """Integrated gradients from the pad-token baseline to the input, on the embedding layer, with
+    as many steps per example as completeness needs (``audit.attribution.integrated``).
 
-    Completeness: the attributions of a row sum to f(x) - f(baseline) up to ``convergence_delta``.
+    Completeness: the attributions of a row sum to f(x) - f(baseline) up to ``convergence_delta``,
+    within the tolerance where ``converged``.
     """
 
     has_convergence_delta = True
@@ -36,22 +39,30 @@ class IntegratedGradients(Attributor):
         baseline = integrated_gradients_baseline(
             input_ids, attention_mask, special_mask, self.settings.baseline_token_id
         )
-        method = LayerIntegratedGradients(self.forward, self.embedding_layer)
-        attributions, delta = method.attribute(
-            inputs=input_ids,
-            baselines=baseline,
-            target=output_index.tolist(),
-            additional_forward_args=forward_args(attention_mask, variant_index),
-            n_steps=self.settings.n_steps,
-            internal_batch_size=max(self.settings.internal_batch_size, len(input_ids)),
-            return_convergence_delta=True,
+        result = integrated_gradients(
+            self.forward,
+            self.embedding_layer,
+            input_ids,
+            baseline,
+            attention_mask,
+            output_index,
+            variant_index,
+            IntegrationSettings(
+                n_steps=self.settings.n_steps,
+                max_steps=self.settings.max_steps,
+                tolerance=self.settings.tolerance,
+                rule=self.settings.rule,
+                internal_batch_size=self.settings.internal_batch_size,
+            ),
         )
-        per_token = attributions.detach().float().sum(dim=-1) * attention_mask
         return BatchAttribution(
-            attributions=per_token,
-            scores=self.explained_scores(input_ids, attention_mask, output_index, variant_index),
-            baseline_scores=self.explained_scores(baseline, attention_mask, output_index, variant_index),
-            convergence_delta=delta.detach().float(),
+            attributions=torch.from_numpy(result.attributions),
+            scores=torch.from_numpy(result.scores),
+            baseline_scores=torch.from_numpy(result.baseline_scores),
+            convergence_delta=torch.from_numpy(result.convergence_delta),
+            n_steps=torch.from_numpy(result.n_steps),
+            completeness_error=torch.from_numpy(result.completeness_error),
+            converged=torch.from_numpy(result.converged),
         )
 
 

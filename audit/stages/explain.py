@@ -16,6 +16,7 @@ from audit.attribution.contrast import (
     explained_pairs,
     pair_attribution_rows,
 )
+from audit.attribution.integrated import completeness_error
 from audit.attribution.pairs import PAIR_IG_TOLERANCE
 from audit.attribution.variants import token_attributions
 from audit.config import AuditConfig
@@ -26,10 +27,6 @@ from audit.stages.progress import Timer, progress, warn
 from audit.stages.state import Compared, Encoding, Explained, Scored
 from audit.tables import TABLES
 from audit.targets import Target
-
-IG_TOLERANCE = 0.1
-"""An integrated-gradients attribution whose convergence delta exceeds this share of the score
-difference it explains (f(x) - f(baseline)) is reported as not converged."""
 
 
 def explain(
@@ -75,7 +72,7 @@ def explain(
     )
     with progress(console) as bars, timer.stage("pair_attributions"):
         pair_rows = attribute_pairs(encoding, scored, compared.effects, target, config, bars)
-    notes = unconverged_attributions(attributions, encoding.examples)
+    notes = unconverged_attributions(attributions, encoding.examples, config.ig_tolerance)
     notes += unconverged_pairs(pair_rows)
     warn(console, notes)
     return Explained(attributions, pairs, segments, findings, notes, pair_rows)
@@ -238,27 +235,37 @@ def focus_attribution_pairs(
     return merged[TABLES["attribution_pairs"]]
 
 
-def unconverged_attributions(attributions: pd.DataFrame, examples: pd.DataFrame) -> list[str]:
-    """Per probe set, a warning when integrated gradients did not converge for some of its
-    attributed examples: their token attributions do not add up to the explained difference (deep
-    decoders, whose interpolated embeddings pass through sharp regions, are the usual case)."""
+def unconverged_attributions(
+    attributions: pd.DataFrame, examples: pd.DataFrame, tolerance: float = 0.05
+) -> list[str]:
+    """Per probe set, a warning when integrated gradients missed the completeness ``tolerance``
+    (--ig-tolerance) for some of its attributed examples even at --ig-max-steps: their token
+    attributions do not add up to the explained difference. The same examples say ``converged`` =
+    false in the attributions table. Rows without the ``completeness_error`` column (runs before
+    schema 5) get it from the attributions and their convergence delta, measured the same way."""
     ig = attributions[attributions["method"] == "integrated_gradients"]
     if ig.empty or ig["convergence_delta"].isna().all():
         return []
     per_example = ig.groupby("example_id").agg(
         total=("attribution", "sum"), delta=("convergence_delta", "first")
     )
-    explained = (per_example["total"] - per_example["delta"]).abs()
-    relative = per_example["delta"].abs() / explained.clip(lower=1e-12)
+    if "completeness_error" in ig.columns:
+        per_example["error"] = ig.groupby("example_id")["completeness_error"].first().astype(float)
+    else:
+        difference = (per_example["total"] - per_example["delta"]).to_numpy(dtype=float)
+        per_example["error"] = completeness_error(per_example["delta"].to_numpy(dtype=float), difference)
+    steps = ig.groupby("example_id")["n_steps"].first() if "n_steps" in ig.columns else None
+    per_example = per_example[per_example["error"].notna()]
     sets = examples.set_index("example_id")["probe_set"]
     notes = []
-    for probe_set, values in relative.groupby(relative.index.map(lambda e: sets.get(e, "?"))):
-        off = values[values > IG_TOLERANCE]
+    for probe_set, values in per_example.groupby(per_example.index.map(lambda e: sets.get(e, "?"))):
+        off = values[values["error"] > tolerance]
         if len(off):
+            at = "" if steps is None else f" at up to {int(steps[off.index].max())} steps"
             notes.append(
                 f"integrated gradients did not converge for {len(off)} of {len(values)} attributed examples of "
-                f"{probe_set} (convergence delta above {IG_TOLERANCE:.0%} of the difference explained; median "
-                f"{values.median():.0%}): their token attributions are indicative only; raise --ig-steps, or "
-                "compare with gradient_x_input"
+                f"{probe_set} (completeness error above {tolerance:.0%} of the difference explained{at}; median "
+                f"of those {off['error'].median():.0%}): their token attributions (converged = false) are "
+                "indicative only; raise --ig-max-steps, or compare with gradient_x_input"
             )
     return notes
