@@ -679,7 +679,7 @@ def wilson_interval(successes: float, n: int, *, confidence: float = 0.95) -> tu
 BOOTSTRAP_PURPOSE, SIGN_FLIP_PURPOSE = 0, 1
 """Purposes of the draws ``mean_tests`` makes (``default_rng([seed, purpose, n])``). Other purposes
 in use: paired.py 2-3, long_context.py 4, preference.py 4, multilingual.py 7, multiple_choice.py
-10-13, translation.py 11-12."""
+10-12, translation.py 11-12."""
 
 
 class RandomMatrices:
