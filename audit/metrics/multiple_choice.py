@@ -418,7 +418,7 @@ def _disambiguated_rows(
                 f"context={DISAMBIG}",
                 effect=float(accuracy_pro - accuracy_anti),
                 # a gap of accuracies lies in [-1, 1]: the shifts beyond are cut (0 stays where it was)
-                ci=(max(test.ci_low, -1.0), min(test.ci_high, 1.0)),
+                ci=(max(test.ci_low, -1.0) + 0.0, min(test.ci_high, 1.0) + 0.0),  # + 0.0: no "-0.000"
                 n=n,
                 ci_method=stats.PERMUTATION_INVERSION,
                 p_value=test.p_value,
