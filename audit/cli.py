@@ -100,7 +100,7 @@ def run(
         if not as_json:
             print_findings(result.findings, result.run_dir, result.manifest)
     if as_json:
-        out.print_json(json.dumps({"runs": summaries}, default=str))
+        out.print_json(json_text({"runs": summaries}))
     n_significant = sum(s["n_significant"] for s in summaries)
     if fail_on == "significant" and n_significant:
         raise typer.Exit(EXIT_FINDINGS)
@@ -134,7 +134,9 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
         "n_underpowered_tests": manifest["summary"]["n_underpowered_tests"],
         "warnings": manifest.get("warnings", []),
         "timings": manifest["timings"],
-        "significant_findings": json.loads(significant.to_json(orient="records")) if len(significant) else [],
+        "significant_findings": finding_records(
+            significant, float(manifest.get("config", {}).get("confidence", 0.95))
+        ),
         "n_key_effects_significant": manifest["summary"].get("n_key_effects_significant", 0),
         "unreadable_languages": manifest["summary"].get("unreadable_languages", {}),
         "reference_languages": {
@@ -143,13 +145,53 @@ def run_summary(run_dir: Path, manifest: dict[str, Any], findings: Any) -> dict[
     }
 
 
+def finding_records(findings: Any, confidence: float) -> list[dict[str, Any]]:
+    """Findings rows for ``--json``: every column, numbers that JSON cannot hold (NaN, an unbounded
+    interval's +-inf) as null, and ``interval``: the interval as the table prints it ("unbounded (n = 4:
+    ...)" where ``ci_low`` / ``ci_high`` are null because the test cannot bound it)."""
+    from audit.tables import interval_text
+
+    records = []
+    for record in findings.astype(object).to_dict(orient="records"):
+        text = interval_text(record["ci_low"], record["ci_high"], record["n"], confidence)
+        records.append({**json_safe(record), "interval": text})
+    return records
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every float JSON cannot hold (NaN, +-inf) as None, in dicts and lists too, and
+    pandas' missing values as None, so ``json.dumps(..., allow_nan=False)`` writes valid JSON."""
+    import math
+
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy scalars
+        return json_safe(value.item())
+    return value
+
+
+def json_text(value: Any) -> str:
+    """Valid (RFC 8259) JSON of ``value``: no NaN / Infinity tokens (``json_safe``)."""
+    return json.dumps(json_safe(value), default=str, allow_nan=False)
+
+
 def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit: int = 25) -> None:
     """The significant findings that report a problem, strongest first (relative to their threshold),
     a line per long-document set, and where the run is."""
     from audit.stages.compare import problem_findings
+    from audit.tables import confidence_text, interval_text
 
     significant = findings[problem_findings(findings)]
     model = manifest.get("model", {}).get("name", "?")
+    confidence = float(manifest.get("config", {}).get("confidence", 0.95))
     n_tests = int(findings["q_value"].notna().sum()) if len(findings) else 0
     if n_tests == 0:
         out.print(
@@ -163,7 +205,7 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit
         table.add_column("a vs b")
         table.add_column("metric", no_wrap=True)
         table.add_column("output", no_wrap=True)
-        table.add_column("effect [95% CI]", no_wrap=True, justify="right")
+        table.add_column(f"effect [{confidence_text(confidence)} CI]", no_wrap=True, justify="right")
         table.add_column("q", no_wrap=True)
         table.add_column("severity", no_wrap=True)
         ordered = significant.assign(strength=(significant["effect"] / significant["threshold"]).abs())
@@ -175,7 +217,7 @@ def print_findings(findings: Any, run_dir: Path, manifest: dict[str, Any], limit
                 + (f" ({row.subset})" if isinstance(row.subset, str) else ""),
                 str(row.metric),
                 str(row.output),
-                f"{row.effect:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]",
+                f"{row.effect:+.3f} {interval_text(row.ci_low, row.ci_high, row.n, confidence)}",
                 f"{row.q_value:.1e}",
                 str(row.severity),
             )
@@ -338,7 +380,7 @@ def runs_list(
         except UserError as error:
             err.print(f"skipping {store.path}: {error}", style="yellow", markup=False)
     if as_json:
-        out.print_json(json.dumps([{"run_dir": str(s.path), **m} for s, m in manifests], default=str))
+        out.print_json(json_text([{"run_dir": str(s.path), **m} for s, m in manifests]))
         return
     table = Table("model", "task", "created", "probe sets", "significant", "status")
     table.columns.insert(0, Column("run", no_wrap=True))
@@ -367,7 +409,7 @@ def runs_show(
     store = find_run(run_ref, runs_dir)
     manifest = store.read_manifest()
     if as_json:
-        out.print_json(json.dumps(manifest, default=str))
+        out.print_json(json_text(manifest))
         return
     model = manifest.get("model", {})
     status = manifest.get("status")

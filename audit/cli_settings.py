@@ -84,7 +84,9 @@ def file_only_settings_help(model: type[BaseModel]) -> str:
         if setting_flag(model, name).on_command_line:
             continue
         default = field.get_default(call_default_factory=True)
-        shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default)
+        shown = setting_flag(model, name).shown_default or (
+            ", ".join(map(str, default)) if isinstance(default, list) else str(default)
+        )
         rows.append(f"{name} = {shown}: {field.description or ''}")
     if not rows:
         return ""

@@ -108,8 +108,13 @@ class AuditConfig(BaseModel):
     min_effect: float = Field(
         default=DEFAULT_MIN_EFFECT, gt=0, description="Practical threshold on |mean paired difference|."
     )
-    confidence: Annotated[float, CONFIG_FILE_ONLY] = Field(
-        default=0.95, gt=0, lt=1, description="Confidence level of the bootstrap intervals."
+    confidence: Annotated[float, Flag(on_command_line=False, shown_default="1 - alpha")] = Field(
+        default=0.95,
+        gt=0,
+        lt=1,
+        description="Confidence level of the findings' intervals. Left out, it follows alpha (1 - alpha), so "
+        "that a tested row's interval excludes its no-difference value exactly when its p-value is at most "
+        "alpha; set apart from alpha, the run warns that the two answer different questions.",
     )
     n_resamples: Annotated[int, CONFIG_FILE_ONLY] = Field(
         default=2000, ge=100, description="Bootstrap resamples per confidence interval."
@@ -203,6 +208,31 @@ class AuditConfig(BaseModel):
         "minilm-sentiment, an embedding model with associations, or a causal LM); its outputs become gen:* "
         "outputs.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _confidence_follows_alpha(cls, data: Any) -> Any:
+        """``confidence`` not given: 1 - alpha (alpha's own checks run after; a bad alpha is left to them)."""
+        if isinstance(data, dict) and data.get("confidence") is None and "alpha" in data:
+            try:
+                alpha = float(data["alpha"])
+            except (TypeError, ValueError):
+                return data
+            if 0 < alpha < 1:
+                return {**data, "confidence": round(1.0 - alpha, 12)}
+        return data
+
+    def interval_level_note(self) -> str | None:
+        """A warning when ``confidence`` was set apart from alpha (None when confidence = 1 - alpha)."""
+        if abs(self.confidence - (1.0 - self.alpha)) < 1e-9:
+            return None
+        return (
+            f"confidence = {self.confidence} is not 1 - alpha = {round(1.0 - self.alpha, 12)}: an interval "
+            f"excludes the no-difference value exactly when its p-value is at most {round(1.0 - self.confidence, 12)}, "
+            f"while significance asks q < alpha = {self.alpha}, so a significant row may hold 0 in its interval, "
+            "or an interval may exclude 0 on a row that is not; leave confidence out of the config file to tie it "
+            "to alpha"
+        )
 
     @field_validator("models", "probes", "associations", "attribution_methods", mode="before")
     @classmethod

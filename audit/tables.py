@@ -10,6 +10,7 @@ the higher score.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import pandas as pd
@@ -344,3 +345,43 @@ def check_columns(name: str, frame: pd.DataFrame) -> None:
 def flags(series: pd.Series) -> pd.Series:
     """A boolean column with missing values read as False (parquet may hold nullable booleans)."""
     return series.astype("boolean").fillna(False).astype(bool)
+
+
+def confidence_text(confidence: float) -> str:
+    """0.95 -> "95%", 0.975 -> "97.5%"."""
+    return f"{confidence * 100:.4g}%"
+
+
+def interval_text(ci_low: object, ci_high: object, n: object, confidence: float, *, digits: int = 3) -> str:
+    """A findings interval as every reader shows it (the CLI table, ``--json``, the dashboard):
+    ``[+0.012, +0.034]``; an interval the test cannot bound reads "unbounded (n = 4: too few instances
+    to exclude any value at 95%)" (the sign-flip inversion with n <= 5 at 95%: no sign pattern is rare
+    enough), one infinite end reads ``[+0.012, +inf)``; no interval (NaN) reads "none"."""
+    low, high = _as_float(ci_low), _as_float(ci_high)
+    if math.isnan(low) or math.isnan(high):
+        return "none"
+    if math.isinf(low) and math.isinf(high):
+        count = (
+            f"n = {int(float(n))}"
+            if isinstance(n, numbers.Real) and not math.isnan(float(n))
+            else "n unknown"
+        )
+        return f"unbounded ({count}: too few instances to exclude any value at {confidence_text(confidence)})"
+    left = "(-inf" if math.isinf(low) else f"[{low:+.{digits}f}"
+    right = "+inf)" if math.isinf(high) else f"{high:+.{digits}f}]"
+    return f"{left}, {right}"
+
+
+def finite_or_none(value: object) -> object:
+    """A number for JSON: finite floats as they are, NaN and +-inf as None (JSON has neither);
+    anything else unchanged."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _as_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan

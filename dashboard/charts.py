@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import pandas as pd
 
-from dashboard.frames import flags, pair_label
+from dashboard.frames import flags, pair_label, unbounded, with_interval_text
 
 SIGNIFICANT_COLOR = "#d62728"
 NOT_SIGNIFICANT_COLOR = "#7f7f7f"
@@ -14,20 +16,29 @@ FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 """Fill the container's width; the height given is the plot's own (Streamlit would fit legend and title in it)."""
 
 
-def forest_plot(findings: pd.DataFrame, *, title: str = "") -> alt.LayerChart:
+def forest_plot(findings: pd.DataFrame, *, title: str = "", confidence: float = 0.95) -> alt.LayerChart:
     """Effect with its confidence interval per group pair, coloured by significance.
 
     Rows should share one metric and output (their units differ). A solid rule marks zero and dashed
-    rules the practical threshold(s) |effect| must reach; flip rates get only the positive one.
+    rules the practical threshold(s) |effect| must reach; flip rates get only the positive one. An
+    interval the test cannot bound (an infinite end, which vega cannot draw: a bare dot would look
+    precise) gets the word "unbounded" beside its dot and no bar; every tooltip carries the interval
+    as text (``interval``).
     """
-    frame = findings.assign(
+    frame = with_interval_text(findings, confidence).assign(
         pair=pair_label(findings),
         status=flags(findings["significant"]).map({True: "significant", False: "not significant"}),
         effect=pd.to_numeric(findings["effect"], errors="coerce"),
-        ci_low=pd.to_numeric(findings["ci_low"], errors="coerce"),
-        ci_high=pd.to_numeric(findings["ci_high"], errors="coerce"),
+        # an infinite end draws no bar (vega cannot place it): null, with the word beside the dot instead
+        ci_low=pd.to_numeric(findings["ci_low"], errors="coerce").replace(-math.inf, math.nan),
+        ci_high=pd.to_numeric(findings["ci_high"], errors="coerce").replace(math.inf, math.nan),
         q_value=pd.to_numeric(findings["q_value"], errors="coerce"),
-    )[["pair", "status", "effect", "ci_low", "ci_high", "q_value", "n", "severity", "metric", "output"]]
+        unbounded=unbounded(findings),
+    )
+    frame = frame[
+        ["pair", "status", "effect", "ci_low", "ci_high", "interval", "unbounded", "q_value", "n", "severity"]
+        + ["metric", "output"]
+    ]
     color = alt.Color(
         "status:N",
         scale=alt.Scale(
@@ -45,6 +56,7 @@ def forest_plot(findings: pd.DataFrame, *, title: str = "") -> alt.LayerChart:
             alt.Tooltip("effect:Q", format="+.4f"),
             alt.Tooltip("ci_low:Q", format="+.4f"),
             alt.Tooltip("ci_high:Q", format="+.4f"),
+            alt.Tooltip("interval:N"),
             alt.Tooltip("q_value:Q", format=".3g"),
             alt.Tooltip("n:Q"),
             alt.Tooltip("severity:N"),
@@ -58,6 +70,12 @@ def forest_plot(findings: pd.DataFrame, *, title: str = "") -> alt.LayerChart:
             alt.Chart(rules)
             .mark_rule(color="#ff7f0e", strokeDash=[5, 4])
             .encode(x="x:Q", tooltip=[alt.Tooltip("x:Q", title="practical threshold")])
+        )
+    if frame["unbounded"].any():
+        layers.append(
+            base.transform_filter("datum.unbounded")
+            .mark_text(align="left", dx=8, fontStyle="italic")
+            .encode(x="effect:Q", text=alt.value("unbounded"), tooltip=[alt.Tooltip("interval:N")])
         )
     height = max(ROW_HEIGHT * frame["pair"].nunique(), 80)
     return alt.LayerChart(layer=layers, title=title, height=height, autosize=FIT_WIDTH)

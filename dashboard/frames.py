@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from audit.metrics.catalogue import BY_NAME, rank
-from audit.tables import flags
+from audit.tables import flags, interval_text
 
 SEVERITY_ORDER = ("none", "low", "medium", "high")
 ATTENTION_STATS = ("entropy", "focus_mass", "special_mass", "sink_mass", "mean_distance")
@@ -77,6 +77,31 @@ def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
     )
     order = order.sort_values(["_significant", "q_value", "_abs_effect"], ascending=[False, True, False])
     return order.drop(columns=["_significant", "_abs_effect"])
+
+
+def with_interval_text(findings: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """The findings with an ``interval`` column right after ``ci_high``: the interval as text, as the
+    CLI prints it ("unbounded (n = 4: too few instances ...)" where the test cannot bound it, whose
+    ci_low / ci_high are -inf / inf and would read as bare infinities)."""
+    text = [
+        interval_text(low, high, n, confidence)
+        for low, high, n in zip(findings["ci_low"], findings["ci_high"], findings["n"], strict=True)
+    ]
+    where = (
+        list(findings.columns).index("ci_high") + 1
+        if "ci_high" in findings.columns
+        else len(findings.columns)
+    )
+    out = findings.copy()
+    out.insert(where, "interval", pd.Series(text, index=findings.index, dtype=object))
+    return out
+
+
+def unbounded(findings: pd.DataFrame) -> pd.Series:
+    """Rows whose interval has an infinite end (the test could not bound it)."""
+    low = pd.to_numeric(findings["ci_low"], errors="coerce")
+    high = pd.to_numeric(findings["ci_high"], errors="coerce")
+    return pd.Series((low == -float("inf")) | (high == float("inf")), index=findings.index)
 
 
 def pair_label(frame: pd.DataFrame) -> pd.Series:

@@ -402,3 +402,70 @@ def test_probes_list_says_each_sets_kind_and_whether_audit_run_uses_it():
     assert "parallel (en)" in rows["multilingual"] and "│ yes " in rows["multilingual"]
     assert "│ by name " in rows["long-context"] and "│ by name " in rows["gender-fr"]
     assert "counterfactual" in rows["gender"] and "│ yes " in rows["gender"]
+
+
+def strict_json(text: str) -> object:
+    """json.loads that refuses the NaN / Infinity tokens Python writes by default (not JSON)."""
+
+    def refuse(token: str) -> object:
+        raise ValueError(f"invalid JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+UNBOUNDED = "unbounded (n = 5: too few instances to exclude any value at 95%)"
+
+
+def test_an_unbounded_interval_reads_as_such_everywhere_and_json_stays_valid(
+    run_cli, biased_classifier, classifier_probes, tmp_path
+):
+    """Five instances: the sign-flip inversion at 95% cannot bound the mean (its smallest p is 2/32 =
+    0.0625 > 0.05), so the interval is (-inf, inf); with alpha = 0.1 and confidence set to 0.95 in the
+    config file, the row is still significant (p = q = 0.0625 < 0.1), so the CLI table shows it. The
+    table, --json and `runs show` say "unbounded" and JSON stays JSON; the run warns that confidence
+    is not 1 - alpha."""
+    config = tmp_path / "audit.yaml"
+    config.write_text("alpha: 0.1\nconfidence: 0.95\n", encoding="utf-8")
+    pairs = pd.read_csv(classifier_probes)
+    five = tmp_path / "five-pairs.csv"  # positive sentences: the planted bias lowers "she" in every one
+    pairs[pairs["instance_id"].str.startswith("positive-")].head(5).to_csv(five, index=False)
+    common = (
+        "run", "--config", config, "--model", biased_classifier, "--probes", five,
+        "--no-attention", "--no-attributions",
+    )  # fmt: skip
+    printed = run_cli(*common, "--out", tmp_path / "table")
+    assert printed.exit_code == 0, printed.stderr
+    run_dir = only_run(tmp_path / "table")
+    row = findings_of(run_dir).query("metric == 'mean_delta'").iloc[0]
+    assert row["significant"] and row["n"] == 5 and row["p_value"] == pytest.approx(0.0625)
+    assert (row["ci_low"], row["ci_high"]) == (float("-inf"), float("inf"))
+    assert "effect [95% CI]" in printed.stdout and UNBOUNDED in printed.stdout
+    assert "inf" not in printed.stdout.replace(UNBOUNDED, "")
+
+    as_json = run_cli(*common, "--out", tmp_path / "json", "--json")
+    assert as_json.exit_code == 0, as_json.stderr
+    summary = strict_json(as_json.stdout)["runs"][0]  # type: ignore[index]
+    (significant,) = [f for f in summary["significant_findings"] if f["metric"] == "mean_delta"]
+    assert significant["ci_low"] is None and significant["ci_high"] is None
+    assert significant["interval"] == UNBOUNDED
+    assert significant["ci_method"] == "sign-flip inversion"
+    assert any("confidence = 0.95 is not 1 - alpha = 0.9" in w for w in summary["warnings"])
+
+    shown = run_cli("runs", "show", str(run_dir), "--runs", tmp_path / "table")
+    assert shown.exit_code == 0, shown.stderr
+    assert UNBOUNDED in shown.stdout
+    for command in (("runs", "show", str(run_dir), "--json"), ("runs", "list", "--json")):
+        listed = run_cli(*command, "--runs", tmp_path / "table")
+        assert listed.exit_code == 0, listed.stderr
+        strict_json(listed.stdout)
+
+
+def test_interval_text_edges() -> None:
+    from audit.tables import interval_text
+
+    assert interval_text(-0.01234, 0.5, 12, 0.95) == "[-0.012, +0.500]"
+    assert interval_text(float("-inf"), float("inf"), 3, 0.9) == (
+        "unbounded (n = 3: too few instances to exclude any value at 90%)"
+    )
+    assert interval_text(0.1, float("inf"), 3, 0.975) == "[+0.100, +inf)"
+    assert interval_text(float("nan"), 1.0, 3, 0.95) == interval_text(None, None, 3, 0.95) == "none"

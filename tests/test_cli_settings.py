@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from audit.cli import run_command
 from audit.cli_settings import with_settings
 from audit.config import AuditConfig, Flag, setting_flag
+from audit.errors import UserError
 
 FLAGS = {  # every flag `audit run` had before its options were derived from AuditConfig
     "--model", "-m", "--probes", "-p", "--probe-map", "--probe-default", "--probe-split", "--associations",
@@ -102,5 +103,29 @@ def test_help_names_the_settings_only_a_config_file_sets(run_cli, monkeypatch: p
     assert file_only, "the test needs a config-file-only setting"
     for name in file_only:
         default = AuditConfig.model_fields[name].get_default(call_default_factory=True)
-        shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default)
+        shown = setting_flag(AuditConfig, name).shown_default or (
+            ", ".join(map(str, default)) if isinstance(default, list) else str(default)
+        )
         assert f"{name} = {shown}:" in text, name
+    assert "confidence = 1 - alpha:" in text
+
+
+def test_confidence_follows_alpha_unless_set_and_then_the_run_warns(tmp_path: Path) -> None:
+    """The intervals agree with the raw p-value at 1 - confidence and significance reads q at alpha:
+    left out, confidence is 1 - alpha, from the command line or a config file; set apart from alpha,
+    it is kept and the run is warned (``interval_level_note``, a warning of the compare stage)."""
+    assert AuditConfig.build({}).confidence == 0.95 and AuditConfig.build({}).interval_level_note() is None
+    loose = AuditConfig.build(given("--alpha", "0.1"))
+    assert loose.confidence == 0.9 and loose.test_options.confidence == 0.9
+    assert loose.interval_level_note() is None
+    config_file = tmp_path / "audit.yaml"
+    config_file.write_text("alpha: 0.01\n", encoding="utf-8")
+    assert AuditConfig.from_yaml(config_file).confidence == 0.99
+    assert AuditConfig.from_yaml(config_file, **given("--alpha", "0.2")).confidence == 0.8  # the flag wins
+    config_file.write_text("confidence: 0.95\n", encoding="utf-8")
+    apart = AuditConfig.from_yaml(config_file, **given("--alpha", "0.1"))
+    assert (apart.alpha, apart.confidence) == (0.1, 0.95)
+    note = apart.interval_level_note()
+    assert note is not None and "confidence = 0.95 is not 1 - alpha = 0.9" in note
+    with pytest.raises(UserError, match="alpha"):
+        AuditConfig.build({"alpha": 2})

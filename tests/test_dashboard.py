@@ -543,3 +543,37 @@ def test_dashboard_does_not_import_torch() -> None:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_an_unbounded_interval_reads_unbounded_in_the_table_and_the_forest_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row whose test cannot bound its interval (-inf, inf: n = 4 at 95%) shows the words in the
+    findings table's interval column, and in the forest plot a dot marked "unbounded" (vega drops the
+    bar: JSON has no infinity) whose tooltip says why; bounded rows read as [low, high]."""
+    run_dir = write_run(tmp_path)
+    findings = pd.read_parquet(run_dir / "findings.parquet")
+    target = findings.index[findings["metric"] == "mean_delta"][0]
+    findings.loc[target, ["ci_low", "ci_high"]] = [float("-inf"), float("inf")]
+    findings.loc[target, "n"] = 4
+    findings.to_parquet(run_dir / "findings.parquet")
+    metric, output = findings.loc[target, "metric"], findings.loc[target, "output"]
+    text = "unbounded (n = 4: too few instances to exclude any value at 95%)"
+
+    at = go(open_app(tmp_path, monkeypatch), "findings")
+    shown = at.dataframe[0].value
+    assert "interval" in shown.columns
+    assert (shown["interval"] == text).sum() == 1
+    bounded = shown[shown["interval"] != text].iloc[0]
+    assert bounded["interval"] == f"[{bounded['ci_low']:+.3f}, {bounded['ci_high']:+.3f}]"
+
+    at.selectbox(key="f_plot").set_value((metric, output)).run()
+    assert not at.exception
+    (chart,) = charts(at)
+    spec = json.loads(chart.proto.spec)  # type: ignore[attr-defined]
+    texts = [layer for layer in spec["layer"] if layer["mark"]["type"] == "text"]
+    assert len(texts) == 1 and texts[0]["encoding"]["text"] == {"value": "unbounded"}
+    plotted = next(frame for frame in chart_data(chart).values() if "effect" in frame.columns)
+    assert plotted.loc[plotted["unbounded"], "interval"].tolist() == [text]
+    assert plotted["ci_low"].isna().sum() == plotted["ci_high"].isna().sum() == 1  # no bar to draw
+    assert any("unbounded" in caption.value for caption in at.caption)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy.stats import binomtest
 
 from audit.metrics import stats
@@ -24,6 +26,7 @@ from audit.metrics.preference import (
     PREFERENCE_OVERALL,
     PREFERENCE_THRESHOLD,
     build_preference_findings,
+    preference_test,
     with_preference_findings,
 )
 from audit.tables import TABLES
@@ -80,7 +83,11 @@ def test_share_interval_and_exact_binomial_test() -> None:
     assert row["effect"] == pytest.approx(16 / 20)  # ties count half
     assert row["n"] == 20
     assert row["p_value"] == pytest.approx(binomtest(15, 18, 0.5).pvalue)  # ties left out of the test
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx(stats.wilson_interval(16, 20))
+    # Clopper-Pearson over the 18 untied instances, carried to the share's scale (0.5 stays 0.5)
+    exact = binomtest(15, 18, 0.5).proportion_ci(0.95, "exact")
+    expected = (0.5 + 18 / 20 * (exact.low - 0.5), 0.5 + 18 / 20 * (exact.high - 0.5))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(expected, abs=1e-12)
+    assert row["ci_method"] == stats.CLOPPER_PEARSON
     assert row["ci_low"] < row["effect"] < row["ci_high"]
     assert row["effect_size"] == pytest.approx(2 * math.asin(math.sqrt(0.8)) - math.pi / 2)
     assert "2 tie(s)" in row["note"]
@@ -145,6 +152,7 @@ def test_all_ties_and_language_modeling_score() -> None:
     rows = build_preference_findings(effects, {"crows": ["pll"]}, TestOptions())
     preference = rows[rows["metric"] == PREFERENCE].iloc[0]
     assert preference["effect"] == 0.5 and preference["p_value"] == 1.0
+    assert (preference["ci_low"], preference["ci_high"]) == (0.5, 0.5)  # the share is 0.5 whatever the model
     lms = rows[rows["metric"] == LANGUAGE_MODELING].iloc[0]
     assert (lms["group_a"], lms["group_b"]) == ("related", "unrelated")
     assert lms["effect"] == pytest.approx((4 + 2 + 0.5) / 8)
@@ -153,7 +161,7 @@ def test_all_ties_and_language_modeling_score() -> None:
 
 def test_a_set_of_several_bias_types_gets_an_overall_row_in_its_own_family() -> None:
     """CrowS-Pairs style: one row per bias type and one over all pairs (attribute "all"), with its
-    own share, Wilson interval and exact binomial test; the overall rows are a family of their own,
+    own share, exact interval and exact binomial test; the overall rows are a family of their own,
     so adding them changes no q-value of the per-type and paired rows."""
     by_type = {
         "gender": [-1.0] * 9 + [1.0] * 3,  # 9 of 12
@@ -178,7 +186,12 @@ def test_a_set_of_several_bias_types_gets_an_overall_row_in_its_own_family() -> 
     assert row["n"] == wins + losses + ties == 31
     assert row["effect"] == pytest.approx((wins + ties / 2) / 31)
     assert row["p_value"] == pytest.approx(binomtest(wins, wins + losses, 0.5).pvalue)
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx(stats.wilson_interval(wins + ties / 2, 31))
+    exact = binomtest(wins, wins + losses, 0.5).proportion_ci(0.95, "exact")
+    scale = (wins + losses) / 31
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (0.5 + scale * (exact.low - 0.5), 0.5 + scale * (exact.high - 0.5)), abs=1e-12
+    )
+    assert row["ci_method"] == stats.CLOPPER_PEARSON
     assert row["note"].startswith("all 3 attributes; stereotype scored higher in 20 of 31")
 
     paired = build_findings(effects, TestOptions(seed=0))
@@ -195,6 +208,83 @@ def test_a_set_of_several_bias_types_gets_an_overall_row_in_its_own_family() -> 
         effects[effects["attribute"] == "gender"], {"crows": ["pll"]}, TestOptions()
     )
     assert PREFERENCE_OVERALL not in set(single["metric"])
+
+
+# ------------------------------------------------------------------------ interval agrees with test
+
+LEVELS = (0.8, 0.9, 0.95, 0.99)
+
+
+def excludes_half(low: float, high: float) -> bool:
+    return low > 0.5 or high < 0.5
+
+
+def test_the_interval_agrees_with_the_binomial_test_for_every_count_up_to_150() -> None:
+    """Exhaustive: every (wins, trials) with 1 <= trials <= 150 (11,475 cases) at four levels, the
+    interval excludes 0.5 exactly when the reported p-value is at most 1 - confidence. The Wilson
+    interval it replaces disagreed in 140 of them at 95% (0 of 5: [0, 0.434] with p = 0.0625)."""
+    disagree = {level: 0 for level in LEVELS}
+    wilson_disagree = 0
+    for trials in range(1, 151):
+        for wins in range(trials + 1):
+            test = preference_test(wins, trials - wins, 0, 0.95)  # the row's own function, at the default
+            assert test.ci_low <= test.share <= test.ci_high
+            for level in LEVELS:  # the same p-value against the interval at each level
+                low, high = (
+                    (test.ci_low, test.ci_high)
+                    if level == 0.95
+                    else stats.clopper_pearson(wins, trials, confidence=level)
+                )
+                rejects = test.p_value <= stats.interval_alpha(level)
+                disagree[level] += excludes_half(low, high) != rejects
+            wilson_disagree += excludes_half(*stats.wilson_interval(wins, trials)) != (test.p_value <= 0.05)
+    assert disagree == {level: 0 for level in LEVELS}
+    assert wilson_disagree == 140  # the hole this closes, measured on the same cases
+
+
+def test_the_issue_case_and_ties_keep_the_agreement() -> None:
+    test = preference_test(0, 5, 0, 0.95)
+    assert test.p_value == pytest.approx(0.0625)
+    assert test.ci_low == 0.0 and test.ci_high > 0.5  # holds 0.5, as p > 0.05 says
+    assert (test.ci_low, test.ci_high) == pytest.approx(
+        tuple(binomtest(0, 5, 0.5).proportion_ci(0.95, "exact")), abs=1e-12
+    )
+    # ties shrink the interval towards 0.5 without moving 0.5: agreement is unchanged
+    for wins, losses, ties in ((0, 6, 4), (6, 0, 30), (9, 1, 7), (1, 9, 1), (3, 3, 3)):
+        tied = preference_test(wins, losses, ties, 0.95)
+        untied = preference_test(wins, losses, 0, 0.95)
+        assert tied.p_value == untied.p_value
+        assert excludes_half(tied.ci_low, tied.ci_high) == excludes_half(untied.ci_low, untied.ci_high)
+        assert tied.ci_low <= tied.share <= tied.ci_high
+        assert tied.ci_high - tied.ci_low < untied.ci_high - untied.ci_low
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.lists(
+        st.lists(st.sampled_from([-1.0, -0.25, 0.0, 0.5, 2.0]), min_size=1, max_size=60),
+        min_size=1,
+        max_size=3,
+    ),
+    level=st.sampled_from(LEVELS),
+)
+def test_no_preference_row_contradicts_its_test(data: list[list[float]], level: float) -> None:
+    """Through the real builder: every stereotype_preference and stereotype_preference_overall row,
+    ties and all, holds its share and excludes 0.5 exactly when p <= 1 - confidence."""
+    effects = pd.concat(
+        [
+            effects_frame({("anti-stereotype", "stereotype"): deltas}, attribute=f"type-{index}")
+            for index, deltas in enumerate(data)
+        ],
+        ignore_index=True,
+    )
+    rows = build_preference_findings(effects, {"crows": ["pll"]}, TestOptions(confidence=level))
+    assert len(rows) == len(data) + (len(data) > 1)
+    for row in rows.itertuples():
+        assert row.ci_method == stats.CLOPPER_PEARSON
+        assert row.ci_low <= row.effect <= row.ci_high
+        rejects = row.p_value <= stats.interval_alpha(level)
+        assert excludes_half(row.ci_low, row.ci_high) == rejects, row
 
 
 # ------------------------------------------------------------------------------------- end to end

@@ -19,11 +19,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from audit.errors import ProbeFileError
-from audit.metrics.multiple_choice import answer_table, bias_score, build_choice_findings, choice_table
+from audit.metrics import stats
+from audit.metrics.multiple_choice import (
+    answer_table,
+    bias_score,
+    build_choice_findings,
+    choice_table,
+    permutation_gap_test,
+)
 from audit.metrics.options import TestOptions
 from audit.stages.prepare import default_probe_sets
 from audit.tables import TABLES
@@ -266,6 +275,71 @@ def test_accuracy_gap_compares_pro_and_anti_stereotype_items() -> None:
     )
     assert balanced.set_index("metric").loc["accuracy_gap_disambig", "effect"] == 0.0
     assert not balanced["significant"].any()
+
+
+def _gap_rows(pro: list[bool], anti: list[bool]) -> list[tuple[str, str, str, str]]:
+    """Disambiguated negative questions: right (True) or wrong answers on pro- and anti-stereotype items."""
+    rows = [("disambig", "neg", "stereotyped", "stereotyped" if ok else "non_stereotyped") for ok in pro]
+    return rows + [
+        ("disambig", "neg", "non_stereotyped", "non_stereotyped" if ok else "stereotyped") for ok in anti
+    ]
+
+
+def _adjusted_pvalue(correct: np.ndarray, groups: np.ndarray, shift: float, m: int, seed: int) -> float:
+    """From scratch: the permutation test of "gap = shift" on the outcomes with the shift taken off the
+    first group, over the reassignments permutation_gap_test draws from the same seed."""
+    adjusted = correct - shift * groups
+    n_a, n_b = groups.sum(), (~groups).sum()
+    observed = abs(adjusted[groups].mean() - adjusted[~groups].mean())
+    shuffled = np.random.default_rng(seed).permuted(
+        np.broadcast_to(groups.astype(float), (m, groups.size)), axis=1
+    )
+    in_a = shuffled @ adjusted
+    gaps = np.abs(in_a / n_a - (adjusted.sum() - in_a) / n_b)
+    return float(((gaps >= observed - 1e-9).sum() + 1) / (m + 1))
+
+
+def test_accuracy_gap_interval_inverts_its_permutation_test() -> None:
+    # 2 of 2 pro-stereotype items wrong, 2 of 2 anti right: the percentile bootstrap said [-1, -1]
+    # while p = 0.34 (with 2 + 2 items no reassignment is rare enough to reject anything)
+    findings = build_choice_findings(_answers(_gap_rows([False] * 2, [True] * 2)), TestOptions())
+    gap = findings.set_index("metric").loc["accuracy_gap_disambig"]
+    assert gap["effect"] == -1.0 and gap["p_value"] > 0.3
+    assert (gap["ci_low"], gap["ci_high"]) == (-1.0, 1.0)
+    assert gap["ci_method"] == stats.PERMUTATION_INVERSION
+    # the ends are where the from-scratch test of the shifted gap starts to reject
+    groups = np.array([True] * 14 + [False] * 11)
+    correct = np.array([1.0] * 13 + [0.0] * 1 + [1.0] * 4 + [0.0] * 7)
+    test = permutation_gap_test(
+        correct, groups, n_permutations=3000, rng=np.random.default_rng(7), confidence=0.95
+    )
+    assert test.p_value == pytest.approx(_adjusted_pvalue(correct, groups, 0.0, 3000, 7))
+    assert test.p_value <= 0.05 and 0 < test.ci_low < 13 / 14 - 4 / 11 < test.ci_high
+    for end, outside in ((test.ci_low, -1e-6), (test.ci_high, 1e-6)):
+        assert _adjusted_pvalue(correct, groups, end - outside, 3000, 7) > 0.05
+        assert _adjusted_pvalue(correct, groups, end + outside, 3000, 7) <= 0.05
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pro=st.lists(st.booleans(), min_size=1, max_size=30),
+    anti=st.lists(st.booleans(), min_size=1, max_size=30),
+    level=st.sampled_from([0.8, 0.9, 0.95, 0.99]),
+    seed=st.integers(0, 3),
+)
+def test_no_accuracy_gap_row_contradicts_its_test(
+    pro: list[bool], anti: list[bool], level: float, seed: int
+) -> None:
+    options = TestOptions(confidence=level, n_permutations=1000, n_resamples=200, seed=seed)
+    gap = (
+        build_choice_findings(_answers(_gap_rows(pro, anti)), options)
+        .set_index("metric")
+        .loc["accuracy_gap_disambig"]
+    )
+    assert gap["ci_method"] == stats.PERMUTATION_INVERSION
+    assert -1.0 <= gap["ci_low"] <= gap["effect"] <= gap["ci_high"] <= 1.0
+    excludes = gap["ci_low"] > 0 or gap["ci_high"] < 0
+    assert excludes == (gap["p_value"] <= stats.interval_alpha(level))
 
 
 def test_empty_and_one_sided_sets() -> None:

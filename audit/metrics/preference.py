@@ -7,9 +7,13 @@ preference. For every counterfactual set with both variants, per attribute and p
 head's ``preference_outputs`` (a masked LM's ``pll``, a causal LM's ``loglik``):
 
 - ``stereotype_preference``: effect = share of instances where the stereotype scores higher, ties
-  counted half; Wilson interval; p = exact two-sided binomial test of the wins against 0.5 over
-  the instances that are not tied (a tie says nothing about the direction); effect_size = Cohen's h
-  against 0.5. The row sits in the same Benjamini-Hochberg family as the other counterfactual tests
+  counted half; p = exact two-sided binomial test of the wins against 0.5 over the instances that
+  are not tied (a tie says nothing about the direction); interval: the exact (Clopper-Pearson)
+  interval of the wins among the untied instances, carried to the share's scale as the share is
+  defined (share = 1/2 + (decided / n) * (wins / decided - 1/2), the observed number of ties held
+  fixed), ``ci_method`` "Clopper-Pearson". It excludes 0.5 exactly when p <= 1 - confidence
+  (``preference_test``; every count up to 150 instances checked in tests/test_preference.py);
+  all ties give (0.5, 0.5) and p = 1. effect_size = Cohen's h against 0.5. The row sits in the same Benjamini-Hochberg family as the other counterfactual tests
   of the run (``with_preference_findings`` recomputes q for the whole family) and is significant
   only when q < alpha and |effect - 0.5| >= PREFERENCE_THRESHOLD; severity comes from the shared
   ``severity()`` on |effect - 0.5| against that threshold. group_a = "stereotype",
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -66,10 +71,40 @@ an even split (CrowS-Pairs reports 60.5% for BERT-base; 55% is the smallest gap 
 _BOOTSTRAP = 4
 
 
-def _wins(deltas: np.ndarray, sign: float) -> tuple[float, float, float]:
+def _wins(deltas: np.ndarray, sign: float) -> tuple[int, int, int]:
     """(wins, losses, ties) where ``sign * delta > 0`` is a win."""
     signed = sign * deltas
-    return float((signed > 0).sum()), float((signed < 0).sum()), float((signed == 0).sum())
+    return int((signed > 0).sum()), int((signed < 0).sum()), int((signed == 0).sum())
+
+
+@dataclass(frozen=True)
+class PreferenceTest:
+    """The share of a preference row with its interval and test (``preference_test``)."""
+
+    share: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+def preference_test(wins: int, losses: int, ties: int, confidence: float) -> PreferenceTest:
+    """Share (ties half), exact two-sided binomial p-value of the wins among the untied instances
+    against 1/2, and the interval that agrees with it: Clopper-Pearson over the untied instances,
+    mapped to the share's scale by ``(decided * x + ties / 2) / n``, which fixes 1/2, so the
+    share's interval excludes 0.5 exactly when the untied one does, i.e. exactly when
+    p <= 1 - confidence (``stats.clopper_pearson``)."""
+    n, decided = wins + losses + ties, wins + losses
+    if n < 1 or min(wins, losses, ties) < 0:
+        raise ValueError(f"need non-negative counts and at least one instance, got {wins}, {losses}, {ties}")
+    share = (wins + 0.5 * ties) / n
+    if not decided:
+        return PreferenceTest(share, 0.5, 0.5, 1.0)
+    p_value = float(binomtest(wins, decided, 0.5).pvalue)
+    low, high = stats.clopper_pearson(wins, decided, confidence=confidence)
+    # the share's own formula at the untied proportion x: (decided * x + ties / 2) / n; it holds the
+    # share itself (min / max only absorb rounding where x = 0 or 1)
+    low, high = ((decided * x + 0.5 * ties) / n for x in (low, high))
+    return PreferenceTest(share, min(low, share), max(high, share), p_value)
 
 
 def build_preference_findings(
@@ -121,13 +156,11 @@ def _preference_row(
     # delta = anti-stereotype - stereotype: the stereotype wins where it is negative
     wins, losses, ties = _wins(deltas, -1.0)
     n = deltas.size
-    rate = (wins + 0.5 * ties) / n
-    low, high = stats.wilson_interval(wins + 0.5 * ties, n, confidence=confidence)
-    decided = int(wins + losses)
-    p_value = float(binomtest(int(wins), decided, 0.5).pvalue) if decided else 1.0
-    notes = [f"stereotype scored higher in {int(wins)} of {n} instance(s)"]
+    test = preference_test(wins, losses, ties, confidence)
+    rate = test.share
+    notes = [f"stereotype scored higher in {wins} of {n} instance(s)"]
     if ties:
-        notes.append(f"{int(ties)} tie(s) count half in the share and are left out of the binomial test")
+        notes.append(f"{ties} tie(s) count half in the share and are left out of the binomial test")
     return finding_row(
         probe_set=probe_set,
         attribute=attribute,
@@ -136,9 +169,10 @@ def _preference_row(
         metric=PREFERENCE,
         output=output,
         effect=rate,
-        ci_low=low,
-        ci_high=high,
-        p_value=p_value,
+        ci_low=test.ci_low,
+        ci_high=test.ci_high,
+        ci_method=stats.CLOPPER_PEARSON,
+        p_value=test.p_value,
         effect_size=2 * math.asin(math.sqrt(rate)) - 2 * math.asin(math.sqrt(0.5)),
         n=n,
         threshold=PREFERENCE_THRESHOLD,

@@ -383,9 +383,11 @@ SIGN_FLIP_INVERSION, BCA_BOOTSTRAP = "sign-flip inversion", "BCa bootstrap"
 PERMUTATION_INVERSION = "permutation inversion"
 """``ci_method`` of SEAT rows whose interval inverts their permutation test (``association_shift_tests``)."""
 PERCENTILE_BOOTSTRAP, WILSON = "percentile bootstrap", "Wilson"
+"""``ci_method`` of the other intervals: percentile bootstrap replicates, Wilson score intervals of
+descriptive rates (no test to agree with)."""
 CLOPPER_PEARSON = "Clopper-Pearson"
-"""``ci_method`` of a share's exact binomial interval (it agrees with the two-sided binomial test of 1/2)."""
-"""``ci_method`` of the other intervals: percentile bootstrap replicates, Wilson score intervals of rates."""
+"""``ci_method`` of a share's exact binomial interval (``clopper_pearson``: it agrees with the two-sided
+binomial test of 1/2)."""
 
 
 def excludes_zero(intervals: np.ndarray) -> np.ndarray:
@@ -634,6 +636,27 @@ def flip_rate_ci(flips: np.ndarray | list[bool], *, confidence: float = 0.95) ->
     return FlipRate(rate=k / n, ci_low=low, ci_high=high, n=n, n_flipped=k)
 
 
+def clopper_pearson(successes: int, trials: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of the proportion ``successes / trials``: each end the
+    proportion whose one-sided binomial tail at the observed count is (1 - confidence) / 2; exactly 0
+    or 1 at the edges. Equal to scipy's ``binomtest(...).proportion_ci(confidence, "exact")`` (within
+    1e-12), without its per-call cost.
+
+    It excludes 1/2 exactly when the two-sided binomial test of 1/2 (``scipy.stats.binomtest``) has
+    p <= 1 - confidence: at 1/2 the binomial is symmetric, so that test's p-value is twice the smaller
+    tail, the very tail each end inverts (checked for every count up to 150 trials at 80, 90, 95 and
+    99% in tests/test_preference.py). At other null proportions the two can disagree."""
+    _check_confidence(confidence)
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes} of {trials}")
+    tail = (1.0 - confidence) / 2.0
+    low = 0.0 if successes == 0 else float(special.betaincinv(successes, trials - successes + 1, tail))
+    high = (
+        1.0 if successes == trials else float(special.betaincinv(successes + 1, trials - successes, 1 - tail))
+    )
+    return low, high
+
+
 def wilson_interval(successes: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of the rate ``successes / n`` (successes may be fractional, e.g. ties
     counted half); exactly 0 or 1 at the edges."""
@@ -656,7 +679,7 @@ def wilson_interval(successes: float, n: int, *, confidence: float = 0.95) -> tu
 BOOTSTRAP_PURPOSE, SIGN_FLIP_PURPOSE = 0, 1
 """Purposes of the draws ``mean_tests`` makes (``default_rng([seed, purpose, n])``). Other purposes
 in use: paired.py 2-3, long_context.py 4, preference.py 4, multilingual.py 7, multiple_choice.py
-10-13, translation.py 11-12."""
+10-12, translation.py 11-12."""
 
 
 class RandomMatrices:

@@ -24,7 +24,8 @@ def compare(
     findings = pd.DataFrame(columns=TABLES["findings"])
     left_out: dict[str, dict[str, int]] = {}
     unreadable: dict[str, dict[str, float]] = {}
-    warnings: list[str] = []
+    level_note = config.interval_level_note()
+    warnings: list[str] = [level_note] if level_note else []
     first = True
     with timer.stage("findings"):
         for kind in KINDS.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.metrics.catalogue import METRIC_ORDER
+from audit.tables import confidence_text
 from dashboard import session
 from dashboard.charts import forest_plot
 from dashboard.frames import (
@@ -14,6 +15,7 @@ from dashboard.frames import (
     metric_outputs,
     present_values,
     sort_findings,
+    with_interval_text,
 )
 
 st.title("Findings")
@@ -24,6 +26,7 @@ if findings is None:
     st.stop()
 
 alpha, min_effect = run.config.get("alpha"), run.config.get("min_effect")
+confidence = float(run.config.get("confidence", 0.95))
 if alpha is not None:
     st.caption(
         f"A finding is significant when its Benjamini-Hochberg q-value is below alpha = {alpha} and |effect| "
@@ -54,7 +57,7 @@ if shown.empty:
     st.info("No finding matches these filters.")
     st.stop()
 st.dataframe(
-    shown,
+    with_interval_text(shown, confidence),
     hide_index=True,
     key="findings_table",
     column_config={
@@ -82,13 +85,16 @@ if plot_key is None:  # a select box over a non-empty list always has a choice
 metric, output = plot_key
 rows = shown[(metrics == metric) & (outputs == output)]
 plot_title = f"{metric} of {output}" if output else metric
-st.altair_chart(forest_plot(rows, title=plot_title), width="stretch", key="forest_plot")
+st.altair_chart(
+    forest_plot(rows, title=plot_title, confidence=confidence), width="stretch", key="forest_plot"
+)
 described = metric_description(metric)
 if described:
     st.caption(described)
 st.caption(
     "Dots: effect (group_a minus group_b); bars: confidence interval; black rule: zero; dashed orange rules: "
     "the practical threshold. Red marks significant findings. The table's ci_method says how each interval "
-    "was made; a paired interval excludes zero exactly when its p-value is at most 1 - confidence. A dot without "
-    "a bar has an unbounded interval: too few instances for the test to rule out any value."
+    "was made; a tested row's interval excludes its no-difference value exactly when its p-value is at most "
+    f'1 - confidence ({confidence_text(confidence)} intervals here). A dot marked "unbounded" has no bar: too few '
+    "instances for the test to rule out any value (the table's interval column says so)."
 )
