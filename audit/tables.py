@@ -161,9 +161,10 @@ TABLES: dict[str, list[str]] = {
         "is_focus",  # the unit is (part of) the swapped words
         "attribution",  # share of f(a) - f(b) the unit accounts for (score units); a pair's IG rows sum to it
         "pair_delta",  # the effects table's delta of the pair (score_a - score_b)
-        "n_steps",  # pair IG: integration steps; null for occlusion
-        "completeness_error",  # pair IG: |sum of the pair's attributions - delta| / |delta|; null for occlusion
-        "converged",  # pair IG: completeness_error within 5% (or an absolute gap below 1e-6); null for occlusion
+        "n_steps",  # pair IG: points of the path integral (audit/attribution/integrated.py); null for occlusion
+        # pair IG: |sum of the pair's attributions - f(a) + f(b)| / max(|f(a) - f(b)|, 1e-4); null for occlusion
+        "completeness_error",
+        "converged",  # pair IG: completeness_error within min(--ig-tolerance, 1%); null for occlusion
     ],
     # long-document sets: one row per attributed example x method x segment (a sentence, or a run of
     # sentences); token rows go to "attributions" only when asked for

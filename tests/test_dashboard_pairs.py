@@ -102,6 +102,9 @@ def test_unconverged_attributions_are_flagged(run_dir: Path, monkeypatch: pytest
     attributions = pd.read_parquet(run_dir / "attributions.parquet")
     ig = attributions["method"] == "integrated_gradients"
     attributions.loc[ig, "convergence_delta"] = 5.0  # far from the few tenths the attributions add up to
+    # a run records per example whether it converged (that column wins over the convergence delta)
+    attributions.loc[ig, "converged"] = False
+    attributions.loc[ig, "completeness_error"] = 5.0
     attributions.to_parquet(run_dir / "attributions.parquet", index=False)
     pairs = pd.read_parquet(run_dir / "pair_attributions.parquet")
     pair_ig = pairs["method"] == "pair_integrated_gradients"

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from audit.attribution.driver import baseline_token_of
+from audit.attribution.integrated import IntegrationSettings
 from audit.attribution.occlusion import OcclusionPair, WordUnit, neutral_token, occlusion_values, word_units
 from audit.attribution.pairs import (
     AlignedPair,
     PairAttribution,
     aligned,
     pair_integrated_gradients,
-    step_plan,
+    pair_tolerance,
 )
 from audit.batching import Encoded
 from audit.config import AuditConfig
@@ -157,15 +158,13 @@ def integrated_rows(
     ready = [pair for pair in chosen if aligned(pair.a, pair.b)]
     if not ready:
         return []
-    first, most = step_plan(config.ig_steps)
     results = pair_integrated_gradients(
         item.head.forward,
         target.embedding_layer(),
         [AlignedPair(p.a, p.b, p.index_a, p.index_b, p.output_index) for p in ready],
         pad_id=baseline_token_of(target.tokenizer),
         device=target.device,
-        n_steps=first,
-        max_steps=most,
+        settings=pair_settings(config),
         batch_tokens=config.batch_tokens,
         on_done=on_done,
     )
@@ -174,6 +173,17 @@ def integrated_rows(
         for pair, result in zip(ready, results, strict=True)
         for row in pair_rows(pair, result, item, target)
     ]
+
+
+def pair_settings(config: AuditConfig) -> IntegrationSettings:
+    """The run's integrated-gradients settings (--ig-steps, --ig-max-steps, --ig-rule), held to
+    ``pair_tolerance`` of each pair's delta."""
+    return IntegrationSettings(
+        n_steps=config.ig_steps,
+        max_steps=config.ig_max_steps,
+        tolerance=pair_tolerance(config.ig_tolerance),
+        rule=config.ig_rule,
+    )
 
 
 def pair_rows(pair: Pair, result: PairAttribution, item: ProbeInputs, target: Target) -> list[dict[str, Any]]:

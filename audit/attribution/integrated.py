@@ -11,7 +11,11 @@ attribution is the integral over alpha in [0, 1] of grad_e F(path(alpha)) . (e_x
 over the embedding dimension; the attributions of an example sum to f(x) - f(baseline) exactly,
 up to the quadrature's error, which is measured and bounded:
 
-completeness error = |sum of attributions - (f(x) - f(baseline))| / max(|f(x) - f(baseline)|, FLOOR)
+completeness error = |sum of attributions - (f(x) - f(baseline))| / max(|reference|, FLOOR)
+
+where the reference is f(x) - f(baseline) itself unless the caller names another difference the
+attributions are part of (pair integrated gradients, audit/attribution/pairs.py: the path explains
+f(a) - f_a(b) and is held to a share of the pair's delta f(a) - f(b)).
 
 Rules (``IntegrationSettings.rule``):
 
@@ -95,11 +99,14 @@ class IntegratedGradientsResult:
     converged: np.ndarray = field(init=False)
     """(batch,): completeness_error <= the tolerance."""
     tolerance: float = 0.05
+    reference: np.ndarray | None = None
+    """(batch,): the difference the error is a share of; None: f(x) - f(baseline)."""
 
     def __post_init__(self) -> None:
         self.convergence_delta = self.attributions.sum(axis=1) - (self.scores - self.baseline_scores)
         self.completeness_error = completeness_error(
-            self.convergence_delta, self.scores - self.baseline_scores
+            self.convergence_delta,
+            self.scores - self.baseline_scores if self.reference is None else self.reference,
         )
         self.converged = self.completeness_error <= self.tolerance
 
@@ -200,6 +207,7 @@ def integrated_gradients(
     output_index: torch.Tensor,
     variant_index: torch.Tensor | None = None,
     settings: IntegrationSettings | None = None,
+    reference: np.ndarray | None = None,
 ) -> IntegratedGradientsResult:
     """Integrated gradients of column ``output_index[b]`` of ``forward`` for each row b, from
     ``baseline_ids`` (same shape as ``input_ids``: the pad-token baseline, or another variant's ids
@@ -208,11 +216,18 @@ def integrated_gradients(
 
     ``forward(ids, attention_mask[, variant_index])`` is a score head's function; the mask and the
     variant index are the input's, used for every point of the path and for the baseline.
+
+    ``reference`` (batch,): the difference each example's completeness error is a share of, where
+    the attributions explain part of a larger one (default f(x) - f(baseline)).
     """
     settings = settings or IntegrationSettings()
     if baseline_ids.shape != input_ids.shape:
         raise ValueError(
             f"the baseline ids {tuple(baseline_ids.shape)} must have the input ids' shape {tuple(input_ids.shape)}"
+        )
+    if reference is not None and np.shape(reference) != (len(input_ids),):
+        raise ValueError(
+            f"reference {np.shape(reference)} must have one value per example ({len(input_ids)})"
         )
     evaluator = PathEvaluator(
         forward,
@@ -224,9 +239,10 @@ def integrated_gradients(
         variant_index,
         settings.internal_batch_size,
     )
+    known = None if reference is None else np.asarray(reference, dtype=np.float64)
     if settings.rule == "gausslegendre":
-        return _gauss_legendre(evaluator, settings)
-    return _adaptive_trapezoid(evaluator, settings)
+        return _gauss_legendre(evaluator, settings, known)
+    return _adaptive_trapezoid(evaluator, settings, known)
 
 
 @dataclass
@@ -236,6 +252,12 @@ class _Grid:
     alphas: np.ndarray
     values: np.ndarray
     slopes: np.ndarray
+    reference: float | None = None
+    """The difference the error is a share of; None: F(1) - F(0)."""
+
+    def scale(self) -> float:
+        difference = self.values[-1] - self.values[0] if self.reference is None else self.reference
+        return max(abs(difference), COMPLETENESS_FLOOR)
 
     def add(self, alphas: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
         order = np.argsort(np.concatenate([self.alphas, alphas]), kind="stable")
@@ -248,8 +270,7 @@ class _Grid:
         return (width * (self.slopes[1:] + self.slopes[:-1]) / 2).sum(axis=0)
 
     def error(self) -> float:
-        difference = self.values[-1] - self.values[0]
-        return float(completeness_error(self.attributions().sum() - difference, difference))
+        return abs(float(self.attributions().sum()) - (self.values[-1] - self.values[0])) / self.scale()
 
     def refinement(self, tolerance: float, budget: int) -> np.ndarray:
         """Midpoints of the intervals whose own error (trapezoid of the slope vs F(b) - F(a)) is
@@ -257,7 +278,7 @@ class _Grid:
         width = np.diff(self.alphas)
         total = self.slopes.sum(axis=1)
         local = np.abs(width * (total[1:] + total[:-1]) / 2 - np.diff(self.values))
-        allowed = tolerance * max(abs(self.values[-1] - self.values[0]), COMPLETENESS_FLOOR) / len(width)
+        allowed = tolerance * self.scale() / len(width)
         order = np.argsort(-local, kind="stable")
         chosen = order[local[order] > allowed][:budget]
         if len(chosen) == 0:
@@ -265,12 +286,22 @@ class _Grid:
         return np.sort(self.alphas[chosen] + width[chosen] / 2)
 
 
-def _adaptive_trapezoid(evaluator: PathEvaluator, settings: IntegrationSettings) -> IntegratedGradientsResult:
+def _adaptive_trapezoid(
+    evaluator: PathEvaluator, settings: IntegrationSettings, reference: np.ndarray | None
+) -> IntegratedGradientsResult:
     n = len(evaluator.input_ids)
     start = np.linspace(0.0, 1.0, settings.n_steps)
     examples = np.repeat(np.arange(n), len(start))
     values, slopes = evaluator.evaluate(examples.tolist(), np.tile(start, n).tolist())
-    grids = [_Grid(start.copy(), values[examples == b], slopes[examples == b]) for b in range(n)]
+    grids = [
+        _Grid(
+            start.copy(),
+            values[examples == b],
+            slopes[examples == b],
+            None if reference is None else float(reference[b]),
+        )
+        for b in range(n)
+    ]
     pending = [b for b in range(n) if grids[b].error() > settings.tolerance]
     while pending:
         points = {
@@ -292,6 +323,7 @@ def _adaptive_trapezoid(evaluator: PathEvaluator, settings: IntegrationSettings)
         baseline_scores=np.array([g.values[0] for g in grids]),
         n_steps=np.array([len(g.alphas) for g in grids]),
         tolerance=settings.tolerance,
+        reference=reference,
     )
 
 
@@ -301,7 +333,9 @@ def gauss_legendre_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     return (nodes + 1) / 2, weights / 2
 
 
-def _gauss_legendre(evaluator: PathEvaluator, settings: IntegrationSettings) -> IntegratedGradientsResult:
+def _gauss_legendre(
+    evaluator: PathEvaluator, settings: IntegrationSettings, reference: np.ndarray | None
+) -> IntegratedGradientsResult:
     n = len(evaluator.input_ids)
     scores = evaluator.scores(evaluator.input_ids)
     baseline_scores = evaluator.scores(evaluator.baseline_ids)
@@ -317,7 +351,9 @@ def _gauss_legendre(evaluator: PathEvaluator, settings: IntegrationSettings) -> 
             attributions[b] = (weights[:, None] * slopes[rows == b]).sum(axis=0)
             used[b] = steps
         difference = scores - baseline_scores
-        errors = completeness_error(attributions.sum(axis=1) - difference, difference)
+        errors = completeness_error(
+            attributions.sum(axis=1) - difference, difference if reference is None else reference
+        )
         pending = [b for b in pending if errors[b] > settings.tolerance]
         steps *= 2
     return IntegratedGradientsResult(
@@ -326,4 +362,5 @@ def _gauss_legendre(evaluator: PathEvaluator, settings: IntegrationSettings) -> 
         baseline_scores=baseline_scores,
         n_steps=used,
         tolerance=settings.tolerance,
+        reference=reference,
     )

@@ -16,12 +16,16 @@ finding's delta f(a) - f(b):
   belongs to the positions whose tokens differ (only there do the targets differ), so it is
   shared equally among them.
 
-Either way the attributions of a pair sum to f(a) - f(b) up to the path integral's discretisation
-error, which is recorded per pair (``completeness_error``: |sum - (f(a) - f(b))| / |f(a) - f(b)|).
+Either way the attributions of a pair sum to f(a) - f(b) up to the path integral's quadrature
+error. The path is integrated by audit/attribution/integrated.py (the same integrator, rules and step
+cap as every other integrated-gradients attribution), held to a share of the pair's delta rather than
+of the path's own difference: since the remainder is exact,
 
-``integrate_path`` is the one place the path integral is computed (Captum's
-LayerIntegratedGradients at a fixed number of steps), so an adaptive-steps integrator can replace it
-without touching the rest.
+    completeness_error = |sum of attributions - (f(a) - f(b))| / max(|f(a) - f(b)|, COMPLETENESS_FLOOR)
+                       = |path sum - (f(a) - f_a(b))| / max(|f(a) - f(b)|, COMPLETENESS_FLOOR)
+
+and ``converged`` is completeness_error <= the tolerance (``pair_tolerance``: the run's
+--ig-tolerance, at most PAIR_TOLERANCE_CAP).
 """
 
 from __future__ import annotations
@@ -31,30 +35,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import LayerIntegratedGradients
 from torch import nn
 
 from audit.attribution.base import ScoreFunction
 from audit.attribution.batches import EncodedExample
+from audit.attribution.integrated import IntegrationSettings, integrated_gradients
 from audit.batching import pad_right, run_with_backoff, token_budget_batches
 
-PAIR_IG_TOLERANCE = 0.05
-"""A pair whose attributions miss f(a) - f(b) by more than this share of it is not converged."""
-REFINE_TO = 0.01
-"""Pairs that miss f(a) - f(b) by more than this share are integrated again with twice the steps,
-up to ``max_steps``."""
+PAIR_TOLERANCE_CAP = 0.01
+"""Pair IG is integrated until its attributions add up to the pair's delta within the run's
+--ig-tolerance or this share, whichever is smaller: the path from b to a moves only the swapped
+tokens' embeddings, so it is short and 1% costs few steps, and the pair's rows are read as a
+decomposition of the finding's delta."""
 
 
-def step_plan(ig_steps: int) -> tuple[int, int]:
-    """(first, most) steps of pair IG for the run's --ig-steps. The path from b to a moves only the
-    swapped tokens' embeddings, so it is short and most pairs are complete within 1% in a few steps:
-    start at a quarter of --ig-steps (at least 8) and double where needed, up to 8x --ig-steps."""
-    return max(8, ig_steps // 4), 8 * ig_steps
-
-
-ABSOLUTE_FLOOR = 1e-6
-"""Below this absolute gap a pair counts as converged whatever its share (float32 rounding of a
-delta near zero would otherwise make every unbiased pair 'unconverged')."""
+def pair_tolerance(run_tolerance: float) -> float:
+    """The completeness tolerance of pair IG in a run with this --ig-tolerance."""
+    return min(run_tolerance, PAIR_TOLERANCE_CAP)
 
 
 def aligned(a: EncodedExample, b: EncodedExample) -> bool:
@@ -90,35 +87,11 @@ class PairAttribution:
     crossed: float
     """f_a(b): b's input scored as variant a (the path's start)."""
     n_steps: int
+    """Points of the path integral (gradient evaluations)."""
     completeness_error: float
-    """|sum of attributions - (f(a) - f(b))| / |f(a) - f(b)| (inf when f(a) = f(b) and the sum is not 0)."""
+    """|sum of attributions - (f(a) - f(b))| / max(|f(a) - f(b)|, COMPLETENESS_FLOOR)."""
     converged: bool
-
-
-def integrate_path(
-    forward: ScoreFunction,
-    embedding_layer: nn.Module,
-    inputs: torch.Tensor,
-    baselines: torch.Tensor,
-    additional: tuple[torch.Tensor, ...],
-    targets: list[int],
-    n_steps: int,
-    internal_batch_size: int,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Integrated gradients of ``forward``'s column ``targets[row]`` from ``baselines`` to ``inputs``
-    through the embedding layer: (per-token attributions (batch, tokens), Captum's convergence delta
-    (batch,), steps used)."""
-    method = LayerIntegratedGradients(forward, embedding_layer)
-    attributions, delta = method.attribute(
-        inputs=inputs,
-        baselines=baselines,
-        target=targets,
-        additional_forward_args=additional,
-        n_steps=n_steps,
-        internal_batch_size=max(internal_batch_size, len(inputs)),
-        return_convergence_delta=True,
-    )
-    return attributions.detach().float().sum(dim=-1), delta.detach().float(), n_steps
+    """completeness_error <= the tolerance it was integrated to."""
 
 
 def pair_integrated_gradients(
@@ -128,18 +101,15 @@ def pair_integrated_gradients(
     *,
     pad_id: int,
     device: torch.device,
-    n_steps: int = 32,
-    internal_batch_size: int = 64,
+    settings: IntegrationSettings | None = None,
     batch_tokens: int = 4096,
-    tolerance: float = PAIR_IG_TOLERANCE,
-    refine_to: float = REFINE_TO,
-    max_steps: int | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> list[PairAttribution]:
     """Attribute f(a) - f(b) of every aligned pair to a's tokens (see the module docstring), in the
-    pairs' order; pairs of similar length run together, a batch out of memory is split in half.
-    A pair whose sum misses the delta by more than ``refine_to`` of it runs again with twice the
-    steps, up to ``max_steps`` (default ``n_steps``: no refinement); ``converged`` says whether it ends within ``tolerance``."""
+    pairs' order, complete within ``settings.tolerance`` of the pair's delta where
+    ``settings.max_steps`` allow it; pairs of similar length run together, a batch out of memory is
+    split in half."""
+    settings = settings or IntegrationSettings(tolerance=PAIR_TOLERANCE_CAP)
     for position, pair in enumerate(pairs):
         if not aligned(pair.a, pair.b):
             raise ValueError(f"pair {position} does not align token for token; use occlusion for it")
@@ -153,59 +123,39 @@ def pair_integrated_gradients(
         variant_b = torch.tensor([p.variant_b for p in chosen], dtype=torch.long, device=device)
         targets = torch.tensor([p.output_index for p in chosen], dtype=torch.long, device=device)
         with torch.no_grad():
-            score_a = explained(forward, ids_a, mask, variant_a, targets)
-            crossed = explained(forward, ids_b, mask, variant_a, targets)
-            score_b = explained(forward, ids_b, mask, variant_b, targets)
-        per_token, _, steps = integrate_path(
-            forward, embedding_layer, ids_a, ids_b, (mask, variant_a), targets.tolist(), steps_now[0],
-            internal_batch_size,
+            score_a = explained(forward, ids_a, mask, variant_a, targets).numpy()
+            score_b = explained(forward, ids_b, mask, variant_b, targets).numpy()
+        path = integrated_gradients(
+            forward, embedding_layer, ids_a, ids_b, mask, targets, variant_a, settings,
+            reference=score_a - score_b,
         )  # fmt: skip
-        per_token = per_token.cpu().double() * mask.cpu()
-        differs = ((ids_a != ids_b) & mask.bool()).cpu()
-        target_term = (crossed - score_b)[:, None] * differs / differs.sum(dim=1, keepdim=True).clamp(min=1)
-        totals = per_token + target_term
-        out = []
-        for row, pair in enumerate(chosen):
-            n = len(pair.a.input_ids)
-            values = totals[row, :n].cpu().numpy().astype(np.float64)
-            delta = float(score_a[row]) - float(score_b[row])
-            gap = abs(float(values.sum()) - delta)
-            error = gap / abs(delta) if delta != 0 else (0.0 if gap == 0 else float("inf"))
-            out.append(
-                PairAttribution(
-                    attributions=values,
-                    score_a=float(score_a[row]),
-                    score_b=float(score_b[row]),
-                    crossed=float(crossed[row]),
-                    n_steps=steps,
-                    completeness_error=error,
-                    converged=bool(error <= tolerance or gap <= ABSOLUTE_FLOOR),
-                )
+        # f(a) and f_a(b) as the integral's ends computed them, so the pair's gap is the path's own
+        crossed = path.baseline_scores
+        differs = ((ids_a != ids_b) & mask.bool()).cpu().numpy()
+        shares = differs / np.maximum(differs.sum(axis=1, keepdims=True), 1)
+        totals = path.attributions + (crossed - score_b)[:, None] * shares
+        return [
+            PairAttribution(
+                attributions=totals[row, : len(pair.a.input_ids)].astype(np.float64),
+                score_a=float(path.scores[row]),
+                score_b=float(score_b[row]),
+                crossed=float(crossed[row]),
+                n_steps=int(path.n_steps[row]),
+                completeness_error=float(path.completeness_error[row]),
+                converged=bool(path.converged[row]),
             )
-        return out
+            for row, pair in enumerate(chosen)
+        ]
 
     results: list[PairAttribution | None] = [None] * len(pairs)
-    todo, steps_now = list(range(len(pairs))), [n_steps]
-    most = n_steps if max_steps is None else max_steps
-    while todo and steps_now[0] <= most:
-        lengths = [len(pairs[i].a.input_ids) for i in todo]
-        for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=internal_batch_size):
-            for done, attributed in run_with_backoff([todo[k] for k in batch], run):
-                for index, result in zip(done, attributed, strict=True):
-                    results[index] = result
-                if on_done is not None and steps_now[0] == n_steps:
-                    on_done(len(done))
-        todo = [i for i in todo if not within(results[i], refine_to)]
-        steps_now[0] *= 2
+    lengths = [len(pair.a.input_ids) for pair in pairs]
+    for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=settings.internal_batch_size):
+        for done, attributed in run_with_backoff(batch, run):
+            for index, result in zip(done, attributed, strict=True):
+                results[index] = result
+            if on_done is not None:
+                on_done(len(done))
     return [r for r in results if r is not None]
-
-
-def within(result: PairAttribution | None, share: float) -> bool:
-    """Whether a pair's attributions add up to its delta within ``share`` of it (or ABSOLUTE_FLOOR)."""
-    if result is None:
-        return False
-    gap = abs(float(result.attributions.sum()) - (result.score_a - result.score_b))
-    return result.completeness_error <= share or gap <= ABSOLUTE_FLOOR
 
 
 def explained(

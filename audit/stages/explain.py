@@ -17,7 +17,7 @@ from audit.attribution.contrast import (
     pair_attribution_rows,
 )
 from audit.attribution.integrated import completeness_error
-from audit.attribution.pairs import PAIR_IG_TOLERANCE
+from audit.attribution.pairs import pair_tolerance
 from audit.attribution.variants import token_attributions
 from audit.config import AuditConfig
 from audit.kinds.base import Explaining
@@ -73,7 +73,7 @@ def explain(
     with progress(console) as bars, timer.stage("pair_attributions"):
         pair_rows = attribute_pairs(encoding, scored, compared.effects, target, config, bars)
     notes = unconverged_attributions(attributions, encoding.examples, config.ig_tolerance)
-    notes += unconverged_pairs(pair_rows)
+    notes += unconverged_pairs(pair_rows, pair_tolerance(config.ig_tolerance))
     warn(console, notes)
     return Explained(attributions, pairs, segments, findings, notes, pair_rows)
 
@@ -141,9 +141,9 @@ def attribute_pairs(
     return pd.concat(frames, ignore_index=True) if frames else empty_pair_attributions()
 
 
-def unconverged_pairs(rows: pd.DataFrame) -> list[str]:
+def unconverged_pairs(rows: pd.DataFrame, tolerance: float) -> list[str]:
     """Per probe set, a warning when pair integrated gradients missed some pairs' delta by more
-    than the tolerance (their token shares are then indicative only; occlusion still holds)."""
+    than ``tolerance`` (their token shares are then indicative only; occlusion still holds)."""
     ig = rows[rows["method"] == PAIR_IG]
     if ig.empty:
         return []
@@ -153,10 +153,10 @@ def unconverged_pairs(rows: pd.DataFrame) -> list[str]:
         off = pairs[~pairs["converged"].fillna(False).astype(bool)]
         if len(off):
             notes.append(
-                f"pair integrated gradients missed the pair's delta by more than {PAIR_IG_TOLERANCE:.0%} for "
+                f"pair integrated gradients missed the pair's delta by more than {tolerance * 100:g}% for "
                 f"{len(off)} of {len(pairs)} attributed pairs of {probe_set} (median error "
                 f"{pairs['completeness_error'].astype(float).median():.0%}): read their token shares as "
-                "indicative only and trust the occlusion rows; raise --ig-steps"
+                "indicative only and trust the occlusion rows; raise --ig-max-steps"
             )
     return notes
 
