@@ -190,7 +190,7 @@ def test_runs_list_and_show(run_cli, cli_run_dir):
 def test_bundled_real_models_run_end_to_end(run_cli, tmp_path):
     result = run_cli(
         "run", "--model", "minilm-sentiment", "--model", "minilm", "--probes", "gender", "--probes", "race",
-        "--max-instances", "40", "--attribute-top", "3", "--out", tmp_path, "--json",
+        "--max-instances", "40", "--attribute-top", "3", "--patching", "--out", tmp_path, "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     summaries = json.loads(result.stdout)["runs"]

@@ -27,7 +27,7 @@ def test_smollm2_prefers_stereotypical_pronouns_after_occupations(run_cli, tmp_p
     assert metrics["n_parameters"] == 134_515_008 and "Paris" in metrics["sanity_check"]
     result = run_cli(
         "run", "--model", "smollm2", "--probes", "gender", "--probes", "occupations", "--max-instances", "8",
-        "--attribute-top", "1", "--ig-steps", "8", "--ig-max-steps", "8", "--out", tmp_path, "--json",
+        "--attribute-top", "1", "--ig-steps", "8", "--ig-max-steps", "8", "--patching", "--out", tmp_path, "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)["runs"][0]
@@ -59,13 +59,16 @@ def test_smollm2_prefers_stereotypical_pronouns_after_occupations(run_cli, tmp_p
     attributions = pd.read_parquet(run_dir / "attributions.parquet")
     assert set(attributions["output"]) == {"loglik"} and attributions["attribution"].notna().all()
 
-    # the compared score is the plain log-likelihood of the text under the saved model
+    # the compared score is the plain log-likelihood of every token of the text under the saved
+    # model, the first one included, after the start token (--start-token bos: BOS, else EOS)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     example_id = str(predictions["example_id"].iloc[0])
-    ids = torch.tensor([tokenizer(examples.loc[example_id, "text"])["input_ids"]])
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    text_ids = tokenizer(examples.loc[example_id, "text"], add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([[start, *text_ids]])
     with torch.no_grad():
         logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
     assert scores[example_id] == pytest.approx(float(logp.gather(1, ids[0, 1:, None]).sum()), abs=1e-3)
