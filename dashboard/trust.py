@@ -10,6 +10,7 @@ the way the explain stage warns about it.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -122,29 +123,17 @@ def disagreements(
 ) -> list[tuple[str, str]]:
     """Where two methods disagree about one pair, each as (one line, which to trust and why).
 
-    Checked: pair IG and occlusion give the swapped words opposite signs; occlusion ranks a shared
-    word first (the context carries the swap); per variant, integrated gradients and gradient ×
-    input give the focus tokens opposite signs. ``variant_attributions`` maps a variant's name to
-    its rows of the attributions table."""
+    Checked: occlusion and variant a's own integrated gradients rank different shared words first
+    (``context_disagreement``); occlusion ranks a shared word first (the context carries the swap);
+    per variant, integrated gradients and gradient × input give the focus tokens opposite signs.
+    ``variant_attributions`` maps a variant's name to its rows of the attributions table."""
     found: list[tuple[str, str]] = []
     occlusion = pair_rows[pair_rows["method"] == OCCLUSION]
-    pair_ig = pair_rows[pair_rows["method"] == PAIR_IG]
-    completeness = pair_completeness(pair_rows)
-    if not occlusion.empty and not pair_ig.empty:
-        a, b = focus_sum(occlusion), focus_sum(pair_ig)
-        if a * b < 0:
-            trust = (
-                "pair IG converged, so its shares add up to the delta, and occlusion's swapped-word value is "
-                "the delta by construction: the two cannot both hold, so check the pair's scores"
-                if completeness is not None and completeness.converged
-                else "pair IG did not converge: trust occlusion (forward passes only, exact for the swapped words)"
-            )
-            found.append(
-                (
-                    f"Pair IG and occlusion give the swapped words opposite signs ({b:+.4f} vs {a:+.4f}).",
-                    trust,
-                )
-            )
+    if not occlusion.empty and "group_a" in occlusion.columns:
+        own = variant_attributions.get(str(occlusion["group_a"].iloc[0]))
+        context = context_disagreement(occlusion, own) if own is not None else None
+        if context is not None:
+            found.append(context)
     top = top_unit(occlusion)
     if top is not None and not top[1]:
         found.append(
@@ -178,6 +167,64 @@ def disagreements(
                 )
             )
     return found
+
+
+def unit_spans(row: pd.Series) -> list[tuple[int, int]]:
+    """A pair_attributions row's character spans on variant a's text."""
+    try:
+        spans = json.loads(str(row["spans"]))
+    except (TypeError, ValueError):
+        return []
+    return [(int(s), int(e)) for s, e in spans]
+
+
+def ig_by_unit(units: pd.DataFrame, attributions: pd.DataFrame) -> pd.Series:
+    """Per occlusion unit (index as ``units``), the sum of variant a's integrated-gradients token
+    attributions whose characters overlap the unit's spans (special tokens reach no unit)."""
+    ig = attributions[attributions["method"] == IG]
+    starts = pd.to_numeric(ig["char_start"], errors="coerce").to_numpy()
+    ends = pd.to_numeric(ig["char_end"], errors="coerce").to_numpy()
+    values = pd.to_numeric(ig["attribution"], errors="coerce").fillna(0.0).to_numpy()
+    totals = []
+    for _, row in units.iterrows():
+        total = 0.0
+        for start, end, value in zip(starts, ends, values, strict=True):
+            if math.isnan(start) or math.isnan(end) or end <= start:
+                continue
+            if any(start < s_end and s_start < end for s_start, s_end in unit_spans(row)):
+                total += float(value)
+        totals.append(total)
+    return pd.Series(totals, index=units.index, dtype="float64")
+
+
+def context_disagreement(occlusion: pd.DataFrame, variant_a: pd.DataFrame) -> tuple[str, str] | None:
+    """Occlusion's top shared word against variant a's own integrated gradients: two independent
+    measurements (the pair's difference with the word neutralised, a's score from the baseline) of
+    which context word matters most. One line when they name different words, None when they name
+    the same one or either has nothing to rank."""
+    shared = occlusion[~occlusion["is_focus"].astype("boolean").fillna(False).astype(bool)]
+    if shared.empty or variant_a[variant_a["method"] == IG].empty:
+        return None
+    by_occlusion = pd.to_numeric(shared["attribution"], errors="coerce").abs().fillna(0.0)
+    by_ig = ig_by_unit(shared, variant_a).abs()
+    if by_occlusion.max() == 0 or by_ig.max() == 0:
+        return None
+    first_occlusion, first_ig = by_occlusion.idxmax(), by_ig.idxmax()
+    if first_occlusion == first_ig:
+        return None
+    word_occlusion, word_ig = str(shared.loc[first_occlusion, "text"]), str(shared.loc[first_ig, "text"])
+    converged = example_completeness(variant_a)
+    ig_state = (
+        "integrated gradients converged for a"
+        if converged and all(c.converged for c in converged.values())
+        else "integrated gradients did not converge for a"
+    )
+    return (
+        f"Occlusion ranks the shared word {word_occlusion!r} first, integrated gradients on variant a ranks "
+        f"{word_ig!r} first.",
+        f"For the pair's difference trust occlusion: it measures how much of the delta needs each word, while "
+        f"integrated gradients explains a's own score against the baseline, not the difference ({ig_state}).",
+    )
 
 
 AGREEMENT = (

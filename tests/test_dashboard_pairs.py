@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.data import RUNS_DIR_ENV
 from dashboard.render import text_html, tokens_from_pair_rows
-from dashboard.trust import disagreements, example_completeness, unconverged_line
+from dashboard.trust import context_disagreement, disagreements, example_completeness, unconverged_line
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 TIMEOUT = 60
@@ -59,10 +59,13 @@ def test_instance_view_explains_the_pair(run_dir: Path, monkeypatch: pytest.Monk
     own = pairs[(pairs["instance_id"] == shown_instance(at)) & (pairs["method"] == "occlusion")]
     top_is_swapped = bool(own.loc[own["attribution"].abs().idxmax(), "is_focus"])
     lines = [w.value for w in at.warning if w.value.startswith("Methods disagree")]
-    if top_is_swapped:
-        assert not lines and any(c.startswith("The methods agree") for c in captions)
-    else:
-        assert any("ranks the shared word" in line for line in lines)
+    attributions = pd.read_parquet(run_dir / "attributions.parquet")
+    variant_a = attributions[attributions["example_id"] == f"gender-pairs/{shown_instance(at)}/female"]
+    context = context_disagreement(own, variant_a)
+    assert any("ranks the shared word" in line for line in lines) != top_is_swapped
+    assert any("integrated gradients on variant a ranks" in line for line in lines) == (context is not None)
+    if not lines:
+        assert any(c.startswith("The methods agree") for c in captions)
 
 
 def test_disagreeing_methods_get_one_line_with_guidance(
@@ -139,22 +142,61 @@ def test_converged_column_wins_over_the_convergence_delta() -> None:
     assert unconverged_line(newer) is None
 
 
-def test_pair_methods_disagreeing_in_sign_trust_occlusion_when_ig_did_not_converge() -> None:
-    common = {
-        "is_focus": [True, False],
-        "text": ["she → he", "kind"],
-        "unit_index": [0, 1],
-        "spans": ["[]"] * 2,
-    }
-    occlusion = pd.DataFrame({**common, "method": "occlusion", "attribution": [-0.5, 0.1]})
-    pair_ig = pd.DataFrame(
-        {**common, "method": "pair_integrated_gradients", "attribution": [0.4, 0.0], "converged": False}
+def context_case(ig_on: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Occlusion of "she was kind today" vs "he was kind today" ranking "kind" first among the shared
+    words; variant a's own integrated gradients putting most on ``ig_on``."""
+    text = "she was kind today"
+    spans = {"she → he": (0, 3), "was": (4, 7), "kind": (8, 12), "today": (13, 18)}
+    occlusion = pd.DataFrame(
+        {
+            "group_a": "female",
+            "method": "occlusion",
+            "unit_index": range(4),
+            "text": list(spans),
+            "spans": [f"[[{s}, {e}]]" for s, e in spans.values()],
+            "is_focus": [True, False, False, False],
+            "attribution": [0.5, 0.01, -0.2, 0.05],
+        }
     )
-    pair_ig["completeness_error"] = 1.8
-    found = disagreements(pd.concat([occlusion, pair_ig], ignore_index=True), {})
-    assert len(found) == 1
+    tokens = ["[CLS]", "she", "was", "kind", "today", "[SEP]"]
+    starts = [None, 0, 4, 8, 13, None]
+    ends = [None, 3, 7, 12, 18, None]
+    ig = {"[CLS]": 0.9, "she": 0.4, "was": 0.0, "kind": 0.0, "today": 0.0, "[SEP]": 0.0}
+    ig[ig_on] = -0.3
+    attributions = pd.DataFrame(
+        {
+            "example_id": "s/i/female",
+            "method": "integrated_gradients",
+            "token_index": range(6),
+            "token": tokens,
+            "char_start": pd.array(starts, dtype="Int64"),
+            "char_end": pd.array(ends, dtype="Int64"),
+            "attribution": [ig[t] for t in tokens],
+            "is_focus": [False, True, False, False, False, False],
+            "converged": True,
+            "completeness_error": 0.001,
+            "n_steps": 32,
+        }
+    )
+    assert text[8:12] == "kind"
+    return occlusion, {"female": attributions}
+
+
+def test_occlusion_and_the_variants_own_ig_naming_different_context_words_get_one_line() -> None:
+    occlusion, variants = context_case("today")
+    found = disagreements(occlusion, variants)
+    assert len(found) == 1, found
     what, trust = found[0]
-    assert "opposite signs" in what and "trust occlusion" in trust
+    assert "'kind' first" in what and "'today' first" in what
+    assert "trust occlusion" in trust and "integrated gradients converged for a" in trust
+    assert context_disagreement(occlusion, variants["female"]) == found[0]
+
+
+def test_occlusion_and_the_variants_own_ig_naming_the_same_context_word_stay_silent() -> None:
+    occlusion, variants = context_case("kind")
+    assert disagreements(occlusion, variants) == [], "[CLS] is no word: it reaches no unit"
+    without_ig = {"female": variants["female"].assign(method="gradient_x_input")}
+    assert context_disagreement(occlusion, without_ig["female"]) is None, "nothing to compare with"
 
 
 def test_pair_text_is_escaped_and_coloured_per_span() -> None:

@@ -230,6 +230,33 @@ def test_encoder_decoder_patching_on_the_encoder_side(
     assert notes.str.startswith("encoder side").all()
 
 
+def test_patching_and_pair_attributions_cover_the_same_pairs(models: dict[str, Path], tmp_path: Path) -> None:
+    """One choice of pairs for both stages (audit.attribution.contrast.attributed_pairs): the pairs
+    patched are exactly those pair integrated gradients explains (aligned token for token), every one
+    of them also explained by occlusion, and the ones occlusion explains alone are those the warning
+    counts as unaligned (T5: translations of different lengths)."""
+    code = invoke_main(
+        "run", "--model", models["t5"], "--probes", "translation-gender-de", "--max-instances", "6",
+        "--out", tmp_path, "--name", "both", "--no-attention", "--attribute-top", "6", "--ig-steps", "8",
+        "--patching",
+    )  # fmt: skip
+    assert code == 0
+    patched = pd.read_parquet(tmp_path / "both" / "patching.parquet")[PAIR].drop_duplicates()
+    explained = pd.read_parquet(tmp_path / "both" / "pair_attributions.parquet")
+    by_method = {
+        m: set(map(tuple, rows[PAIR].drop_duplicates().to_numpy())) for m, rows in explained.groupby("method")
+    }
+    patched_pairs = set(map(tuple, patched.to_numpy()))
+    assert patched_pairs and patched_pairs == by_method["pair_integrated_gradients"]
+    left_out = by_method["occlusion"] - patched_pairs
+    assert patched_pairs < by_method["occlusion"] and left_out
+    warnings = json.loads((tmp_path / "both" / "manifest.json").read_text())["warnings"]
+    line = next(w for w in warnings if "do not align token for token" in w)
+    assert line.startswith(
+        f"activation patching: {len(left_out)} of {len(by_method['occlusion'])} attributed pairs"
+    )
+
+
 def test_patching_is_off_by_default_and_refused_where_it_cannot_follow_the_model(
     models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ target, ``AuditConfig``), so ``audit.attribution`` does not export it; the expla
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,18 +76,28 @@ def explained_pairs(
     return chosen[PAIR_COLUMNS].reset_index(drop=True)
 
 
+def attributed_pairs(
+    item: ProbeInputs, scores: SetScores, effects: pd.DataFrame, instance_ids: Sequence[str]
+) -> tuple[list[Pair], Counter[str]]:
+    """The one choice of pairs both the explain stage (pair_attributions) and the patch stage
+    (patching) work on: these instances' pairs of groups on the explained output
+    (``explained_pairs``) whose texts differ and are one model input each (``usable_pairs``); and
+    how many were left out why ("windows", "identical"). Pair integrated gradients and patching
+    further need the two to align token for token (``audit.attribution.pairs.aligned``)."""
+    return usable_pairs(item, explained_pairs(item, scores, effects, instance_ids))
+
+
 def pair_attribution_rows(
     item: ProbeInputs,
     scores: SetScores,
-    pairs: pd.DataFrame,
+    chosen: Sequence[Pair],
     target: Target,
     config: AuditConfig,
     on_done: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """The ``pair_attributions`` rows of one set's pairs (``explained_pairs``): occlusion for every
-    pair whose texts differ and reach the model as one input each; pair integrated gradients also
-    where the two align token for token and integrated gradients is among the attribution methods."""
-    chosen = usable_pairs(item, pairs)
+    """The ``pair_attributions`` rows of one set's pairs (``attributed_pairs``): occlusion for every
+    pair; pair integrated gradients also where the two align token for token and integrated
+    gradients is among the attribution methods."""
     if not chosen:
         return empty_pair_attributions()
     variants = item.probe_set.variants
@@ -124,10 +135,12 @@ def pair_attribution_rows(
     return pair_frame(rows)
 
 
-def usable_pairs(item: ProbeInputs, pairs: pd.DataFrame) -> list[Pair]:
-    """The pairs whose texts differ and are each one model input (sliding windows are left out)."""
+def usable_pairs(item: ProbeInputs, pairs: pd.DataFrame) -> tuple[list[Pair], Counter[str]]:
+    """The pairs whose texts differ and are each one model input (sliding windows are left out),
+    and how many were left out why ("windows", "identical")."""
     index_of = {eid: i for i, eid in enumerate(item.example_ids)}
     chosen = []
+    skipped: Counter[str] = Counter()
     for record in pairs.to_dict("records"):
         row = {str(key): value for key, value in record.items()}
         prefix = f"{row['probe_set']}/{row['instance_id']}/"
@@ -139,12 +152,14 @@ def usable_pairs(item: ProbeInputs, pairs: pd.DataFrame) -> list[Pair]:
             continue
         text_a, text_b = item.texts[index_a], item.texts[index_b]
         if len(text_a.windows) != 1 or len(text_b.windows) != 1:
+            skipped["windows"] += 1
             continue
         if item.probe_set.variants[index_a].text == item.probe_set.variants[index_b].text:
+            skipped["identical"] += 1
             continue
         output_index = item.head.outputs.index(str(row["output"]))
         chosen.append(Pair(row, index_a, index_b, text_a.windows[0], text_b.windows[0], output_index))
-    return chosen
+    return chosen, skipped
 
 
 def integrated_rows(

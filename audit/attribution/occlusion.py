@@ -9,9 +9,14 @@ that differs (the swapped words, wherever they are) forms one unit. A shared wor
     (f(a) - f(b)) - (f(a without the word) - f(b without the word))
 
 where "without" replaces each of the word's tokens by the neutral token (the token count stays, so
-heads that look up per-variant positions by ``variant_index`` still apply). The swapped unit's
-value is the whole delta, by construction: with the words that differ neutralised the two texts
-are identical, so nothing is left to differ. A word that no token reached (truncation) counts 0.
+heads that look up per-variant positions by ``variant_index`` still apply). The swapped unit is
+scored the same way, measured like every other unit: its words are neutralised in a and in b, and
+its value is the part of the delta that goes away. It is close to the whole delta when the swapped
+words have the same number of tokens and the head reads only the input (the two occluded inputs
+are then the same); it is not when the swapped words have different token counts (the occluded
+texts still differ in length) or the head scores each variant's own tokens or spans by
+``variant_index`` (masked-LM focus, QA answers, seq2seq targets). A word that no token reached
+(truncation), or a side of the swapped unit without words, is left as it was: f(a) or f(b).
 
 The neutral token (``neutral_token``), per model family:
 - a mask token where the tokenizer has one (BERT-style encoders: classifiers, embedders, masked
@@ -148,9 +153,7 @@ def occlusion_values(
     for pair in pairs:
         plan.append(
             [
-                (None, None)
-                if unit.swapped
-                else (
+                (
                     request(pair.variant_a, pair.output_index, occluded(pair.a, unit.spans_a, neutral_id)),
                     request(pair.variant_b, pair.output_index, occluded(pair.b, unit.spans_b, neutral_id)),
                 )
@@ -179,10 +182,7 @@ def occlusion_values(
     for pair, requests in zip(pairs, plan, strict=True):
         delta = pair.score_a - pair.score_b
         values: list[float] = []
-        for unit, (row_a, row_b) in zip(pair.units, requests, strict=True):
-            if unit.swapped:
-                values.append(delta)
-                continue
+        for row_a, row_b in requests:
             occluded_a = pair.score_a if row_a is None else scores[row_a]
             occluded_b = pair.score_b if row_b is None else scores[row_b]
             values.append(float(delta - (occluded_a - occluded_b)))

@@ -12,8 +12,8 @@ from rich.progress import Progress
 
 from audit.attribution.contrast import (
     PAIR_IG,
+    attributed_pairs,
     empty_pair_attributions,
-    explained_pairs,
     pair_attribution_rows,
 )
 from audit.attribution.integrated import completeness_error
@@ -128,8 +128,8 @@ def attribute_pairs(
             continue
         for item in (item for item in encoding.sets if item.probe_set.kind == kind.name):
             chosen = top_instances(effects, item.name, config.attribute_top)
-            pairs = explained_pairs(item, scored.sets[item.name], effects, chosen) if chosen else None
-            if pairs is None or pairs.empty:
+            pairs, _ = attributed_pairs(item, scored.sets[item.name], effects, chosen)
+            if not pairs:
                 continue
             task = bars.add_task(f"explain pairs of {item.name}", total=2 * len(pairs))
             frames.append(

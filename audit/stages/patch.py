@@ -1,5 +1,6 @@
 """patch (--patching): activation patching of the pairs the explain stage attributes (the instances
-with the largest effects, --attribute-top), where a pair's variants have the same number of tokens.
+with the largest effects, --attribute-top; audit.attribution.contrast.attributed_pairs), where a
+pair's variants align token for token (as pair integrated gradients needs them).
 Per pair, layer and token: the share of the pair's difference restored by patching b's activation
 into a's run (audit/patching.py); then per probe set, layer and position relative to the swapped
 words, the mean over instances with a bootstrap interval."""
@@ -15,7 +16,9 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
+from audit.attribution.contrast import attributed_pairs
 from audit.attribution.driver import baseline_token_of
+from audit.attribution.pairs import aligned
 from audit.batching import Encoded
 from audit.config import AuditConfig
 from audit.kinds.registry import KINDS
@@ -31,7 +34,7 @@ from audit.patching import (
     relative_positions,
 )
 from audit.probe_inputs import ProbeInputs
-from audit.stages.explain import top_variants
+from audit.stages.explain import top_instances
 from audit.stages.progress import Timer, progress, warn
 from audit.stages.state import Compared, Encoding, Patched, Scored
 from audit.tables import TABLES, typed_empty
@@ -46,7 +49,8 @@ CONTEXT_NOTE = (
 ENCODER_NOTE = "encoder side: b's source activations in a's encoder run; the decoder scores a's targets"
 
 SKIP_REASONS = {
-    "unaligned": "their variants have different numbers of tokens (patching needs position-aligned variants)",
+    "unaligned": "their variants do not align token for token (different numbers of tokens, or special tokens at "
+    "other places; patching needs position-aligned variants)",
     "windows": "a variant is scored as several windows (--long-inputs window)",
     "identical": "their variants have identical token ids",
 }
@@ -143,46 +147,38 @@ def family_note(target: Target, item: ProbeInputs) -> str | None:
 def aligned_pairs(
     item: ProbeInputs, scored: Scored, effects: pd.DataFrame, top: int | str
 ) -> tuple[list[_Pair], Counter[str]]:
-    """The pairs of the set's attributed instances, on the output each instance is explained for,
-    whose variants are one input each with the same number of tokens; and how many were left out why."""
-    selected, output_names = top_variants(item, scored, effects, top)
-    output_of = {item.example_ids[row]: name for row, name in zip(selected, output_names, strict=True)}
-    index_of = {example_id: i for i, example_id in enumerate(item.example_ids)}
-    rows = effects[(effects["probe_set"] == item.name) & (effects["group_b"] != "rest")]
-    pairs: list[_Pair] = []
-    skipped: Counter[str] = Counter()
-    for row in rows.itertuples(index=False):
-        ids = [f"{item.name}/{row.instance_id}/{group}" for group in (row.group_a, row.group_b)]
-        if output_of.get(ids[0]) != row.output or ids[1] not in index_of:
-            continue  # not attributed, or another output than the one explained
-        a_index, b_index = index_of[ids[0]], index_of[ids[1]]
-        windows = (item.texts[a_index].windows, item.texts[b_index].windows)
-        if len(windows[0]) != 1 or len(windows[1]) != 1:
-            skipped["windows"] += 1
-            continue
-        a, b = windows[0][0], windows[1][0]
-        if len(a.input_ids) != len(b.input_ids):
-            skipped["unaligned"] += 1
-            continue
+    """The pairs the explain stage attributes (``attributed_pairs``: the same instances, output and
+    refusals, so the patching and pair_attributions tables cover the same pairs) whose variants align
+    token for token as pair integrated gradients needs them (``aligned``); and how many were left
+    out why."""
+    chosen = top_instances(effects, item.name, top)
+    pairs, skipped = attributed_pairs(item, scored.sets[item.name], effects, chosen)
+    patched: list[_Pair] = []
+    for pair in pairs:
+        a, b = pair.a, pair.b
         if list(a.input_ids) == list(b.input_ids):
             skipped["identical"] += 1
+            continue
+        if not aligned(a, b):
+            skipped["unaligned"] += 1
             continue
         # aligned variants: the swapped tokens are exactly those whose ids differ (a focus span may
         # reach further, e.g. over a translation's shared words)
         focus = [x != y for x, y in zip(a.input_ids, b.input_ids, strict=True)]
-        pairs.append(
+        row = pair.row
+        patched.append(
             _Pair(
-                str(row.instance_id),
-                str(row.group_a),
-                str(row.group_b),
-                str(row.output),
-                float(row.delta),
+                str(row["instance_id"]),
+                str(row["group_a"]),
+                str(row["group_b"]),
+                str(row["output"]),
+                float(row["delta"]),
                 a,
                 b,
                 focus,
             )
         )
-    return pairs, skipped
+    return patched, skipped
 
 
 def skip_warnings(probe_set: str, skipped: Counter[str], n_patched: int) -> list[str]:
