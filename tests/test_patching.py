@@ -21,7 +21,9 @@ import pytest
 import torch
 from torch import nn
 
-from audit.patching import relative_positions, transformer_blocks
+from audit.metrics.options import TestOptions
+from audit.metrics.stats import BCA_BOOTSTRAP, SIGN_FLIP_INVERSION
+from audit.patching import patching_effects, relative_positions, transformer_blocks
 from audit.tables import TABLES
 from tests.support.cli import invoke_main
 
@@ -245,6 +247,46 @@ def test_patching_is_off_by_default_and_refused_where_it_cannot_follow_the_model
     warnings = json.loads((mlm / "manifest.json").read_text())["warnings"]
     assert any(w.startswith("activation patching skipped") and "masked LM" in w for w in warnings), warnings
     assert pd.read_parquet(mlm / "patching.parquet").empty
+
+
+def restored_rows(fractions: list[float], probe_set: str) -> pd.DataFrame:
+    """One patching row per instance (one pair, one token at layer 1's focus) with these fractions."""
+    return pd.DataFrame(
+        {
+            "probe_set": probe_set,
+            "instance_id": [f"i{i}" for i in range(len(fractions))],
+            "group_a": "female",
+            "group_b": "male",
+            "output": "prob:positive",
+            "layer": 1,
+            "relative_position": "focus",
+            "restored_fraction": fractions,
+        }
+    )
+
+
+def test_the_aggregate_interval_agrees_with_its_test_at_every_n() -> None:
+    """As findings' mean_delta: up to 29 instances the inverted sign-flip test (unbounded at n <= 5,
+    never BCa's zero-width interval at n = 1 or [min, max] at n = 2), BCa above; the interval
+    excludes 0 exactly when p <= 0.05."""
+    rng = np.random.default_rng(3)
+    sizes = {"one": [0.4], "two": [0.2, 0.6], "five": [0.1, 0.2, 0.3, 0.4, 0.5]}
+    sizes |= {"ten": list(rng.normal(0.3, 0.2, 10)), "null": list(rng.normal(0.0, 0.2, 12))}
+    sizes |= {"forty": list(rng.normal(0.1, 0.3, 40))}
+    table = pd.concat([restored_rows(v, k) for k, v in sizes.items()], ignore_index=True)
+    options = TestOptions(n_resamples=500, n_permutations=2000)
+    effects = patching_effects(table, {}, {}, options).set_index("probe_set")
+    assert list(effects.reset_index().columns) == TABLES["patching_effects"]
+    for name in ("one", "two", "five"):
+        row = effects.loc[name]
+        assert (row["ci_low"], row["ci_high"]) == (-np.inf, np.inf), name
+        assert row["ci_method"] == SIGN_FLIP_INVERSION and row["p_value"] > 0.05
+    assert effects.loc["forty", "ci_method"] == BCA_BOOTSTRAP
+    assert (effects.loc[["ten", "null"], "ci_method"] == SIGN_FLIP_INVERSION).all()
+    assert effects.loc["ten", "p_value"] <= 0.05 < effects.loc["null", "p_value"]
+    excludes = (effects["ci_low"] > 0) | (effects["ci_high"] < 0)
+    assert (excludes == (effects["p_value"] <= 0.05)).all()
+    assert effects.loc["two", "effect"] == pytest.approx(0.4) and effects.loc["ten", "n"] == 10
 
 
 def test_relative_positions_line_up_on_the_swapped_tokens() -> None:
