@@ -86,10 +86,19 @@ class PatchSites:
         return len(self.modules)
 
 
+UNFOUND_BLOCKS = (
+    "activation patching needs one list of identical blocks, as many as the config's num_hidden_layers, "
+    "as in BERT-like encoders (encoder.layer), Llama-family decoders such as SmolLM2 (layers), T5 (block) and "
+    "BART (layers); run without --patching for this model (the rest of the audit does not need it)"
+)
+"""What to do when ``transformer_blocks`` cannot tell the model's blocks (the run goes on without patching)."""
+
+
 def transformer_blocks(root: nn.Module, n_layers: int | None) -> list[nn.Module]:
     """The model's list of transformer blocks: the shallowest ``nn.ModuleList`` under ``root`` of
     ``n_layers`` modules of one class (BERT ``encoder.layer``, Llama ``layers``, GPT-2 ``h``, T5
-    ``block``, BART ``layers``). Raises ValueError, saying what was found, when there is not exactly one."""
+    ``block``, BART ``layers``). Raises ValueError, saying what was found and what to do (``UNFOUND_BLOCKS``),
+    when there is not exactly one."""
     found = [
         (name, module)
         for name, module in root.named_modules()
@@ -106,14 +115,14 @@ def transformer_blocks(root: nn.Module, n_layers: int | None) -> list[nn.Module]
         ]
         raise ValueError(
             f"no list of {n_layers if n_layers is not None else 'transformer'} blocks found in "
-            f"{type(root).__name__} (module lists: {', '.join(lists) or 'none'})"
+            f"{type(root).__name__} (module lists: {', '.join(lists) or 'none'}); {UNFOUND_BLOCKS}"
         )
     depth = min(name.count(".") for name, _ in found)
     shallowest = [(name, module) for name, module in found if name.count(".") == depth]
     if len(shallowest) > 1:
         raise ValueError(
             f"several lists of blocks in {type(root).__name__} ({', '.join(n for n, _ in shallowest)}): "
-            "cannot tell which one the score runs through"
+            f"cannot tell which one the score runs through; {UNFOUND_BLOCKS}"
         )
     return list(shallowest[0][1])
 

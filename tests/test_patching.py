@@ -308,8 +308,19 @@ def test_blocks_are_found_or_the_error_says_what_was_there() -> None:
 
     found = transformer_blocks(Stack(), 3)
     assert len(found) == 3 and all(isinstance(m, nn.Linear) for m in found)
-    with pytest.raises(ValueError, match=r"no list of 4 blocks .*layers \(3\)"):
+    with pytest.raises(ValueError, match=r"no list of 4 blocks .*layers \(3\).*run without --patching"):
         transformer_blocks(Stack(), 4)
+
+    class Twin(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.left = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+            self.right = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+
+    with pytest.raises(
+        ValueError, match=r"several lists .*left, right.*Llama-family.*run without --patching"
+    ):
+        transformer_blocks(Twin(), 3)
 
 
 def block_output(block: nn.Module, call: Callable[[], object]) -> torch.Tensor:
