@@ -24,7 +24,10 @@ Conventions:
     two-sided partition permutation p-value (the SEAT test of Caliskan et al. / May et al.: the
     two target sets are exchangeable, pairing is ignored), and an interval that agrees with it: up to
     n = 29 the test inverted over shifts of X's scores (the same partitions; the shift interval
-    divided by the pooled sd d uses, ``ci_method`` "permutation inversion"), above a percentile
+    divided by the pooled sd d uses, ``ci_method`` "permutation inversion"; that sd is of the unshifted
+    scores, while shifting X changes the pooled sd of a shifted sample, so the interval is one of
+    d only approximately, in d's units: exact where it matters for agreement, as 0 is inside it exactly
+    when the test does not reject), above a percentile
     bootstrap resampling the two sets independently, inverted where the two disagree; threshold
     0.2 (Cohen's "small"). The paired
     question is answered, with more power, by the mean_delta row of the same output.
@@ -238,6 +241,11 @@ def _seat_tests(
     random: stats.RandomMatrices,
     options: TestOptions,
 ) -> list[_Test]:
+    """SEAT d per column with its partition permutation p-value and an interval that agrees with it.
+    Up to n = 29 the interval inverts the test over shifts of X's scores (an interval of the mean
+    difference) and is divided by the pooled sd of the unshifted scores: in d's units, but only
+    approximately an interval of d (a shift also changes the pooled sd d would divide by); it
+    contains 0 exactly when the test does not reject, which the division cannot change."""
     by_size: dict[int, list[tuple[tuple[str, str, str, str], str, np.ndarray, np.ndarray]]] = {}
     for item in columns:
         by_size.setdefault(item[2].size, []).append(item)
