@@ -390,17 +390,18 @@ def content_share_findings(
             np.asarray(values),
             options,
         )
+        missed = unconverged.get((probe_set, language), 0)
         row["note"] = (
             f"{method}, {len(values)} attributed text(s) (the instances with the largest parity differences); "
             "content words: all but the closed-class words of probes/function_words (a heuristic for scripts "
             "without spaces); punctuation counts as not content"
+        ) + (
+            f"; integrated gradients did not converge for {missed} of these texts (converged = false in "
+            "attributions): kept, as the share is a ratio within each text, but their attributions are "
+            "indicative only"
+            if missed
+            else ""
         )
-        if unconverged.get((probe_set, language)):
-            row["note"] += (
-                f"; integrated gradients did not converge for {unconverged[(probe_set, language)]} of these texts "
-                "(converged = false in attributions): kept, as the share is a ratio within each text, but their "
-                "attributions are indicative only"
-            )
         rows_out.append(row)
     for probe_set, language in sorted(no_list - set(shares)):
         rows_out.append(
