@@ -116,9 +116,9 @@ if not own_pairs.empty:
     missed = int((own_pairs["converged"].astype("boolean") == False).sum())  # noqa: E712 (null stays unknown)
     if missed:
         st.warning(
-            f"Integrated gradients did not converge for {missed} of these rows (converged = false): their "
-            "attributions do not add up to the difference they explain, so read them as indicative only "
-            "(raise --ig-max-steps, or compare with gradient_x_input)."
+            f"Focus attribution per pair: {missed} integrated-gradients row(s) not converged (converged = false: "
+            "a variant's attributions do not add up to the difference they explain), so read them as indicative "
+            "only (raise --ig-max-steps, or compare with gradient_x_input)."
         )
 
 st.subheader("What explains the difference")
