@@ -34,7 +34,7 @@ from torch import nn
 
 from audit.batching import pad_right, token_budget_batches
 from audit.metrics.options import TestOptions
-from audit.metrics.stats import RandomMatrices, bca_mean_intervals
+from audit.metrics.stats import RandomMatrices, mean_tests
 from audit.tables import PATCHING_POSITIONS, TABLES, typed_empty
 from audit.targets import Target
 
@@ -51,9 +51,6 @@ as two targets' log-likelihoods) would be divided by about zero. Its restored fr
 COMPARE_TOKENS = 2048
 """Padded tokens per batch of the pass that runs a and b side by side, every activation kept."""
 
-PATCHING_PURPOSE = 20
-"""The bootstrap draws of the aggregate intervals (``RandomMatrices`` purpose; see audit/metrics/stats.py)."""
-
 PATCHING_DTYPES: dict[str, str] = {
     "layer": "int64",
     "token_index": "int64",
@@ -64,7 +61,8 @@ EFFECT_DTYPES: dict[str, str] = {
     "layer": "int64",
     "n": "int64",
     "n_pairs": "int64",
-    **dict.fromkeys(("effect", "ci_low", "ci_high"), "float64"),
+    **dict.fromkeys(("effect", "ci_low", "ci_high", "p_value"), "float64"),
+    "ci_method": "object",
 }
 
 
@@ -88,10 +86,19 @@ class PatchSites:
         return len(self.modules)
 
 
+UNFOUND_BLOCKS = (
+    "activation patching needs one list of identical blocks, as many as the config's num_hidden_layers, "
+    "as in BERT-like encoders (encoder.layer), Llama-family decoders such as SmolLM2 (layers), T5 (block) and "
+    "BART (layers); run without --patching for this model (the rest of the audit does not need it)"
+)
+"""What to do when ``transformer_blocks`` cannot tell the model's blocks (the run goes on without patching)."""
+
+
 def transformer_blocks(root: nn.Module, n_layers: int | None) -> list[nn.Module]:
     """The model's list of transformer blocks: the shallowest ``nn.ModuleList`` under ``root`` of
     ``n_layers`` modules of one class (BERT ``encoder.layer``, Llama ``layers``, GPT-2 ``h``, T5
-    ``block``, BART ``layers``). Raises ValueError, saying what was found, when there is not exactly one."""
+    ``block``, BART ``layers``). Raises ValueError, saying what was found and what to do (``UNFOUND_BLOCKS``),
+    when there is not exactly one."""
     found = [
         (name, module)
         for name, module in root.named_modules()
@@ -108,14 +115,14 @@ def transformer_blocks(root: nn.Module, n_layers: int | None) -> list[nn.Module]
         ]
         raise ValueError(
             f"no list of {n_layers if n_layers is not None else 'transformer'} blocks found in "
-            f"{type(root).__name__} (module lists: {', '.join(lists) or 'none'})"
+            f"{type(root).__name__} (module lists: {', '.join(lists) or 'none'}); {UNFOUND_BLOCKS}"
         )
     depth = min(name.count(".") for name, _ in found)
     shallowest = [(name, module) for name, module in found if name.count(".") == depth]
     if len(shallowest) > 1:
         raise ValueError(
             f"several lists of blocks in {type(root).__name__} ({', '.join(n for n, _ in shallowest)}): "
-            "cannot tell which one the score runs through"
+            f"cannot tell which one the score runs through; {UNFOUND_BLOCKS}"
         )
     return list(shallowest[0][1])
 
@@ -460,9 +467,12 @@ def patching_effects(
     options: TestOptions,
 ) -> pd.DataFrame:
     """The ``patching_effects`` rows: per probe set, layer and relative position, the mean restored
-    fraction over instances with its BCa bootstrap interval. Within an instance the tokens of one
-    class are averaged per pair, then the instance's pairs; instances are the resampled unit (the
-    pairs of one instance share its sentence)."""
+    fraction over instances, tested against 0 as every paired mean is (``stats.mean_tests``: the
+    two-sided sign-flip p-value and an interval that agrees with it, the inverted sign-flip test up to
+    n = 29 instances, BCa above unless the two disagree; ``ci_method`` says which; with n <= 5 at 95%
+    the interval is ``(-inf, inf)``: no sign pattern is rare enough to exclude any value). Within an
+    instance the tokens of one class are averaged per pair, then the instance's pairs; instances are
+    the resampled unit (the pairs of one instance share its sentence)."""
     valid = table[table["restored_fraction"].notna()]
     if valid.empty:
         return typed_empty("patching_effects", EFFECT_DTYPES)
@@ -478,19 +488,14 @@ def patching_effects(
     columns = [
         (key, values.to_numpy(dtype=float)) for key, values in per_instance.groupby(level=cell, sort=False)
     ]
-    random = RandomMatrices(options.seed, options.n_resamples)
-    intervals: dict[int, tuple[float, float]] = {}
-    by_size: dict[int, list[int]] = {}
-    for index, (_, values) in enumerate(columns):
-        by_size.setdefault(values.size, []).append(index)
-    for size, indices in by_size.items():
-        matrix = np.column_stack([columns[i][1] for i in indices])
-        found = bca_mean_intervals(matrix, random.counts(size, PATCHING_PURPOSE), options.confidence)
-        intervals.update(
-            {i: (float(low), float(high)) for i, (low, high) in zip(indices, found, strict=True)}
-        )
+    tests = mean_tests(
+        [values for _, values in columns],
+        RandomMatrices(options.seed, options.n_resamples),
+        confidence=options.confidence,
+        n_permutations=options.n_permutations,
+    )
     rows = []
-    for index, (key, values) in enumerate(columns):
+    for (key, values), test in zip(columns, tests, strict=True):
         probe_set, layer, position = key
         rows.append(
             {
@@ -500,9 +505,11 @@ def patching_effects(
                 "output": outputs[probe_set],
                 "layer": int(layer),
                 "relative_position": position,
-                "effect": float(values.mean()),
-                "ci_low": intervals[index][0],
-                "ci_high": intervals[index][1],
+                "effect": test.effect,
+                "ci_low": test.ci_low,
+                "ci_high": test.ci_high,
+                "p_value": test.p_value,
+                "ci_method": test.ci_method,
                 "n": int(values.size),
                 "n_pairs": int(n_pairs[key]),
                 "note": notes.get(str(probe_set)),

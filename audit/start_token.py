@@ -115,7 +115,15 @@ def apply_start_token(tokenizer: Any, choice: str, name: str) -> StartToken:
     if lead == target:
         return StartToken(choice, token, token_id, added=False)
     removed = tuple(str(t) for t in tokenizer.convert_ids_to_tokens(lead))
-    backend = tokenizer.backend_tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise UserError(
+            f"--start-token {choice}: the tokenizer of {name} ({type(tokenizer).__name__}) is a slow (Python) "
+            "tokenizer, whose special tokens probelens cannot change; save the model with a fast tokenizer "
+            "(a tokenizer.json beside it, e.g. AutoTokenizer.from_pretrained(..., use_fast=True)."
+            f"save_pretrained(...)), or use --start-token {removed[0] if removed else 'none'} to keep what it "
+            "does (the first token of a text is then scored only if the tokenizer puts a token before it)"
+        )
     document = json.loads(backend.to_str())
     processor = document.get("post_processor")
     rewritten = _rewrite(processor, wanted, has_leading=bool(lead))

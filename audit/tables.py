@@ -22,8 +22,9 @@ n_unknown, n_byte_fallback), the findings' subset column and the parallel (multi
 column of an older run as null. 4: the generations table (causal LMs with --generate); a run
 without the file reads it as an empty table. 5: the pair_attributions table (what explains a pair's
 difference: pair integrated gradients and word occlusion), the patching and patching_effects tables
-(--patching), the findings' ci_method column (how each interval was made), the attributions' n_steps,
-completeness_error and converged columns (integrated gradients with a completeness tolerance); a run
+(--patching; patching_effects with p_value and ci_method as findings), the findings' ci_method column
+(how each interval was made), the attributions' n_steps, completeness_error and converged columns
+(integrated gradients with a completeness tolerance) and attribution_pairs' converged; a run
 without them reads them as empty tables (a missing column as null)."""
 
 TABLES: dict[str, list[str]] = {
@@ -143,6 +144,9 @@ TABLES: dict[str, list[str]] = {
         "focus_attribution_a",
         "focus_attribution_b",
         "delta",  # a - b
+        # integrated gradients: both variants' attributions met --ig-tolerance (the attributions'
+        # converged); null for gradient_x_input (no integral to complete)
+        "converged",
     ],
     # counterfactual explanations (audit/attribution/contrast.py): one row per attributed pair of
     # variants x method x unit: what explains the pair's difference f(a) - f(b) itself
@@ -216,8 +220,13 @@ TABLES: dict[str, list[str]] = {
         "layer",
         "relative_position",
         "effect",  # mean over instances of the instance's mean restored fraction (its pairs, its tokens there)
-        "ci_low",  # BCa bootstrap interval over instances
+        # an interval over instances that agrees with p_value (as findings' mean_delta): the inverted
+        # sign-flip test up to 29 instances, BCa above unless the two disagree; -inf / inf when the test
+        # cannot bound it (n <= 5 at 95%)
+        "ci_low",
         "ci_high",
+        "p_value",  # two-sided sign-flip test of "the mean restored fraction is 0" over instances
+        "ci_method",  # "sign-flip inversion" or "BCa bootstrap"
         "n",  # instances
         "n_pairs",
         "note",  # what the fraction is of, for this model family

@@ -6,17 +6,26 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from audit.tables import PATCHING_POSITIONS
+from audit.tables import PATCHING_POSITIONS, interval_text
 from dashboard.charts import FIT_WIDTH
 
 PAIR_KEY = ["instance_id", "group_a", "group_b"]
 
 
-def effect_cells(effects: pd.DataFrame, probe_set: str) -> pd.DataFrame:
-    """One probe set's ``patching_effects`` rows, positions in reading order, numbers as floats."""
+def effect_cells(effects: pd.DataFrame, probe_set: str, confidence: float = 0.95) -> pd.DataFrame:
+    """One probe set's ``patching_effects`` rows, positions in reading order, numbers as floats, and
+    the interval as text (``interval``: "unbounded (n = 4: ...)" where ci_low / ci_high are -inf / inf,
+    as the findings show it; a run from before p_value and ci_method has them null)."""
     rows = effects[effects["probe_set"].astype(str) == probe_set].copy()
-    for column in ("effect", "ci_low", "ci_high"):
+    for column in ("p_value", "ci_method"):
+        if column not in rows.columns:
+            rows[column] = None
+    for column in ("effect", "ci_low", "ci_high", "p_value"):
         rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    rows["interval"] = [
+        interval_text(low, high, n, confidence)
+        for low, high, n in zip(rows["ci_low"], rows["ci_high"], rows["n"], strict=True)
+    ]
     rows["layer"] = pd.to_numeric(rows["layer"], errors="coerce").astype("Int64")
     rows["relative_position"] = rows["relative_position"].astype(str)
     return rows.reset_index(drop=True)
@@ -90,8 +99,9 @@ def position_heatmap(cells: pd.DataFrame, *, title: str) -> alt.LayerChart:
         alt.Tooltip("layer:O"),
         alt.Tooltip("relative_position:N", title="position"),
         alt.Tooltip("effect:Q", format="+.3f", title="mean restored"),
-        alt.Tooltip("ci_low:Q", format="+.3f"),
-        alt.Tooltip("ci_high:Q", format="+.3f"),
+        alt.Tooltip("interval:N"),
+        alt.Tooltip("p_value:Q", format=".3g", title="p (mean 0)"),
+        alt.Tooltip("ci_method:N", title="interval method"),
         alt.Tooltip("n:Q", title="instances"),
         alt.Tooltip("n_pairs:Q", title="pairs"),
     ]

@@ -450,3 +450,51 @@ def test_completeness_of_a_zero_difference_is_measured_against_the_floor() -> No
 
     errors = completeness_error(np.array([1e-6, 1e-6, 0.5]), np.array([0.0, 1e-9, 10.0]))
     np.testing.assert_allclose(errors, [1e-6 / COMPLETENESS_FLOOR, 1e-6 / COMPLETENESS_FLOOR, 0.05])
+
+
+def test_focus_attribution_pairs_say_whether_both_integrals_converged() -> None:
+    """converged: both variants' IG met the tolerance (False when either missed), null for
+    gradient_x_input; and an example attributed on two outputs is checked on each of them."""
+    from audit.stages.explain import focus_attribution_pairs, unconverged_attributions
+
+    rows = []
+    for instance, flags in (("i", (True, True)), ("j", (True, False))):
+        for variant, flag in zip(("he", "she"), flags, strict=True):
+            for method, converged in (("integrated_gradients", flag), ("gradient_x_input", None)):
+                for is_focus in (True, False):
+                    rows.append((f"s/{instance}/{variant}", method, "prob:pos", 0.5, is_focus, converged))
+    tokens = pd.DataFrame(
+        rows, columns=["example_id", "method", "output", "attribution", "is_focus", "converged"]
+    )
+    examples = pd.DataFrame(
+        {
+            "example_id": [f"s/{i}/{v}" for i in "ij" for v in ("he", "she")],
+            "instance_id": [i for i in "ij" for _ in range(2)],
+            "variant": ["he", "she"] * 2,
+            "focus": "[[0, 2]]",
+            "probe_set": "s",
+        }
+    )
+    effects = pd.DataFrame({"probe_set": "s", "instance_id": ["i", "j"], "group_a": "he", "group_b": "she"})
+    pairs = focus_attribution_pairs(tokens, examples, effects, "s")
+    assert list(pairs.columns) == TABLES["attribution_pairs"]
+    flags = pairs.set_index(["instance_id", "method"])["converged"]
+    assert flags[("i", "integrated_gradients")] == True  # noqa: E712
+    assert flags[("j", "integrated_gradients")] == False  # noqa: E712
+    assert flags.loc[(slice(None), "gradient_x_input")].isna().all()
+
+    # one example attributed on two outputs: the missed integral on the second is not hidden by the first
+    two = pd.DataFrame(
+        {
+            "example_id": ["s/i/he"] * 4,
+            "method": "integrated_gradients",
+            "output": ["prob:pos", "prob:pos", "prob:neg", "prob:neg"],
+            "attribution": [0.5, 0.5, 0.5, 0.5],
+            "convergence_delta": [0.0, 0.0, 0.5, 0.5],
+            "completeness_error": [0.0, 0.0, 0.5, 0.5],
+            "n_steps": [32, 32, 256, 256],
+        }
+    )
+    notes = unconverged_attributions(two, examples, 0.05)
+    assert len(notes) == 1 and notes[0].startswith("integrated gradients did not converge for 1 of 2")
+    assert "at up to 256 steps" in notes[0]

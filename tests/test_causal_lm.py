@@ -679,3 +679,17 @@ groups:
 templates:
   - "{pronoun} is tired ."
 """
+
+
+def test_a_slow_tokenizer_says_how_to_choose_a_start_token() -> None:
+    """ByT5's tokenizer is a real slow (Python) tokenizer with an EOS and no BOS: adding the start token
+    would need its fast backend; the error says what to do instead of an AttributeError."""
+    from transformers import ByT5Tokenizer
+
+    from audit.errors import UserError
+    from audit.start_token import apply_start_token
+
+    with pytest.raises(UserError, match=r"slow \(Python\) tokenizer.*fast tokenizer.*--start-token none"):
+        apply_start_token(ByT5Tokenizer(), "bos", "byt5")
+    kept = apply_start_token(ByT5Tokenizer(), "none", "byt5")  # nothing to change: no error
+    assert kept.token is None and not kept.added

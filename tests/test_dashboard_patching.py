@@ -72,3 +72,27 @@ def test_a_run_without_patching_says_how_to_get_it(runs: Path, monkeypatch: pyte
     assert not list(at.get("vega_lite_chart"))
     assert any("without `--patching`" in info.value for info in at.info)
     assert any("--patching" in md.value for md in at.markdown)
+
+
+def test_unbounded_cells_read_as_unbounded_in_the_hover() -> None:
+    """Cells with 5 instances or fewer carry (-inf, inf) (the sign-flip test cannot bound them): the hover
+    says "unbounded" as the findings do, and the chart still serialises (no bare infinities)."""
+    import numpy as np
+
+    from dashboard.patching import effect_cells, position_heatmap
+
+    effects = pd.DataFrame(
+        {
+            "probe_set": "s", "layer": [0, 1], "relative_position": ["focus", "start"], "effect": [0.5, 0.1],
+            "ci_low": [-np.inf, 0.01], "ci_high": [np.inf, 0.2], "p_value": [0.25, 0.001],
+            "ci_method": ["sign-flip inversion", "BCa bootstrap"], "n": [3, 40], "n_pairs": [3, 40],
+        }
+    )  # fmt: skip
+    cells = effect_cells(effects, "s", 0.9)
+    assert cells["interval"].tolist() == [
+        "unbounded (n = 3: too few instances to exclude any value at 90%)", "[+0.010, +0.200]",
+    ]  # fmt: skip
+    spec = position_heatmap(cells, title="s").to_dict()
+    hover = [t["field"] for t in spec["layer"][0]["encoding"]["tooltip"]]
+    assert {"interval", "p_value", "ci_method"} <= set(hover) and "ci_low" not in hover
+    json.dumps(spec, allow_nan=False)

@@ -182,6 +182,17 @@ def test_content_share_weighs_content_words_against_function_words() -> None:
     en = row(shares, "content_attribution_share", "en")
     assert en["effect"] == pytest.approx(8 / 10)
     assert "no function-word list" in row(shares, "content_attribution_share", "xx")["note"]
+    assert "did not converge" not in en["note"]
+    # a text whose integrated gradients missed the tolerance is kept and counted in the note
+    flagged = tokens.assign(converged=True)
+    flagged.loc[flagged["example_id"] == "ml/i0/en", "converged"] = False
+    en = row(
+        content_share_findings(flagged, examples, {"[CLS]", "[SEP]"}, STATS),
+        "content_attribution_share",
+        "en",
+    )
+    assert en["effect"] == pytest.approx(8 / 10) and en["n"] == 1
+    assert "integrated gradients did not converge for 1 of these texts" in en["note"]
 
 
 def test_association_outputs_are_compared_by_parity_not_as_seat_sets() -> None:

@@ -21,7 +21,9 @@ import pytest
 import torch
 from torch import nn
 
-from audit.patching import relative_positions, transformer_blocks
+from audit.metrics.options import TestOptions
+from audit.metrics.stats import BCA_BOOTSTRAP, SIGN_FLIP_INVERSION
+from audit.patching import patching_effects, relative_positions, transformer_blocks
 from audit.tables import TABLES
 from tests.support.cli import invoke_main
 
@@ -274,6 +276,46 @@ def test_patching_is_off_by_default_and_refused_where_it_cannot_follow_the_model
     assert pd.read_parquet(mlm / "patching.parquet").empty
 
 
+def restored_rows(fractions: list[float], probe_set: str) -> pd.DataFrame:
+    """One patching row per instance (one pair, one token at layer 1's focus) with these fractions."""
+    return pd.DataFrame(
+        {
+            "probe_set": probe_set,
+            "instance_id": [f"i{i}" for i in range(len(fractions))],
+            "group_a": "female",
+            "group_b": "male",
+            "output": "prob:positive",
+            "layer": 1,
+            "relative_position": "focus",
+            "restored_fraction": fractions,
+        }
+    )
+
+
+def test_the_aggregate_interval_agrees_with_its_test_at_every_n() -> None:
+    """As findings' mean_delta: up to 29 instances the inverted sign-flip test (unbounded at n <= 5,
+    never BCa's zero-width interval at n = 1 or [min, max] at n = 2), BCa above; the interval
+    excludes 0 exactly when p <= 0.05."""
+    rng = np.random.default_rng(3)
+    sizes = {"one": [0.4], "two": [0.2, 0.6], "five": [0.1, 0.2, 0.3, 0.4, 0.5]}
+    sizes |= {"ten": list(rng.normal(0.3, 0.2, 10)), "null": list(rng.normal(0.0, 0.2, 12))}
+    sizes |= {"forty": list(rng.normal(0.1, 0.3, 40))}
+    table = pd.concat([restored_rows(v, k) for k, v in sizes.items()], ignore_index=True)
+    options = TestOptions(n_resamples=500, n_permutations=2000)
+    effects = patching_effects(table, {}, {}, options).set_index("probe_set")
+    assert list(effects.reset_index().columns) == TABLES["patching_effects"]
+    for name in ("one", "two", "five"):
+        row = effects.loc[name]
+        assert (row["ci_low"], row["ci_high"]) == (-np.inf, np.inf), name
+        assert row["ci_method"] == SIGN_FLIP_INVERSION and row["p_value"] > 0.05
+    assert effects.loc["forty", "ci_method"] == BCA_BOOTSTRAP
+    assert (effects.loc[["ten", "null"], "ci_method"] == SIGN_FLIP_INVERSION).all()
+    assert effects.loc["ten", "p_value"] <= 0.05 < effects.loc["null", "p_value"]
+    excludes = (effects["ci_low"] > 0) | (effects["ci_high"] < 0)
+    assert (excludes == (effects["p_value"] <= 0.05)).all()
+    assert effects.loc["two", "effect"] == pytest.approx(0.4) and effects.loc["ten", "n"] == 10
+
+
 def test_relative_positions_line_up_on_the_swapped_tokens() -> None:
     special = [True, False, False, False, False, False, False, False, True]
     focus = [False, False, False, False, True, False, False, False, False]
@@ -293,8 +335,19 @@ def test_blocks_are_found_or_the_error_says_what_was_there() -> None:
 
     found = transformer_blocks(Stack(), 3)
     assert len(found) == 3 and all(isinstance(m, nn.Linear) for m in found)
-    with pytest.raises(ValueError, match=r"no list of 4 blocks .*layers \(3\)"):
+    with pytest.raises(ValueError, match=r"no list of 4 blocks .*layers \(3\).*run without --patching"):
         transformer_blocks(Stack(), 4)
+
+    class Twin(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.left = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+            self.right = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+
+    with pytest.raises(
+        ValueError, match=r"several lists .*left, right.*Llama-family.*run without --patching"
+    ):
+        transformer_blocks(Twin(), 3)
 
 
 def block_output(block: nn.Module, call: Callable[[], object]) -> torch.Tensor:

@@ -45,7 +45,10 @@ significant (severity "none") and say why: the difference measures missing vocab
 
 ``content_attribution_share`` (``content_share_findings``), once attributions exist: per language,
 the share of |attribution| on content words (probes/function_words.py), special tokens left out,
-mean over the attributed instances, BCa interval, descriptive.
+mean over the attributed instances, BCa interval, descriptive. Texts whose integrated gradients
+missed the completeness tolerance (attributions ``converged`` = false) are kept, and the row's note
+counts them: the share is a ratio within one text, so it does not need the attributions to add up to
+the score, but such a text's attributions are indicative only.
 """
 
 from __future__ import annotations
@@ -353,6 +356,7 @@ def content_share_findings(
     tokens = attributions[(attributions["method"] == method) & ~attributions["token"].isin(special_tokens)]
     texts = examples.set_index("example_id")[["probe_set", "lang", "text"]]
     shares: dict[tuple[str, str], list[float]] = {}
+    unconverged: dict[tuple[str, str], int] = {}
     no_list: set[tuple[str, str]] = set()
     for example_id, rows in tokens.groupby("example_id", sort=True):
         if example_id not in texts.index:
@@ -375,6 +379,8 @@ def content_share_findings(
             ]
         )
         shares.setdefault(key, []).append(float((weights * content).sum() / total))
+        if "converged" in rows.columns and (rows["converged"].astype("boolean") == False).any():  # noqa: E712
+            unconverged[key] = unconverged.get(key, 0) + 1
     rows_out = []
     for (probe_set, language), values in sorted(shares.items()):
         row = _described(
@@ -384,10 +390,17 @@ def content_share_findings(
             np.asarray(values),
             options,
         )
+        missed = unconverged.get((probe_set, language), 0)
         row["note"] = (
             f"{method}, {len(values)} attributed text(s) (the instances with the largest parity differences); "
             "content words: all but the closed-class words of probes/function_words (a heuristic for scripts "
             "without spaces); punctuation counts as not content"
+        ) + (
+            f"; integrated gradients did not converge for {missed} of these texts (converged = false in "
+            "attributions): kept, as the share is a ratio within each text, but their attributions are "
+            "indicative only"
+            if missed
+            else ""
         )
         rows_out.append(row)
     for probe_set, language in sorted(no_list - set(shares)):

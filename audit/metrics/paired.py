@@ -24,10 +24,11 @@ Conventions:
     two-sided partition permutation p-value (the SEAT test of Caliskan et al. / May et al.: the
     two target sets are exchangeable, pairing is ignored), and an interval that agrees with it: up to
     n = 29 the test inverted over shifts of X's scores (the same partitions; the shift interval
-    divided by the pooled sd d uses, ``ci_method`` "permutation inversion"), above a percentile
-    bootstrap resampling the two sets independently, inverted where the two disagree; threshold
-    0.2 (Cohen's "small"). The paired
-    question is answered, with more power, by the mean_delta row of the same output.
+    divided by the pooled sd of the unshifted scores, ``ci_method`` "permutation inversion": in d's
+    units but only approximately an interval of d, since a shift also changes the pooled sd d divides
+    by; it contains 0 exactly when the test does not reject), above a percentile bootstrap resampling
+    the two sets independently, inverted where the two disagree; threshold 0.2 (Cohen's "small").
+    The paired question is answered, with more power, by the mean_delta row of the same output.
   * ``flip_rate`` once per pair (flips are per predicted label, the same for every output; the
     row's ``output`` is null): rate and Wilson CI, descriptive only: no p-value, no q-value,
     threshold NaN, never significant (see audit/metrics/stats.py for why).
@@ -238,6 +239,11 @@ def _seat_tests(
     random: stats.RandomMatrices,
     options: TestOptions,
 ) -> list[_Test]:
+    """SEAT d per column with its partition permutation p-value and an interval that agrees with it.
+    Up to n = 29 the interval inverts the test over shifts of X's scores (an interval of the mean
+    difference) and is divided by the pooled sd of the unshifted scores: in d's units, but only
+    approximately an interval of d (a shift also changes the pooled sd d would divide by); it
+    contains 0 exactly when the test does not reject, which the division cannot change."""
     by_size: dict[int, list[tuple[tuple[str, str, str, str], str, np.ndarray, np.ndarray]]] = {}
     for item in columns:
         by_size.setdefault(item[2].size, []).append(item)

@@ -199,7 +199,9 @@ def top_instances(effects: pd.DataFrame, probe_set: str, top: int | str) -> list
 def focus_attribution_pairs(
     tokens: pd.DataFrame, examples: pd.DataFrame, effects: pd.DataFrame, probe_set: str
 ) -> pd.DataFrame:
-    """Per attributed pair of variants: attribution mass on the focus tokens of a and of b."""
+    """Per attributed pair of variants: attribution mass on the focus tokens of a and of b, and
+    ``converged``: both variants' integrated gradients met the completeness tolerance (null for
+    gradient_x_input, which has no integral; null too when the tokens carry no ``converged``)."""
     if tokens.empty:
         return pd.DataFrame(columns=TABLES["attribution_pairs"])
     focus = (
@@ -213,6 +215,7 @@ def focus_attribution_pairs(
         tokens[["example_id", "method", "output"]]
         .drop_duplicates()
         .merge(focus, on=["example_id", "method", "output"], how="left")
+        .merge(example_convergence(tokens), on=["example_id", "method", "output"], how="left")
     )
     attributed = attributed.merge(
         examples[["example_id", "instance_id", "variant", "focus"]], on="example_id"
@@ -232,7 +235,24 @@ def focus_attribution_pairs(
         right.drop(columns="example_id"), on=["instance_id", "group_b", "method", "output"]
     )
     merged["delta"] = merged["focus_attribution_a"] - merged["focus_attribution_b"]
+    # boolean NA logic: False if either missed, null if neither missed and one is unknown
+    merged["converged"] = merged["converged_x"].astype("boolean") & merged["converged_y"].astype("boolean")
     return merged[TABLES["attribution_pairs"]]
+
+
+def example_convergence(tokens: pd.DataFrame) -> pd.DataFrame:
+    """Per attributed example x method x output: ``converged`` as its integrated gradients say it
+    (every token row carries its example's flag); null for gradient_x_input and without the column."""
+    keys = ["example_id", "method", "output"]
+    if "converged" not in tokens.columns:
+        return tokens[keys].drop_duplicates().assign(converged=pd.NA)
+    flags = tokens[keys].assign(converged=tokens["converged"].astype("boolean"))
+    per_example = flags.groupby(keys, sort=False)["converged"].agg(lambda s: s.all(skipna=False))
+    per_example = per_example.reset_index()
+    per_example["converged"] = per_example["converged"].astype("boolean")
+    is_ig = per_example["method"] == "integrated_gradients"
+    per_example.loc[~is_ig, "converged"] = pd.NA
+    return per_example
 
 
 def unconverged_attributions(
@@ -241,24 +261,27 @@ def unconverged_attributions(
     """Per probe set, a warning when integrated gradients missed the completeness ``tolerance``
     (--ig-tolerance) for some of its attributed examples even at --ig-max-steps: their token
     attributions do not add up to the explained difference. The same examples say ``converged`` =
-    false in the attributions table. Rows without the ``completeness_error`` column (runs before
+    false in the attributions table. One integral per example and output (an example attributed on
+    two outputs counts twice). Rows without the ``completeness_error`` column (runs before
     schema 5) get it from the attributions and their convergence delta, measured the same way."""
     ig = attributions[attributions["method"] == "integrated_gradients"]
     if ig.empty or ig["convergence_delta"].isna().all():
         return []
-    per_example = ig.groupby("example_id").agg(
-        total=("attribution", "sum"), delta=("convergence_delta", "first")
-    )
+    # an example attributed on several outputs has one integral (and one error) per output
+    key = ["example_id", "output"] if "output" in ig.columns else ["example_id"]
+    grouped = ig.groupby(key, sort=False, dropna=False)
+    per_example = grouped.agg(total=("attribution", "sum"), delta=("convergence_delta", "first"))
     if "completeness_error" in ig.columns:
-        per_example["error"] = ig.groupby("example_id")["completeness_error"].first().astype(float)
+        per_example["error"] = grouped["completeness_error"].first().astype(float)
     else:
         difference = (per_example["total"] - per_example["delta"]).to_numpy(dtype=float)
         per_example["error"] = completeness_error(per_example["delta"].to_numpy(dtype=float), difference)
-    steps = ig.groupby("example_id")["n_steps"].first() if "n_steps" in ig.columns else None
+    steps = grouped["n_steps"].first() if "n_steps" in ig.columns else None
     per_example = per_example[per_example["error"].notna()]
     sets = examples.set_index("example_id")["probe_set"]
+    ids = per_example.index.get_level_values("example_id")
     notes = []
-    for probe_set, values in per_example.groupby(per_example.index.map(lambda e: sets.get(e, "?"))):
+    for probe_set, values in per_example.groupby([sets.get(e, "?") for e in ids]):
         off = values[values["error"] > tolerance]
         if len(off):
             at = "" if steps is None else f" at up to {int(steps[off.index].max())} steps"

@@ -113,6 +113,13 @@ own_pairs = pairs[(pairs["probe_set"] == probe_set) & (pairs["instance_id"] == i
 if not own_pairs.empty:
     st.subheader("Attribution on the focus tokens, per pair")
     st.dataframe(own_pairs, hide_index=True, key="instance_attribution_pairs")
+    missed = int((own_pairs["converged"].astype("boolean") == False).sum())  # noqa: E712 (null stays unknown)
+    if missed:
+        st.warning(
+            f"Focus attribution per pair: {missed} integrated-gradients row(s) not converged (converged = false: "
+            "a variant's attributions do not add up to the difference they explain), so read them as indicative "
+            "only (raise --ig-max-steps, or compare with gradient_x_input)."
+        )
 
 st.subheader("What explains the difference")
 pair_rows = read_table(run.path, "pair_attributions")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from audit.tables import confidence_text
 from dashboard import session
 from dashboard.data import RunDataError, read_table
 from dashboard.frames import present_values
@@ -43,7 +44,8 @@ st.markdown(
 for note in notes:
     st.warning(note)
 probe_set = st.selectbox("Probe set", present_values(effects, "probe_set"), key="p_probe_set")
-cells = effect_cells(effects, str(probe_set))
+confidence = float(run.config.get("confidence", 0.95))
+cells = effect_cells(effects, str(probe_set), confidence)
 n_instances, n_pairs = int(cells["n"].max()), int(cells["n_pairs"].max())
 st.altair_chart(
     position_heatmap(
@@ -57,7 +59,9 @@ if len(set_notes):
     st.caption(str(set_notes.iloc[0]))
 st.caption(
     "Per instance, the tokens of a position class are averaged per pair, then over the instance's pairs; "
-    "the hover shows the mean over instances with its 95% bootstrap interval."
+    f'the hover shows the mean over instances, the sign-flip p-value of "mean 0" and a {confidence_text(confidence)} '
+    "interval that agrees with it (the inverted sign-flip test up to 29 instances, BCa above; unbounded with 5 "
+    "instances or fewer)."
 )
 
 st.subheader("One pair")
