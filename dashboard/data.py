@@ -33,6 +33,13 @@ ADDED_IN_SCHEMA_3: dict[str, tuple[str, ...]] = {
     "findings": ("subset",),
 }
 """Columns a version-1 or version-2 run's tables lack (tokenization of each text); they read as null."""
+ADDED_IN_SCHEMA_5: dict[str, tuple[str, ...]] = {
+    "findings": ("ci_method",),
+    "attributions": ("n_steps", "completeness_error", "converged"),
+    "attribution_pairs": ("converged",),
+}
+"""Columns a run before version 5 lacks (how each interval was made, integrated gradients'
+completeness); they read as null. Version 5's new tables read empty when their files are absent."""
 
 
 class RunDataError(ValueError):
@@ -167,7 +174,8 @@ def read_table(run_dir: Path, name: str) -> pd.DataFrame:
     """One table of a run; a missing file reads as an empty table with the contract columns.
 
     An older run's table reads with the columns added since as nulls (``ADDED_IN_SCHEMA_2`` for a
-    version-1 run, ``ADDED_IN_SCHEMA_3`` for versions 1 and 2); a missing ``segment_attributions`` file
+    version-1 run, ``ADDED_IN_SCHEMA_3`` for versions 1 and 2, ``ADDED_IN_SCHEMA_5`` for versions
+    before 5); a missing table file (``segment_attributions``, ``pair_attributions``, ``patching``, ...)
     reads empty like any other absent table.
 
     Raises RunDataError when the file exists but is not a readable parquet table with those columns.
@@ -188,7 +196,8 @@ def _cached_parquet(path: str, name: str, mtime_ns: int, size: int) -> pd.DataFr
         frame = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several unrelated types for a damaged file
         raise RunDataError(f"{path} is not a readable parquet table: {error}") from error
-    for column in (*ADDED_IN_SCHEMA_2.get(name, ()), *ADDED_IN_SCHEMA_3.get(name, ())):
+    added = (*ADDED_IN_SCHEMA_2.get(name, ()), *ADDED_IN_SCHEMA_3.get(name, ()), *ADDED_IN_SCHEMA_5.get(name, ()))
+    for column in added:
         if column not in frame.columns:
             frame[column] = None
     try:

@@ -577,3 +577,29 @@ def test_an_unbounded_interval_reads_unbounded_in_the_table_and_the_forest_plot(
     assert plotted.loc[plotted["unbounded"], "interval"].tolist() == [text]
     assert plotted["ci_low"].isna().sum() == plotted["ci_high"].isna().sum() == 1  # no bar to draw
     assert any("unbounded" in caption.value for caption in at.caption)
+
+
+def test_run_written_before_schema_5_opens_on_every_page(
+    cli_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run made before version 5 (no ci_method, no completeness columns, no pair_attributions or
+    patching files) reads with those columns null and every page opens."""
+    runs = tmp_path / "runs"
+    old = runs / "tiny-biased"
+    shutil.copytree(cli_run_dir / "tiny-biased", old)
+    dropped = {
+        "findings": ["ci_method"],
+        "attributions": ["n_steps", "completeness_error", "converged"],
+        "attribution_pairs": ["converged"],
+    }
+    for name, columns in dropped.items():
+        frame = pd.read_parquet(old / f"{name}.parquet")
+        frame.drop(columns=columns).to_parquet(old / f"{name}.parquet")
+    for name in ("pair_attributions", "patching", "patching_effects"):
+        (old / f"{name}.parquet").unlink()
+    for name, columns in dropped.items():
+        frame = read_table(old, name)
+        assert frame[columns].isna().all().all(), name
+    at = open_app(runs, monkeypatch)
+    for page in ("findings", "instances", "attention", "runs"):
+        go(at, page)
