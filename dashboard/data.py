@@ -196,7 +196,11 @@ def _cached_parquet(path: str, name: str, mtime_ns: int, size: int) -> pd.DataFr
         frame = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several unrelated types for a damaged file
         raise RunDataError(f"{path} is not a readable parquet table: {error}") from error
-    added = (*ADDED_IN_SCHEMA_2.get(name, ()), *ADDED_IN_SCHEMA_3.get(name, ()), *ADDED_IN_SCHEMA_5.get(name, ()))
+    added = (
+        *ADDED_IN_SCHEMA_2.get(name, ()),
+        *ADDED_IN_SCHEMA_3.get(name, ()),
+        *ADDED_IN_SCHEMA_5.get(name, ()),
+    )
     for column in added:
         if column not in frame.columns:
             frame[column] = None
