@@ -26,6 +26,7 @@ from transformers import (
 
 from audit.attention import recording_attention_statistics
 from audit.attribution.base import AttributionSettings
+from audit.attribution.integrated import IntegrationSettings
 from audit.attribution.methods import IntegratedGradients
 from audit.batching import collate, encode_texts
 from audit.generation import GenerationSettings, generate, generate_rows, prompt_ids
@@ -251,7 +252,9 @@ def test_integrated_gradients_explain_the_compared_loglik(families, tmp_path: Pa
     special = torch.tensor([[int(s) for s in encoded[0].special]])
     deltas = []
     for steps in (8, 256):
-        settings = AttributionSettings(n_steps=steps, baseline_token_id=target.tokenizer.pad_token_id)
+        settings = AttributionSettings(
+            IntegrationSettings(n_steps=steps), baseline_token_id=target.tokenizer.pad_token_id
+        )
         result = IntegratedGradients(head.forward, target.embedding_layer(), settings).attribute(
             ids, mask, special, torch.tensor([0]), torch.tensor([0])
         )

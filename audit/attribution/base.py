@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from audit.attribution.integrated import IntegrationSettings
 from audit.errors import UserError
 
 ScoreFunction = Callable[..., torch.Tensor]
@@ -27,24 +28,11 @@ ScoreFunction = Callable[..., torch.Tensor]
 class AttributionSettings:
     """Knobs shared by the methods; each method uses the ones that apply to it."""
 
-    n_steps: int = 32
-    """Integration steps of the first round (integrated gradients)."""
-    max_steps: int = 1024
-    """Integrated gradients: at most this many steps per example (audit.attribution.integrated)."""
-    tolerance: float = 0.05
-    """Integrated gradients: the completeness error accepted (share of |f(x) - f(baseline)|)."""
-    rule: str = "trapezoid"
-    """Integrated gradients' quadrature: "trapezoid" (adaptive) or "gausslegendre" (doubling)."""
-    internal_batch_size: int = 64
-    """Rows (examples x steps) per forward/backward pass; bounds memory."""
+    integration: IntegrationSettings = field(default_factory=IntegrationSettings)
+    """How integrated gradients integrates along the path (steps, cap, tolerance, rule, rows per pass);
+    its ``internal_batch_size`` also bounds the rows of gradient x input's passes."""
     baseline_token_id: int = 0
     """Token that replaces every non-special token in the baseline (the pad token)."""
-
-    def __post_init__(self) -> None:
-        if self.n_steps < 1:
-            raise ValueError(f"n_steps must be at least 1, got {self.n_steps}")
-        if self.internal_batch_size < 1:
-            raise ValueError(f"internal_batch_size must be at least 1, got {self.internal_batch_size}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from audit.attribution.batches import (
     check_example,
     focus_token_mask,
 )
+from audit.attribution.integrated import IntegrationSettings
 from audit.batching import pad_right, run_with_backoff, token_budget_batches
 from audit.errors import UserError
 from audit.tables import TABLES
@@ -62,11 +63,13 @@ def attribute_examples(
     for position, example in enumerate(examples):
         check_example(example, position)
     settings = AttributionSettings(
-        n_steps=n_steps,
-        max_steps=max_steps,
-        tolerance=tolerance,
-        rule=rule,
-        internal_batch_size=internal_batch_size,
+        IntegrationSettings(
+            n_steps=n_steps,
+            max_steps=max_steps,
+            tolerance=tolerance,
+            rule=rule,
+            internal_batch_size=internal_batch_size,
+        ),
         baseline_token_id=baseline_token_id,
     )
     attributor = get_method(method)(forward, embedding_layer, settings)

@@ -6,7 +6,7 @@ import torch
 from captum.attr import LayerGradientXActivation
 
 from audit.attribution.base import Attributor, BatchAttribution, forward_args, register_method
-from audit.attribution.integrated import IntegrationSettings, integrated_gradients
+from audit.attribution.integrated import integrated_gradients
 
 
 def integrated_gradients_baseline(
@@ -47,13 +47,7 @@ class IntegratedGradients(Attributor):
             attention_mask,
             output_index,
             variant_index,
-            IntegrationSettings(
-                n_steps=self.settings.n_steps,
-                max_steps=self.settings.max_steps,
-                tolerance=self.settings.tolerance,
-                rule=self.settings.rule,
-                internal_batch_size=self.settings.internal_batch_size,
-            ),
+            self.settings.integration,
         )
         return BatchAttribution(
             attributions=torch.from_numpy(result.attributions),
