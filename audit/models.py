@@ -217,6 +217,7 @@ def load_model(
         _check_tokenizer_files(files.folder, name)
     warnings += _set_padding(model, tokenizer, name)
     start = apply_start_token(tokenizer, start_token, name) if task == "causal-lm" else None
+    warnings += _ignored_start_token(start_token, task, name)
     vocabulary_warning = _check_vocabulary_size(tokenizer, config, name)
     if vocabulary_warning:
         warnings.append(vocabulary_warning)
@@ -251,6 +252,16 @@ def load_model(
         warnings=warnings,
         start_token=start,
     )
+
+
+def _ignored_start_token(start_token: str, task: str, name: str) -> list[str]:
+    """A warning when --start-token was given for a model that is not a causal LM (it has no effect there)."""
+    if task == "causal-lm" or start_token == DEFAULT_START_TOKEN:
+        return []
+    return [
+        f"--start-token {start_token} applies to causal LMs only; {name} is a {task} model, which scores "
+        "its texts as its tokenizer encodes them, so the setting is ignored"
+    ]
 
 
 def _locate(name: str, revision: str | None) -> tuple[str, Path | None]:

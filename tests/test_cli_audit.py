@@ -469,3 +469,17 @@ def test_interval_text_edges() -> None:
     )
     assert interval_text(0.1, float("inf"), 3, 0.975) == "[+0.100, +inf)"
     assert interval_text(float("nan"), 1.0, 3, 0.95) == interval_text(None, None, 3, 0.95) == "none"
+
+
+def test_a_start_token_given_to_a_model_that_is_not_a_causal_lm_is_said_to_be_ignored(
+    run_cli, biased_classifier: Path, classifier_probes: Path, tmp_path: Path
+) -> None:
+    common = ("run", "--model", biased_classifier, "--probes", classifier_probes, "--no-attributions",
+              "--no-attention", "--json")  # fmt: skip
+    given = run_cli(*common, "--start-token", "eos", "--out", tmp_path / "given")
+    assert given.exit_code == 0, given.stderr
+    (summary,) = json.loads(given.stdout)["runs"]
+    assert any("--start-token eos applies to causal LMs only" in w for w in summary["warnings"])
+    default = run_cli(*common, "--out", tmp_path / "default")
+    (summary,) = json.loads(default.stdout)["runs"]
+    assert not any("--start-token" in w for w in summary["warnings"])
