@@ -115,3 +115,23 @@ def run_with_backoff(batch: list[int], step: Callable[[list[int]], T]) -> Iterat
         yield from run_with_backoff(batch[middle:], step)
         return
     yield batch, result
+
+
+def run_in_length_batches(
+    lengths: Sequence[int],
+    batch_tokens: int,
+    step: Callable[[list[int]], list[T]],
+    *,
+    max_batch_size: int = 256,
+    on_done: Callable[[int], None] | None = None,
+) -> list[T]:
+    """``step`` over token-budget batches of the items (``token_budget_batches``), each batch split in
+    half on out-of-memory (``run_with_backoff``); ``step(batch)`` returns one result per index of the
+    batch. The results come back in the items' order; ``on_done(n)`` after each batch that ran."""
+    results: dict[int, T] = {}
+    for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=max_batch_size):
+        for done, values in run_with_backoff(batch, step):
+            results.update(zip(done, values, strict=True))
+            if on_done is not None:
+                on_done(len(done))
+    return [results[index] for index in range(len(lengths))]

@@ -21,7 +21,7 @@ from audit.attribution.batches import (
     focus_token_mask,
 )
 from audit.attribution.integrated import IntegrationSettings
-from audit.batching import pad_right, run_with_backoff, token_budget_batches
+from audit.batching import pad_right, run_in_length_batches
 from audit.errors import UserError
 from audit.tables import TABLES
 
@@ -112,15 +112,10 @@ def attribute_examples(
             )
         return out
 
-    results: list[TokenAttribution | None] = [None] * len(examples)
     lengths = [len(e.input_ids) for e in examples]
-    for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=internal_batch_size):
-        for done, attributed in run_with_backoff(batch, run):
-            for index, result in zip(done, attributed, strict=True):
-                results[index] = result
-            if on_done is not None:
-                on_done(len(done))
-    return [r for r in results if r is not None]
+    return run_in_length_batches(
+        lengths, batch_tokens, run, max_batch_size=internal_batch_size, on_done=on_done
+    )
 
 
 def attribution_frame(

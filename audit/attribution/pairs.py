@@ -40,7 +40,7 @@ from torch import nn
 from audit.attribution.base import ScoreFunction
 from audit.attribution.batches import EncodedExample
 from audit.attribution.integrated import IntegrationSettings, integrated_gradients
-from audit.batching import pad_right, run_with_backoff, token_budget_batches
+from audit.batching import pad_right, run_in_length_batches
 
 PAIR_TOLERANCE_CAP = 0.01
 """Pair IG is integrated until its attributions add up to the pair's delta within the run's
@@ -147,15 +147,10 @@ def pair_integrated_gradients(
             for row, pair in enumerate(chosen)
         ]
 
-    results: list[PairAttribution | None] = [None] * len(pairs)
     lengths = [len(pair.a.input_ids) for pair in pairs]
-    for batch in token_budget_batches(lengths, batch_tokens, max_batch_size=settings.internal_batch_size):
-        for done, attributed in run_with_backoff(batch, run):
-            for index, result in zip(done, attributed, strict=True):
-                results[index] = result
-            if on_done is not None:
-                on_done(len(done))
-    return [r for r in results if r is not None]
+    return run_in_length_batches(
+        lengths, batch_tokens, run, max_batch_size=settings.internal_batch_size, on_done=on_done
+    )
 
 
 def explained(
